@@ -1,0 +1,31 @@
+# genrobust: "Leaving Reality to Imagination" (Bansal & Grover, 2023) as one workflow.
+# Full study:  snakemake --profile workflow/profiles/slurm          (config/config.yaml)
+# Offline toy: make demo   (snakemake --configfile config/demo.yaml --cores 2)
+# The DAG, in order: data -> generate -> convert -> train -> evaluate -> analysis -> report.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# config/config.yaml unless --configfile names another (which then replaces it, not extends it).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/convert.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

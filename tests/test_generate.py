@@ -1,0 +1,175 @@
+"""Generation shards: planning, kill-and-resume equality, determinism, errors, regeneration."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrobust import generate, io, prompts
+from genrobust.demo.models import build_tiny_sd
+
+WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> str:
+    return str(build_tiny_sd(tmp_path_factory.mktemp("models") / "sd", seed=0))
+
+
+def spec_for(model: str, **overrides) -> dict:
+    spec = {"model_id": model, "revision": None, "pipeline": "StableDiffusionPipeline",
+            "scheduler": "PNDMScheduler", "templates": "openai80", "class_names": "clip", "steps": 2,
+            "guidance": 7.5, "height": 32, "width": 32, "batch_size": 2, "dtype": "float32",
+            "save_size": 32, "jpeg_quality": 95, "safety_checker": False}
+    spec.update(overrides)
+    return spec
+
+
+def run_shard(model: str, out: Path, shard: int = 0, n_shards: int = 2, **kwargs):
+    return generate.generate_class_label_shard(
+        strategy="cl80", split="train", spec=spec_for(model), wnids=WNIDS, per_class=3, n_shards=n_shards,
+        shard=shard, global_seed=0, out_manifest=str(out / f"shard~{shard}" / "manifest.csv"), device="cpu",
+        **kwargs)
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.jpg"))}
+
+
+def test_plan_covers_every_image_once_whatever_the_shard_count():
+    specs = generate.plan_images("cl80", "train", WNIDS, 1300, 0)
+    assert len(specs) == 3900
+    for n_shards in (1, 7, 500):
+        covered = [i for s in range(n_shards) for i in generate.shard_range(len(specs), n_shards, s)]
+        assert covered == list(range(len(specs)))
+    # Seeds depend on (seed, strategy, split, class, k) only.
+    assert specs[5].seed == generate.plan_images("cl80", "train", WNIDS, 10, 0)[5].seed
+    assert specs[5].seed != generate.plan_images("cl80", "val", WNIDS, 1300, 0)[5].seed
+    assert len({s.seed for s in specs}) == len(specs)
+    assert len({s.id for s in specs}) == len(specs)
+
+
+def test_killed_and_rerun_shard_equals_uninterrupted(tiny_sd, tmp_path):
+    whole = tmp_path / "whole"
+    manifest = run_shard(tiny_sd, whole)
+    assert len(manifest) == 4  # 9 images over 2 shards: shard 0 holds [0, 4), shard 1 [4, 9)
+    killed = tmp_path / "killed"
+    assert run_shard(tiny_sd, killed, max_batches=1) is None  # stopped after one batch of 2
+    shard_dir = killed / "shard~0"
+    assert not (shard_dir / "manifest.csv").exists()
+    assert len(file_hashes(shard_dir)) == 2
+    # A kill can also cut the progress log mid-line: that batch is simply redone.
+    with open(shard_dir / "progress.jsonl", "a") as f:
+        f.write('{"rows": [{"id": "trunc')
+    resumed = run_shard(tiny_sd, killed)
+    assert file_hashes(shard_dir) == file_hashes(whole / "shard~0")
+    assert (shard_dir / "manifest.csv").read_bytes() == (whole / "shard~0" / "manifest.csv").read_bytes()
+    assert resumed["id"].tolist() == manifest["id"].tolist()
+
+
+def test_finished_shard_reruns_without_loading_the_model(tiny_sd, tmp_path):
+    run_shard(tiny_sd, tmp_path)
+    before = file_hashes(tmp_path / "shard~0")
+    # A broken model path would fail if the model were loaded: a finished shard never loads it.
+    again = generate.generate_class_label_shard(
+        strategy="cl80", split="train", spec=spec_for(str(tmp_path / "no-such-model")), wnids=WNIDS,
+        per_class=3, n_shards=2, shard=0, global_seed=0,
+        out_manifest=str(tmp_path / "shard~0" / "manifest.csv"), device="cpu")
+    assert len(again) == 4 and file_hashes(tmp_path / "shard~0") == before
+
+
+def test_manifest_records_seed_prompt_template_and_model(tiny_sd, tmp_path):
+    manifest = run_shard(tiny_sd, tmp_path, shard=1)
+    assert list(manifest.columns) == generate.MANIFEST_COLUMNS
+    assert set(manifest["template"]) <= set(prompts.OPENAI_80)
+    names = prompts.load_class_names(WNIDS)
+    for row in manifest.itertuples():
+        assert row.prompt == row.template.format(names[row.wnid])
+        assert (tmp_path / row.path).is_file()  # relative to the split folder
+    assert (manifest["model"] == tiny_sd).all() and (manifest["steps"] == 2).all()
+    assert (manifest["attempt"] == 0).all()
+
+
+def test_same_config_gives_bit_identical_images(tiny_sd, tmp_path):
+    run_shard(tiny_sd, tmp_path / "a", shard=1)
+    run_shard(tiny_sd, tmp_path / "b", shard=1)
+    a, b = file_hashes(tmp_path / "a" / "shard~1"), file_hashes(tmp_path / "b" / "shard~1")
+    assert a == b and len(a) == 5
+    assert len(set(a.values())) == 5  # and different images differ
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"pipeline": "NoSuchPipeline"}, "unknown diffusers pipeline class 'NoSuchPipeline'"),
+    ({"scheduler": "NoSuchScheduler"}, "unknown diffusers scheduler 'NoSuchScheduler'"),
+])
+def test_bad_pipeline_or_scheduler_fails_before_generating(tiny_sd, tmp_path, overrides, message):
+    with pytest.raises(generate.GenerationError, match=message):
+        generate.generate_class_label_shard(
+            strategy="cl80", split="train", spec=spec_for(tiny_sd, **overrides), wnids=WNIDS, per_class=3,
+            n_shards=1, shard=0, global_seed=0, out_manifest=str(tmp_path / "m.csv"), device="cpu")
+    assert not list(tmp_path.glob("*.jpg"))
+
+
+def test_bad_model_path_fails_with_a_clear_message(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(generate.GenerationError, match="no model_index.json"):
+        generate.load_pipeline(str(tmp_path / "empty"), None, "StableDiffusionPipeline", None, "float32", "cpu", False)
+
+
+def test_defective_images_are_detected():
+    fine = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    assert generate.is_defective(fine) == ""
+    assert generate.is_defective(np.zeros_like(fine)) == "black"
+    nan = fine.copy()
+    nan[0, 0, 0] = np.nan
+    assert generate.is_defective(nan) == "nan"
+
+
+class FirstSeedsBroken:
+    """The real tiny pipeline, except that images from `broken` seeds come out NaN or black,
+    as an fp16 VAE overflow or the safety checker's black square would."""
+
+    def __init__(self, pipe, broken: dict[int, str]):
+        self.pipe, self.broken = pipe, broken
+
+    def __call__(self, generator, **kwargs):
+        seeds = [g.initial_seed() for g in generator]
+        out = self.pipe(generator=generator, **kwargs)
+        for j, seed in enumerate(seeds):
+            if self.broken.get(seed) == "nan":
+                out.images[j][:] = np.nan
+            elif self.broken.get(seed) == "black":
+                out.images[j][:] = 0
+        return out
+
+
+def test_nan_and_black_images_are_regenerated_with_the_next_seed(tiny_sd):
+    pipe = generate.load_pipeline(tiny_sd, None, "StableDiffusionPipeline", None, "float32", "cpu", False)
+    seeds = [11, 22, 33]
+    broken = FirstSeedsBroken(pipe, {11: "nan", 33: "black", generate.retry_seed(33, 1): "black"})
+    spec = spec_for(tiny_sd)
+    images, attempts, reasons = generate._generate_with_retries(broken, spec, ["a", "b", "c"], seeds, "cpu")
+    assert attempts == [1, 0, 2] and reasons == ["nan", "", "black"]
+    assert all(im.dtype == np.uint8 and im.max() > 5 for im in images)
+    # The regenerated image is exactly the image of the retry seed.
+    direct, _, _ = generate._generate_with_retries(pipe, spec, ["a"], [generate.retry_seed(11, 1)], "cpu")
+    assert np.array_equal(images[0], direct[0])
+    always = FirstSeedsBroken(pipe, {generate.retry_seed(22, a): "nan" for a in range(generate.MAX_ATTEMPTS)})
+    with pytest.raises(generate.GenerationError, match="stayed NaN/black"):
+        generate._generate_with_retries(always, spec, ["b"], [22], "cpu")
+
+
+def test_gather_concatenates_shards_and_rejects_duplicates(tiny_sd, tmp_path):
+    paths = []
+    for shard in (0, 1):
+        run_shard(tiny_sd, tmp_path, shard=shard)
+        paths.append(str(tmp_path / f"shard~{shard}" / "manifest.csv"))
+    gathered = generate.gather_manifests(paths, str(tmp_path / "manifest.csv"))
+    assert len(gathered) == 9 and gathered["id"].is_unique
+    assert gathered.groupby("wnid").size().tolist() == [3, 3, 3]
+    with pytest.raises(generate.GenerationError, match="duplicate"):
+        generate.gather_manifests(paths + paths[:1], str(tmp_path / "twice.csv"))
+    assert io.read_csv(tmp_path / "manifest.csv")["id"].tolist() == gathered["id"].tolist()

@@ -1,0 +1,209 @@
+"""Config checks beyond the JSON schema, and the plan the DAG is built from.
+
+The Snakefile validates config against workflow/schemas/config.schema.yaml (types, keys,
+values), then calls `check_config`, which checks what a schema cannot: cross-references and
+dataset paths. Both run before any job starts, and every message names the key or path.
+`training_runs` and friends turn config into the job grid; they are plain functions so that
+tests check the plan without Snakemake.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import io
+
+IMAGENET1K = "imagenet1k"
+WNID = re.compile(r"^n\d{8}$")
+
+
+class ConfigError(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- mixtures
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A training set: percentages of each source; `total` fixes the size (fixed-budget runs)."""
+
+    name: str
+    terms: tuple[tuple[str, float], ...]  # (source, percent); source is "real" or a strategy
+    total: int | None = None
+
+    @property
+    def sources(self) -> list[str]:
+        return [s for s, _ in self.terms]
+
+
+def parse_mixture(name: str) -> Mixture:
+    """'real_100+cl80_100' -> 100% real + 100% cl80; 'n_1300000+real_75+cl80_25' -> 1.3M images, 75/25.
+
+    Percentages are of the real train set size (the paper's "100% = 130K"); with a leading
+    n_<total> they are shares of that total instead.
+    """
+    total = None
+    terms = []
+    for part in name.split("+"):
+        source, _, amount = part.rpartition("_")
+        if not source or not re.fullmatch(r"[0-9]+(\.[0-9]+)?", amount):
+            raise ConfigError(f"mixture '{name}': term '{part}' is not source_percent (e.g. real_100, cl80_50)")
+        if source == "n":
+            if terms or total is not None:
+                raise ConfigError(f"mixture '{name}': n_<total> must come first")
+            total = int(amount)
+            continue
+        terms.append((source, float(amount)))
+    if not terms:
+        raise ConfigError(f"mixture '{name}' has no source terms")
+    if total is not None and abs(sum(p for _, p in terms) - 100) > 1e-6:
+        raise ConfigError(f"mixture '{name}': shares of a fixed total must add up to 100")
+    return Mixture(name, tuple(terms), total)
+
+
+# ----------------------------------------------------------------------------- classes
+
+
+def class_count(spec: str) -> int:
+    """Number of classes, cheaply (DAG time must not import timm)."""
+    if spec == IMAGENET1K:
+        return 1000
+    return len(read_class_file(spec))
+
+
+def read_class_file(path: str) -> list[str]:
+    if not Path(path).is_file():
+        raise ConfigError(f"class list '{path}' does not exist (datasets.*.classes: '{IMAGENET1K}' or a file of wnids)")
+    wnids = io.read_lines(path)
+    bad = [w for w in wnids if not WNID.match(w)]
+    if bad:
+        raise ConfigError(f"class list '{path}': not wnids (nXXXXXXXX): {bad[:5]}")
+    if len(set(wnids)) != len(wnids):
+        raise ConfigError(f"class list '{path}' repeats wnids")
+    return sorted(wnids)
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    dataset: str
+    mix: str
+    arch: str
+    seed: int
+
+
+def report_mixtures(report: dict, config: dict) -> list[str]:
+    """Mixtures a report trains: its rows plus the standard models of the robustness fit."""
+    mixes = list(report["rows"].values())
+    mixes += [m for m in config["robustness"]["reference_mixtures"] if m not in mixes]
+    return mixes
+
+
+def training_runs(config: dict) -> list[TrainingRun]:
+    runs: dict[TrainingRun, None] = {}
+    for report in config["reports"].values():
+        for mix in report_mixtures(report, config):
+            for arch in report["archs"]:
+                for seed in report["seeds"]:
+                    runs[TrainingRun(report["dataset"], mix, arch, seed)] = None
+    return list(runs)
+
+
+def generated_sources(config: dict, dataset: str) -> list[str]:
+    """Strategies some mixture of `dataset` trains on, sorted: the generated part of its pool."""
+    sources = set()
+    for run in training_runs(config):
+        if run.dataset == dataset:
+            sources.update(s for s in parse_mixture(run.mix).sources if s != "real")
+    return sorted(sources)
+
+
+def report_test_sets(config: dict, dataset: str) -> list[str]:
+    """Test sets the models of `dataset` are evaluated on: the ID set first, then the reports'."""
+    names = [config["evaluation"]["id_test_set"]]
+    for report in config["reports"].values():
+        if report["dataset"] == dataset:
+            names += [t for t in report["test_sets"] if t not in names]
+    return names
+
+
+def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
+    """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
+    jobs = []
+    for dataset in sorted({run.dataset for run in training_runs(config)}):
+        for strategy in generated_sources(config, dataset):
+            gen = config["datasets"][dataset]["generate"][strategy]
+            for split in ("train", "val"):
+                n_shards = gen[f"{split}_shards"]
+                if gen[f"{split}_per_class"] > 0:
+                    jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
+    return jobs
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def produced_by_demo(config: dict, path: str) -> bool:
+    demo = config.get("demo")
+    if not demo:
+        return False
+    p = Path(path)
+    return any(p == Path(root) or Path(root) in p.parents for root in (demo["data"], demo["models"]))
+
+
+def check_config(config: dict) -> None:
+    """Cross-references and paths; raises ConfigError naming the key (and path) at fault."""
+    models, strategies = config["models"], config["strategies"]
+    datasets, test_sets = config["datasets"], config["test_sets"]
+    for name, strategy in strategies.items():
+        if strategy["model"] not in models:
+            raise ConfigError(f"strategies.{name}.model: '{strategy['model']}' is not one of models ({sorted(models)})")
+        if name in ("real", "n"):
+            raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
+    if config["evaluation"]["id_test_set"] not in test_sets:
+        raise ConfigError(f"evaluation.id_test_set: '{config['evaluation']['id_test_set']}' is not one of test_sets")
+    for mix in config["robustness"]["reference_mixtures"]:
+        if parse_mixture(mix).sources != ["real"]:
+            raise ConfigError(f"robustness.reference_mixtures: '{mix}' is not real data only (standard models)")
+    for rname, report in config["reports"].items():
+        key = f"reports.{rname}"
+        dataset = report["dataset"]
+        if dataset not in datasets:
+            raise ConfigError(f"{key}.dataset: '{dataset}' is not one of datasets ({sorted(datasets)})")
+        for t in report["test_sets"]:
+            if t not in test_sets:
+                raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
+        generate = datasets[dataset].get("generate", {})
+        for label, mix in report["rows"].items():
+            for source, percent in parse_mixture(mix).terms:
+                if source == "real":
+                    continue
+                if source not in strategies:
+                    raise ConfigError(f"{key}.rows.{label}: source '{source}' of '{mix}' is not 'real' "
+                                      f"or one of strategies ({sorted(strategies)})")
+                if source not in generate:
+                    raise ConfigError(f"{key}.rows.{label}: '{mix}' trains on {source}, but "
+                                      f"datasets.{dataset}.generate.{source} is not set")
+    for dname, dataset in datasets.items():
+        if dataset["classes"] != IMAGENET1K:
+            read_class_file(dataset["classes"])
+    if config.get("demo"):
+        read_class_file(config["demo"]["classes"])
+    if not config.get("check_paths", True):
+        return
+    used = {r.dataset for r in training_runs(config)}
+    needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
+    needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
+               for d in sorted(used) for t in report_test_sets(config, d)]
+    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items()
+               if spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"])]
+    for key, path in needed:
+        if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
+            raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, "
+                              "'Pointing the config at your data'), or plan without data: "
+                              "snakemake -n --config check_paths=False")

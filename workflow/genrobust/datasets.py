@@ -1,0 +1,353 @@
+"""Read the real datasets in their native on-disk layouts (see shared/DATASETS.md).
+
+Every test set is reduced to one table: `path` and `wnids` (the image's correct classes joined
+by ';', usually one; ObjectNet images can have several), plus `corruption`/`severity` for
+ImageNet-C. Class subsets (ImageNet-R's 200, ObjectNet's 125, a 100-class model) are then
+handled in one place, `subset_for_classes`, instead of one special case per test set.
+
+Indexing uses os.scandir only (no glob, no per-file stat) so ImageNet train (1.28M files)
+indexes in seconds, and everything is sorted so the same tree gives the same table.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import functools
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from genrobust import io
+
+IMAGE_EXTS = (".jpeg", ".jpg", ".png")
+WNID_RE = re.compile(r"^n\d{8}$")
+TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c")
+OBJECTNET_MAPPINGS = (
+    "folder_to_objectnet_label.json",
+    "objectnet_to_imagenet_1k.json",
+    "imagenet_to_label_2012_v2",
+    "pytorch_to_imagenet_2012_id.json",
+)
+
+
+class DatasetError(Exception):
+    """A dataset or class list is missing or not in the expected layout; the message names the
+    path (or key) and says what was expected."""
+
+
+# --------------------------------------------------------------------------- class metadata
+
+
+@functools.cache
+def _timm_info_file(name: str) -> str:
+    """A file of timm's ImageNet metadata (timm/data/_info/), read without importing timm, which
+    would import torch (seconds) in rules that only index folders. Same files as
+    timm.data.ImageNetInfo and pkgutil.get_data("timm.data", "_info/...") read."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("the ImageNet class metadata comes from the timm package, which is not installed")
+    return (Path(list(spec.submodule_search_locations)[0]) / "data" / "_info" / name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def _wnids() -> tuple[str, ...]:
+    return tuple(_timm_info_file("imagenet_synsets.txt").splitlines())
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1000 ImageNet-1K wnids in class-index order (sorted; the PyTorch/timm order),
+    = timm.data.ImageNetInfo().label_names()."""
+    return list(_wnids())
+
+
+@functools.cache
+def _wnid_index() -> dict[str, int]:
+    return {w: i for i, w in enumerate(_wnids())}
+
+
+@functools.cache
+def _descriptions() -> tuple[tuple[str, str], ...]:
+    lemmas = dict(csv.reader(_timm_info_file("imagenet_synset_to_lemma.txt").splitlines(), delimiter="\t"))
+    return tuple((w, lemmas[w]) for w in _wnids())
+
+
+def imagenet_descriptions() -> dict[str, str]:
+    """wnid -> WordNet lemmas, e.g. 'kit fox, Vulpes macrotis' (= ImageNetInfo().label_descriptions(as_dict=True));
+    these are the strings ObjectNet's mapping files use."""
+    return dict(_descriptions())
+
+
+@functools.cache
+def _r_wnids() -> tuple[str, ...]:
+    return tuple(sorted(_timm_info_file("imagenet_r_synsets.txt").split()))
+
+
+def imagenet_r_wnids() -> list[str]:
+    """The 200 ImageNet-R classes (sorted wnids; timm's _info/imagenet_r_synsets.txt)."""
+    return list(_r_wnids())
+
+
+def load_class_list(spec: str | os.PathLike) -> list[str]:
+    """Classes of a training set: "imagenet1k" (all 1000) or a text file of wnids (one per line,
+    '#' comments allowed). Returned sorted, which defines the model's class-index order."""
+    if str(spec) == "imagenet1k":
+        return imagenet_wnids()
+    path = Path(spec)
+    if not path.is_file():
+        raise DatasetError(f"class list {path}: file not found (expected 'imagenet1k' or a text file of wnids)")
+    lines = io.read_lines(path)
+    known = _wnid_index()
+    bad = [s for s in lines if not WNID_RE.match(s) or s not in known]
+    if bad:
+        raise DatasetError(
+            f"class list {path}: {len(bad)} entries are not ImageNet-1K wnids (expected 'n' + 8 digits, "
+            f"one of the 1000 classes): {bad[:10]}"
+        )
+    dups = sorted(w for w, n in collections.Counter(lines).items() if n > 1)
+    if dups:
+        raise DatasetError(f"class list {path}: duplicate wnids {dups[:10]}")
+    if not lines:
+        raise DatasetError(f"class list {path}: no wnids in the file")
+    return sorted(lines)
+
+
+# --------------------------------------------------------------------------- folder scanning
+
+
+def _require_dir(root: str | os.PathLike, what: str) -> str:
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DatasetError(f"{what}: directory {root} not found")
+    return root
+
+
+def _subdirs(root: str) -> list[str]:
+    """Names of the non-hidden subfolders of root, sorted."""
+    with os.scandir(root) as it:
+        return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+
+
+def _images(folder: str) -> list[str]:
+    """Full paths of the image files directly inside folder, sorted (names only, no stat)."""
+    with os.scandir(folder) as it:
+        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTS) and not e.name.startswith("."))
+    return [os.path.join(folder, n) for n in names]
+
+
+def _wnid_folders(root: str, what: str, allowed: Iterable[str] | None = None, allowed_name: str = "ImageNet-1K") -> list[str]:
+    """The wnid folders that exist under root; every subfolder must be a known wnid."""
+    allowed = set(allowed) if allowed is not None else set(_wnids())
+    names = _subdirs(root)
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise DatasetError(
+            f"{what} {root}: subfolders {bad[:10]} are not {allowed_name} wnids (expected {root}/<wnid>/<image>)"
+        )
+    if not names:
+        hint = ""
+        with os.scandir(root) as it:
+            if any(e.name.lower().endswith(IMAGE_EXTS) for e in it):
+                hint = " (found images directly under it: a flat val folder must be re-foldered into <wnid>/ subfolders)"
+        raise DatasetError(f"{what} {root}: no <wnid>/ subfolders{hint}")
+    return names
+
+
+def index_image_folder(root: str | os.PathLike, wnids: Iterable[str]) -> pd.DataFrame:
+    """Index root/<wnid>/* for exactly the given wnids (ImageNet train/val, Sketch).
+
+    A training set must have every class, so a missing wnid folder is an error."""
+    root = _require_dir(root, "image folder")
+    paths: list[str] = []
+    labels: list[str] = []
+    for wnid in sorted(wnids):
+        folder = os.path.join(root, wnid)
+        if not os.path.isdir(folder):
+            raise DatasetError(f"image folder {root}: class folder {folder} not found (expected {root}/<wnid>/<image>)")
+        files = _images(folder)
+        paths += files
+        labels += [wnid] * len(files)
+    return pd.DataFrame({"path": paths, "wnid": labels})
+
+
+def _index_wnid_tree(root: str, what: str, allowed: Iterable[str] | None = None, allowed_name: str = "ImageNet-1K") -> pd.DataFrame:
+    paths: list[str] = []
+    labels: list[str] = []
+    for wnid in _wnid_folders(root, what, allowed, allowed_name):
+        files = _images(os.path.join(root, wnid))
+        paths += files
+        labels += [wnid] * len(files)
+    return pd.DataFrame({"path": paths, "wnids": labels})
+
+
+def _index_v2(root: str) -> pd.DataFrame:
+    wnids = _wnids()
+    names = _subdirs(root)
+    bad = [n for n in names if not n.isdigit() or not 0 <= int(n) < 1000]
+    if bad or not names:
+        raise DatasetError(
+            f"imagenet_v2 {root}: expected subfolders named 0..999 (class index in sorted-wnid order), "
+            f"found {bad[:10] if bad else 'none'}"
+        )
+    paths: list[str] = []
+    labels: list[str] = []
+    for name in sorted(names, key=int):
+        files = _images(os.path.join(root, name))
+        paths += files
+        labels += [wnids[int(name)]] * len(files)
+    return pd.DataFrame({"path": paths, "wnids": labels})
+
+
+def _index_imagenet_c(root: str, severities: Iterable[int] = (5,), corruptions: Iterable[str] | None = None) -> pd.DataFrame:
+    present = _subdirs(root)
+    if corruptions is None:
+        corruptions = present
+        if not corruptions:
+            raise DatasetError(f"imagenet_c {root}: no <corruption>/ subfolders")
+    frames = []
+    for corruption in corruptions:
+        for severity in severities:
+            folder = os.path.join(root, corruption, str(int(severity)))
+            if not os.path.isdir(folder):
+                raise DatasetError(
+                    f"imagenet_c {root}: {folder} not found (expected {root}/<corruption>/<severity 1-5>/<wnid>/<image>)"
+                )
+            df = _index_wnid_tree(folder, "imagenet_c")
+            df["corruption"] = corruption
+            df["severity"] = int(severity)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- ObjectNet
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"objectnet mapping {path}: not valid JSON ({e})") from e
+
+
+def objectnet_folder_wnids(mappings_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """ObjectNet image folder -> its ImageNet wnids (sorted), for the folders that map to ImageNet.
+
+    Chain (ObjectNet's own files): folder -> ObjectNet label -> ImageNet descriptions split on
+    '; ' -> line index in imagenet_to_label_2012_v2 -> PyTorch class index (by inverting
+    pytorch_to_imagenet_2012_id.json, which maps PyTorch index -> line) -> wnid."""
+    mdir = Path(mappings_dir)
+    for name in OBJECTNET_MAPPINGS:
+        if not (mdir / name).is_file():
+            raise DatasetError(f"objectnet mappings: {mdir / name} not found (expected the 4 files {OBJECTNET_MAPPINGS})")
+    folder_to_label: dict[str, str] = _read_json(mdir / "folder_to_objectnet_label.json")
+    label_to_descs: dict[str, str] = _read_json(mdir / "objectnet_to_imagenet_1k.json")
+    lines = [s.strip() for s in (mdir / "imagenet_to_label_2012_v2").read_text().splitlines()]
+    pt_to_line: dict[str, int] = _read_json(mdir / "pytorch_to_imagenet_2012_id.json")
+
+    wnids = _wnids()
+    line_to_pt: dict[int, int] = {}
+    for pt, line in pt_to_line.items():
+        if not (0 <= int(pt) < 1000 and 0 <= int(line) < len(lines)) or int(line) in line_to_pt:
+            raise DatasetError(
+                f"objectnet mapping {mdir / 'pytorch_to_imagenet_2012_id.json'}: entry {pt!r}: {line!r} is out of "
+                f"range or repeats a line (expected a bijection of 0..999 onto line indices)"
+            )
+        line_to_pt[int(line)] = int(pt)
+    desc_to_lines: dict[str, list[int]] = {}
+    for i, desc in enumerate(lines):
+        desc_to_lines.setdefault(desc, []).append(i)
+
+    label_to_folders: dict[str, list[str]] = {}
+    for folder, label in folder_to_label.items():
+        label_to_folders.setdefault(label, []).append(folder)
+
+    out: dict[str, list[str]] = {}
+    for label, joined in label_to_descs.items():
+        if label not in label_to_folders:
+            raise DatasetError(
+                f"objectnet mapping {mdir / 'objectnet_to_imagenet_1k.json'}: label {label!r} has no folder in "
+                f"{mdir / 'folder_to_objectnet_label.json'}"
+            )
+        found: set[str] = set()
+        for desc in joined.split("; "):
+            desc = desc.strip()
+            hits = desc_to_lines.get(desc, [])
+            if len(hits) != 1:
+                raise DatasetError(
+                    f"objectnet mapping {mdir / 'imagenet_to_label_2012_v2'}: description {desc!r} (of ObjectNet "
+                    f"label {label!r}) is on {len(hits)} lines, expected exactly 1"
+                )
+            if hits[0] not in line_to_pt:
+                raise DatasetError(
+                    f"objectnet mapping {mdir / 'pytorch_to_imagenet_2012_id.json'}: no PyTorch index maps to "
+                    f"line {hits[0]} ({desc!r})"
+                )
+            found.add(wnids[line_to_pt[hits[0]]])
+        for folder in label_to_folders[label]:
+            out[folder] = sorted(found)
+    return dict(sorted(out.items()))
+
+
+def _index_objectnet(root: str) -> pd.DataFrame:
+    images = os.path.join(root, "images")
+    mappings = os.path.join(root, "mappings")
+    for d in (images, mappings):
+        if not os.path.isdir(d):
+            raise DatasetError(f"objectnet {root}: {d} not found (expected objectnet-1.0/images/ and objectnet-1.0/mappings/)")
+    paths: list[str] = []
+    labels: list[str] = []
+    for folder, wnids in objectnet_folder_wnids(mappings).items():
+        fdir = os.path.join(images, folder)
+        if not os.path.isdir(fdir):
+            raise DatasetError(f"objectnet {root}: mapped folder {fdir} not found")
+        files = _images(fdir)
+        paths += files
+        labels += [";".join(wnids)] * len(files)
+    return pd.DataFrame({"path": paths, "wnids": labels})
+
+
+# --------------------------------------------------------------------------- test sets
+
+
+def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFrame:
+    """Index a test set: columns path, wnids (';'-joined correct classes) [, corruption, severity].
+
+    kind: imagenet (val, Sketch), imagenet_r, imagenet_v2, objectnet, imagenet_c
+    (options: severities=[5], corruptions=None meaning all present)."""
+    if kind not in TEST_KINDS:
+        raise DatasetError(f"test set kind {kind!r} unknown (expected one of {TEST_KINDS})")
+    root = _require_dir(root, kind)
+    extra = set(options) - ({"severities", "corruptions"} if kind == "imagenet_c" else set())
+    if extra:
+        raise DatasetError(f"test set kind {kind!r}: unexpected options {sorted(extra)}")
+    if kind == "imagenet":
+        return _index_wnid_tree(root, kind)
+    if kind == "imagenet_r":
+        return _index_wnid_tree(root, kind, allowed=_r_wnids(), allowed_name="ImageNet-R (200-class)")
+    if kind == "imagenet_v2":
+        return _index_v2(root)
+    if kind == "objectnet":
+        return _index_objectnet(root)
+    return _index_imagenet_c(root, options.get("severities") or [5], options.get("corruptions"))
+
+
+def subset_for_classes(index_df: pd.DataFrame, class_wnids: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Restrict a test index to what a model over class_wnids can be scored on.
+
+    Keeps the images with at least one correct class among class_wnids (their `wnids` reduced to
+    those), and returns the logit mask: the sorted classes of the model that occur in the test set.
+    Predictions are the argmax over the mask only; a hit is any of the image's wnids. This gives
+    ImageNet-R's 200-class masking, ObjectNet's 125-class any-of, and IN-100 overlaps alike."""
+    classes = set(class_wnids)
+    kept = index_df["wnids"].map(lambda s: ";".join(w for w in s.split(";") if w in classes))
+    keep = kept != ""
+    df = index_df.loc[keep].copy()
+    df["wnids"] = kept[keep]
+    df = df.reset_index(drop=True)
+    mask = sorted({w for s in index_df["wnids"] for w in s.split(";")} & classes)
+    return df, mask

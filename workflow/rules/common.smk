@@ -1,0 +1,237 @@
+# Config access, input functions and target lists; no rules here (STYLE.md).
+# Nothing here globs a dataset folder: the DAG comes from config alone.
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+# Jobs (local, SLURM, conda envs) import the same library: make it importable everywhere.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(Path(workflow.basedir) / "workflow"), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
+
+from genrobust.config import (
+    ConfigError,
+    check_config,
+    class_count,
+    generated_sources,
+    parse_mixture,
+    report_test_sets,
+    training_runs,
+)
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+OUT = config["out"]
+DEMO = config.get("demo")
+ENV = "../../envs/genrobust.yaml"
+# The venv's interpreter runs the CLI, unless --sdm conda puts its own python first on PATH.
+GENROBUST = (
+    "python -m genrobust"
+    if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", ""))
+    else f"{sys.executable} -m genrobust"
+)
+
+RUNS = training_runs(config)
+DATASETS = sorted({run.dataset for run in RUNS})
+
+
+wildcard_constraints:
+    dataset=r"[a-z][a-z0-9]*",
+    strategy=r"[a-z][a-z0-9]*",
+    split=r"train|val",
+    shard=r"\d+",
+    mix=r"(n_\d+\+)?[a-z][a-z0-9]*_\d+(\.\d+)?(\+[a-z][a-z0-9]*_\d+(\.\d+)?)*",
+    arch=r"[A-Za-z0-9_.]+",
+    seed=r"\d+",
+    test_set=r"[a-z][a-z0-9_]*",
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def demo_inputs(path):
+    """The demo rule's output when the demo builds `path`; nothing for a user's real data."""
+    if DEMO:
+        for root, built in ((DEMO["data"], "demo_data.json"), (DEMO["models"], "models.json")):
+            if Path(root) in (Path(path), *Path(path).parents):
+                return [f"{root}/{built}"]
+    return []
+
+
+def dataset_root(wildcards):
+    return config["datasets"][wildcards.dataset][wildcards.split]
+
+
+def test_set_kind(wildcards):
+    return config["test_sets"][wildcards.test_set]["kind"]
+
+
+def test_set_root(wildcards):
+    return config["test_sets"][wildcards.test_set]["path"]
+
+
+def dataset_source_inputs(wildcards):
+    return demo_inputs(config["datasets"][wildcards.dataset][wildcards.split])
+
+
+def test_set_source_inputs(wildcards):
+    return demo_inputs(config["test_sets"][wildcards.test_set]["path"])
+
+
+def test_set_options(wildcards):
+    spec = config["test_sets"][wildcards.test_set]
+    options = []
+    if spec.get("severities"):
+        options.append("--severities " + " ".join(map(str, spec["severities"])))
+    if spec.get("corruptions"):
+        options.append("--corruptions " + " ".join(spec["corruptions"]))
+    return " ".join(options)
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+def strategy_spec(wildcards):
+    """Everything one generation shard needs, as JSON for the CLI."""
+    spec = dict(config["strategies"][wildcards.strategy])
+    model = config["models"][spec.pop("model")]
+    spec.update(model_id=model["id"], revision=model.get("revision"))
+    gen = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy]
+    spec.update(
+        classes=config["datasets"][wildcards.dataset]["classes"],
+        per_class=gen[f"{wildcards.split}_per_class"],
+        n_shards=gen[f"{wildcards.split}_shards"],
+        seed=config["seed"],
+    )
+    return json.dumps(spec, sort_keys=True)
+
+
+def generation_model_inputs(wildcards):
+    model = config["strategies"][wildcards.strategy]["model"]
+    return demo_inputs(config["models"][model]["id"])
+
+
+def shard_manifests(wildcards):
+    n = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy][f"{wildcards.split}_shards"]
+    base = f"{OUT}/generate/{wildcards.dataset}/{wildcards.strategy}/{wildcards.split}"
+    return [f"{base}/shard~{i}/manifest.csv" for i in range(n)]
+
+
+# ----------------------------------------------------------------------------- convert / train
+
+
+def pool_generated_manifests(wildcards):
+    return {
+        s: f"{OUT}/generate/{wildcards.dataset}/{s}/train/manifest.csv"
+        for s in generated_sources(config, wildcards.dataset)
+    }
+
+
+def pool_generated_args(wildcards, input):
+    return " ".join(f"{s}={input[s]}" for s in pool_generated_manifests(wildcards))
+
+
+def recipe_json(wildcards):
+    return json.dumps(config["datasets"][wildcards.dataset]["recipe"], sort_keys=True)
+
+
+def beton_options(wildcards):
+    return json.dumps(config["datasets"][wildcards.dataset]["beton"])
+
+
+def checkpoint_path(wildcards):
+    return f"{OUT}/checkpoints/{run_dir(wildcards)}/last.pt"
+
+
+def dataset_classes(wildcards):
+    return config["datasets"][wildcards.dataset]["classes"]
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def run_dir(wildcards):
+    return f"{wildcards.dataset}/mix~{wildcards.mix}/arch~{wildcards.arch}/seed~{wildcards.seed}"
+
+
+# ImageNet-R and ObjectNet cover a subset of classes: their ID accuracy (for effective
+# robustness) is val accuracy on that subset, measured in the same pass as val itself.
+SUBSET_KINDS = ("imagenet_r", "objectnet")
+
+
+def id_subset_indices(wildcards):
+    if wildcards.test_set != config["evaluation"]["id_test_set"]:
+        return {}
+    return {
+        t: f"{OUT}/index/test/{t}.csv"
+        for t in report_test_sets(config, wildcards.dataset)
+        if config["test_sets"][t]["kind"] in SUBSET_KINDS
+    }
+
+
+def id_subset_args(wildcards, input):
+    return " ".join(f"--subset {t}={input[t]}" for t in id_subset_indices(wildcards))
+
+
+def border_crop(wildcards):
+    return 2 if config["test_sets"][wildcards.test_set]["kind"] == "objectnet" else 0
+
+
+# ----------------------------------------------------------------------------- analysis / report
+
+
+def dataset_evaluations(wildcards):
+    return [
+        f"{OUT}/eval/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/{t}.json"
+        for run in RUNS
+        if run.dataset == wildcards.dataset
+        for t in report_test_sets(config, run.dataset)
+    ]
+
+
+def dataset_metrics(wildcards):
+    return [
+        f"{OUT}/train/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/metrics.jsonl"
+        for run in RUNS
+        if run.dataset == wildcards.dataset
+    ]
+
+
+def report_spec(name):
+    spec = dict(config["reports"][name])
+    spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
+    spec["id_test_set"] = config["evaluation"]["id_test_set"]
+    return json.dumps(spec, sort_keys=True)
+
+
+def report_inputs(name):
+    dataset = config["reports"][name]["dataset"]
+    return {
+        "accuracy": f"{OUT}/analysis/{dataset}/accuracy.csv",
+        "robustness": f"{OUT}/analysis/{dataset}/robustness.csv",
+    }
+
+
+def generated_datasets():
+    """Every generated dataset in config (both splits), whether or not a report trains on it."""
+    return [
+        f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
+        for dataset, spec in config["datasets"].items()
+        for strategy, gen in spec.get("generate", {}).items()
+        for split in ("train", "val")
+        if gen[f"{split}_per_class"] > 0
+    ]
+
+
+def final_outputs():
+    targets = generated_datasets()
+    if "table1" in config["reports"]:
+        targets += [f"{OUT}/table1.csv", f"{OUT}/figure2.png"]
+    return targets

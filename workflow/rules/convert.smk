@@ -1,0 +1,73 @@
+# FFCV betons. One training beton per dataset holds the real train set and every generated
+# strategy it mixes with (the "pool"); each mixture is an index list into it, so no image is
+# written twice however many mixtures the study trains.
+
+
+rule write_train_beton:
+    input:
+        unpack(pool_generated_manifests),
+        real=f"{OUT}/index/{{dataset}}/train.csv",
+    output:
+        manifest=f"{OUT}/beton/{{dataset}}/train.csv",
+        beton=protected(f"{OUT}/beton/{{dataset}}/train.beton"),
+    params:
+        generated=pool_generated_args,
+        classes=dataset_classes,
+        beton=beton_options,
+    log:
+        f"{OUT}/logs/write_train_beton/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/write_train_beton/{{dataset}}.tsv"
+    threads: 16
+    resources:
+        mem_mb=32000,
+        runtime=600,
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} write-beton --real {input.real} --generated {params.generated} "
+        "--classes {params.classes:q} --options {params.beton:q} --threads {threads} "
+        "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
+
+
+rule write_val_beton:
+    input:
+        real=f"{OUT}/index/{{dataset}}/val.csv",
+    output:
+        manifest=f"{OUT}/beton/{{dataset}}/val.csv",
+        beton=protected(f"{OUT}/beton/{{dataset}}/val.beton"),
+    params:
+        classes=dataset_classes,
+        beton=beton_options,
+    log:
+        f"{OUT}/logs/write_val_beton/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/write_val_beton/{{dataset}}.tsv"
+    threads: 16
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} write-beton --real {input.real} --classes {params.classes:q} "
+        "--options {params.beton:q} --threads {threads} "
+        "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
+
+
+rule sample_mixture:
+    input:
+        pool=f"{OUT}/beton/{{dataset}}/train.csv",
+    output:
+        f"{OUT}/mix/{{dataset}}/mix~{{mix}}.csv",
+    params:
+        seed=config["seed"],
+        classes=dataset_classes,
+    log:
+        f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "{GENROBUST} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
+        "--classes {params.classes:q} --out {output} 2> {log}"

@@ -1,0 +1,72 @@
+# Real datasets are indexed once into manifests (no rule globs a big folder at DAG time).
+# The demo draws its own "real" data and builds tiny random-weight models.
+
+
+rule make_demo_data:
+    output:
+        f"{DEMO['data'] if DEMO else OUT + '/data'}/demo_data.json",
+    params:
+        root=DEMO["data"] if DEMO else f"{OUT}/data",
+        demo=json.dumps(DEMO or {}),
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/make_demo_data.log",
+    benchmark:
+        f"{OUT}/benchmarks/make_demo_data.tsv"
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} demo-data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
+
+
+rule build_demo_models:
+    output:
+        f"{DEMO['models'] if DEMO else OUT + '/models'}/models.json",
+    params:
+        root=DEMO["models"] if DEMO else f"{OUT}/models",
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/build_demo_models.log",
+    benchmark:
+        f"{OUT}/benchmarks/build_demo_models.tsv"
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} demo-models --out {params.root} --seed {params.seed} 2> {log}"
+
+
+rule index_dataset:
+    input:
+        dataset_source_inputs,
+    output:
+        f"{OUT}/index/{{dataset}}/{{split}}.csv",
+    params:
+        root=dataset_root,
+        classes=dataset_classes,
+    log:
+        f"{OUT}/logs/index_dataset/{{dataset}}-{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/index_dataset/{{dataset}}-{{split}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} index-dataset --root {params.root:q} --classes {params.classes:q} --out {output} 2> {log}"
+
+
+rule index_test_set:
+    input:
+        test_set_source_inputs,
+    output:
+        f"{OUT}/index/test/{{test_set}}.csv",
+    params:
+        kind=test_set_kind,
+        root=test_set_root,
+        options=test_set_options,
+    log:
+        f"{OUT}/logs/index_test_set/{{test_set}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/index_test_set/{{test_set}}.tsv"
+    conda:
+        ENV
+    shell:
+        "{GENROBUST} index-test-set --kind {params.kind} --root {params.root:q} {params.options} --out {output} 2> {log}"
