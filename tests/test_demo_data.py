@@ -111,8 +111,9 @@ def test_demo_images_and_renderings(demo):
     w = IN_R[0]
     val = Image.open(next((root / "imagenet" / "val" / w).iterdir()))
     assert val.format == "JPEG" and val.mode == "RGB" and val.size == (64, 64)
-    sk = np.asarray(Image.open(next((root / "sketch" / w).iterdir())), dtype=int)
-    assert np.abs(sk[..., 0] - sk[..., 1]).max() <= 12  # grey pencil (up to JPEG chroma error)
+    sketches = [np.asarray(Image.open(p), dtype=int) for p in (root / "sketch").rglob("*.JPEG")]
+    grey = [np.abs(sk - sk.mean(axis=2, keepdims=True)).max() <= 12 for sk in sketches]  # up to JPEG chroma error
+    assert 0.4 < np.mean(grey) < 0.8  # mostly grey pencil, some with a colour wash
     r = np.asarray(Image.open(next((root / "imagenet-r" / w).iterdir())))
     assert r.shape == (64, 64, 3)
     c1 = np.asarray(Image.open(next((root / "imagenet-c" / "contrast" / "1" / w).iterdir())), dtype=float)

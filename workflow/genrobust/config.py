@@ -13,10 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import io
 
 IMAGENET1K = "imagenet1k"
-WNID = re.compile(r"^n\d{8}$")
 
 
 class ConfigError(Exception):
@@ -75,15 +73,12 @@ def class_count(spec: str) -> int:
 
 
 def read_class_file(path: str) -> list[str]:
-    if not Path(path).is_file():
-        raise ConfigError(f"class list '{path}' does not exist (datasets.*.classes: '{IMAGENET1K}' or a file of wnids)")
-    wnids = io.read_lines(path)
-    bad = [w for w in wnids if not WNID.match(w)]
-    if bad:
-        raise ConfigError(f"class list '{path}': not wnids (nXXXXXXXX): {bad[:5]}")
-    if len(set(wnids)) != len(wnids):
-        raise ConfigError(f"class list '{path}' repeats wnids")
-    return sorted(wnids)
+    from .datasets import DatasetError, load_class_list
+
+    try:
+        return load_class_list(path)
+    except DatasetError as err:
+        raise ConfigError(f"datasets.*.classes: {err}") from None
 
 
 # ----------------------------------------------------------------------------- the plan

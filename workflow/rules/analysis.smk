@@ -7,13 +7,15 @@ rule collect_accuracy:
         metrics=dataset_metrics,
     output:
         f"{OUT}/analysis/{{dataset}}/accuracy.csv",
+    params:
+        cli=GENROBUST,
     log:
         f"{OUT}/logs/collect_accuracy/{{dataset}}.log",
     conda:
         ENV
     localrule: True
     shell:
-        "{GENROBUST} collect --out {output} {input.evaluations} 2> {log}"
+        "{params.cli} collect --out {output} {input.evaluations} 2> {log}"
 
 
 rule fit_effective_robustness:
@@ -22,6 +24,7 @@ rule fit_effective_robustness:
     output:
         f"{OUT}/analysis/{{dataset}}/robustness.csv",
     params:
+        cli=GENROBUST,
         spec=json.dumps(config["robustness"] | {"id_test_set": config["evaluation"]["id_test_set"]}),
     log:
         f"{OUT}/logs/fit_effective_robustness/{{dataset}}.log",
@@ -29,4 +32,4 @@ rule fit_effective_robustness:
         ENV
     localrule: True
     shell:
-        "{GENROBUST} robustness --accuracy {input.accuracy} --spec {params.spec:q} --out {output} 2> {log}"
+        "{params.cli} robustness --accuracy {input.accuracy} --spec {params.spec:q} --out {output} 2> {log}"

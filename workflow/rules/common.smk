@@ -7,11 +7,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-# Jobs (local, SLURM, conda envs) import the same library: make it importable everywhere.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(Path(workflow.basedir) / "workflow"), os.environ.get("PYTHONPATH", "")]
-).rstrip(os.pathsep)
-
 from genrobust.config import (
     ConfigError,
     check_config,
@@ -31,11 +26,12 @@ except ConfigError as err:
 OUT = config["out"]
 DEMO = config.get("demo")
 ENV = "../../envs/genrobust.yaml"
-# The venv's interpreter runs the CLI, unless --sdm conda puts its own python first on PATH.
-GENROBUST = (
-    "python -m genrobust"
-    if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", ""))
-    else f"{sys.executable} -m genrobust"
+# The CLI runs on the venv's interpreter, or on the conda env's python under --sdm conda; the
+# library is importable from the checkout in both (and in SLURM jobs) through PYTHONPATH.
+GENROBUST = "PYTHONPATH={}{}${{PYTHONPATH:-}} {} -m genrobust".format(
+    Path(workflow.basedir) / "workflow",
+    os.pathsep,
+    "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else sys.executable,
 )
 
 RUNS = training_runs(config)
@@ -63,6 +59,10 @@ def demo_inputs(path):
             if Path(root) in (Path(path), *Path(path).parents):
                 return [f"{root}/{built}"]
     return []
+
+
+def parent_folder(wildcards, output):
+    return str(Path(output[0]).parent)
 
 
 def dataset_root(wildcards):

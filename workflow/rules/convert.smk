@@ -11,6 +11,7 @@ rule write_train_beton:
         manifest=f"{OUT}/beton/{{dataset}}/train.csv",
         beton=protected(f"{OUT}/beton/{{dataset}}/train.beton"),
     params:
+        cli=GENROBUST,
         generated=pool_generated_args,
         classes=dataset_classes,
         beton=beton_options,
@@ -25,7 +26,7 @@ rule write_train_beton:
     conda:
         ENV
     shell:
-        "{GENROBUST} write-beton --real {input.real} --generated {params.generated} "
+        "{params.cli} write-beton --real {input.real} --generated {params.generated} "
         "--classes {params.classes:q} --options {params.beton:q} --threads {threads} "
         "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
 
@@ -37,6 +38,7 @@ rule write_val_beton:
         manifest=f"{OUT}/beton/{{dataset}}/val.csv",
         beton=protected(f"{OUT}/beton/{{dataset}}/val.beton"),
     params:
+        cli=GENROBUST,
         classes=dataset_classes,
         beton=beton_options,
     log:
@@ -50,7 +52,7 @@ rule write_val_beton:
     conda:
         ENV
     shell:
-        "{GENROBUST} write-beton --real {input.real} --classes {params.classes:q} "
+        "{params.cli} write-beton --real {input.real} --classes {params.classes:q} "
         "--options {params.beton:q} --threads {threads} "
         "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
 
@@ -61,6 +63,7 @@ rule sample_mixture:
     output:
         f"{OUT}/mix/{{dataset}}/mix~{{mix}}.csv",
     params:
+        cli=GENROBUST,
         seed=config["seed"],
         classes=dataset_classes,
     log:
@@ -69,5 +72,5 @@ rule sample_mixture:
         ENV
     localrule: True
     shell:
-        "{GENROBUST} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
+        "{params.cli} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
         "--classes {params.classes:q} --out {output} 2> {log}"

@@ -2,37 +2,41 @@
 # The demo draws its own "real" data and builds tiny random-weight models.
 
 
-rule make_demo_data:
-    output:
-        f"{DEMO['data'] if DEMO else OUT + '/data'}/demo_data.json",
-    params:
-        root=DEMO["data"] if DEMO else f"{OUT}/data",
-        demo=json.dumps(DEMO or {}),
-        seed=config["seed"],
-    log:
-        f"{OUT}/logs/make_demo_data.log",
-    benchmark:
-        f"{OUT}/benchmarks/make_demo_data.tsv"
-    conda:
-        ENV
-    shell:
-        "{GENROBUST} demo-data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
+if DEMO:
+
+    rule make_demo_data:
+        output:
+            f"{DEMO['data']}/demo_data.json",
+        params:
+            cli=GENROBUST,
+            root=parent_folder,
+            demo=json.dumps(DEMO),
+            seed=config["seed"],
+        log:
+            f"{OUT}/logs/make_demo_data.log",
+        benchmark:
+            f"{OUT}/benchmarks/make_demo_data.tsv"
+        conda:
+            ENV
+        shell:
+            "{params.cli} demo-data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
 
 
-rule build_demo_models:
-    output:
-        f"{DEMO['models'] if DEMO else OUT + '/models'}/models.json",
-    params:
-        root=DEMO["models"] if DEMO else f"{OUT}/models",
-        seed=config["seed"],
-    log:
-        f"{OUT}/logs/build_demo_models.log",
-    benchmark:
-        f"{OUT}/benchmarks/build_demo_models.tsv"
-    conda:
-        ENV
-    shell:
-        "{GENROBUST} demo-models --out {params.root} --seed {params.seed} 2> {log}"
+    rule build_demo_models:
+        output:
+            f"{DEMO['models']}/models.json",
+        params:
+            cli=GENROBUST,
+            root=parent_folder,
+            seed=config["seed"],
+        log:
+            f"{OUT}/logs/build_demo_models.log",
+        benchmark:
+            f"{OUT}/benchmarks/build_demo_models.tsv"
+        conda:
+            ENV
+        shell:
+            "{params.cli} demo-models --out {params.root} --seed {params.seed} 2> {log}"
 
 
 rule index_dataset:
@@ -41,6 +45,7 @@ rule index_dataset:
     output:
         f"{OUT}/index/{{dataset}}/{{split}}.csv",
     params:
+        cli=GENROBUST,
         root=dataset_root,
         classes=dataset_classes,
     log:
@@ -50,7 +55,7 @@ rule index_dataset:
     conda:
         ENV
     shell:
-        "{GENROBUST} index-dataset --root {params.root:q} --classes {params.classes:q} --out {output} 2> {log}"
+        "{params.cli} index-dataset --root {params.root:q} --classes {params.classes:q} --out {output} 2> {log}"
 
 
 rule index_test_set:
@@ -59,6 +64,7 @@ rule index_test_set:
     output:
         f"{OUT}/index/test/{{test_set}}.csv",
     params:
+        cli=GENROBUST,
         kind=test_set_kind,
         root=test_set_root,
         options=test_set_options,
@@ -69,4 +75,4 @@ rule index_test_set:
     conda:
         ENV
     shell:
-        "{GENROBUST} index-test-set --kind {params.kind} --root {params.root:q} {params.options} --out {output} 2> {log}"
+        "{params.cli} index-test-set --kind {params.kind} --root {params.root:q} {params.options} --out {output} 2> {log}"

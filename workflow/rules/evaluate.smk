@@ -9,6 +9,7 @@ rule evaluate_model:
     output:
         ensure(f"{OUT}/eval/{{dataset}}/mix~{{mix}}/arch~{{arch}}/seed~{{seed}}/{{test_set}}.json", non_empty=True),
     params:
+        cli=GENROBUST,
         subsets=id_subset_args,
         border=border_crop,
         options=json.dumps(config["evaluation"]),
@@ -24,6 +25,6 @@ rule evaluate_model:
     conda:
         ENV
     shell:
-        "{GENROBUST} evaluate --model {input.model} --index {input.index} --test-set {wildcards.test_set} "
+        "{params.cli} evaluate --model {input.model} --index {input.index} --test-set {wildcards.test_set} "
         "--border-crop {params.border} --options {params.options:q} {params.subsets} --threads {threads} "
         "--out {output} 2> {log}"

@@ -8,6 +8,7 @@ rule generate_shard:
     output:
         f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/shard~{{shard}}/manifest.csv",
     params:
+        cli=GENROBUST,
         spec=strategy_spec,
     log:
         f"{OUT}/logs/generate_shard/{{dataset}}/{{strategy}}-{{split}}-{{shard}}.log",
@@ -21,7 +22,7 @@ rule generate_shard:
     conda:
         ENV
     shell:
-        "{GENROBUST} generate-shard --spec {params.spec:q} --strategy {wildcards.strategy} "
+        "{params.cli} generate-shard --spec {params.spec:q} --strategy {wildcards.strategy} "
         "--split {wildcards.split} --shard {wildcards.shard} --out {output} 2> {log}"
 
 
@@ -30,10 +31,12 @@ rule gather_generated:
         shard_manifests,
     output:
         f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
+    params:
+        cli=GENROBUST,
     log:
         f"{OUT}/logs/gather_generated/{{dataset}}/{{strategy}}-{{split}}.log",
     conda:
         ENV
     localrule: True
     shell:
-        "{GENROBUST} gather --out {output} {input} 2> {log}"
+        "{params.cli} gather --out {output} {input} 2> {log}"

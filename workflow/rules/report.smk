@@ -10,6 +10,7 @@ if "table1" in config["reports"]:
             table=f"{OUT}/table1.csv",
             figure=report(f"{OUT}/figure2.png", caption="../report/figure2.rst", category="Table 1 / Figure 2"),
         params:
+            cli=GENROBUST,
             spec=report_spec("table1"),
         log:
             f"{OUT}/logs/make_table1.log",
@@ -17,5 +18,5 @@ if "table1" in config["reports"]:
             ENV
         localrule: True
         shell:
-            "{GENROBUST} table1 --accuracy {input.accuracy} --robustness {input.robustness} "
+            "{params.cli} table1 --accuracy {input.accuracy} --robustness {input.robustness} "
             "--spec {params.spec:q} --out-table {output.table} --out-figure {output.figure} 2> {log}"

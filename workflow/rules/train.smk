@@ -16,6 +16,7 @@ rule train_classifier:
             non_empty=True,
         ),
     params:
+        cli=GENROBUST,
         recipe=recipe_json,
         classes=dataset_classes,
         checkpoint=checkpoint_path,
@@ -31,7 +32,7 @@ rule train_classifier:
     conda:
         ENV
     shell:
-        "{GENROBUST} train --beton {input.beton} --manifest {input.manifest} --indices {input.indices} "
+        "{params.cli} train --beton {input.beton} --manifest {input.manifest} --indices {input.indices} "
         "--val-beton {input.val_beton} --val-manifest {input.val_manifest} --classes {params.classes:q} "
         "--arch {wildcards.arch} --seed {wildcards.seed} --recipe {params.recipe:q} --threads {threads} "
         "--checkpoint {params.checkpoint} --out-model {output.model} --out-metrics {output.metrics} 2> {log}"

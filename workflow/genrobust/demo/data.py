@@ -39,7 +39,7 @@ OBJECTNET_BORDER = (196, 32, 40)  # solid 2-px frame, as ObjectNet images carry 
 JPEG_QUALITY = 90
 HUE_JITTER = 0.03  # hues of neighbouring classes overlap a little: shape and texture matter too
 GREY_SHARE = 0.1  # photos of washed-out objects, so that shape is worth learning
-SKETCH_WASH = 0.4  # share of sketches with a faint wash of the object's colour
+SKETCH_WASH = 0.4  # share of sketches with a wash of the object's colour (the rest are grey)
 RENDITION_TRUE_HUE = 0.5  # share of renditions in the object's own colour
 
 
@@ -57,11 +57,10 @@ def concept_for(i: int, n: int) -> Concept:
     return Concept(SHAPES[i % len(SHAPES)], TEXTURES[(i // len(SHAPES)) % len(TEXTURES)], (i / n) % 1.0)
 
 
-DISTRACTOR = Concept("hexagon", "solid", 0.0)  # ObjectNet folders with no ImageNet class
-
-
-def _rng(seed: int, split: str, wnid: str, k: int) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(split.encode()), int(wnid[1:]) if wnid[1:].isdigit() else zlib.crc32(wnid.encode()), k])
+def _rng(seed: int, split: str, key: str, k: int) -> np.random.Generator:
+    """The generator of image k of class (or folder) `key` in `split`: independent of everything else."""
+    key_int = int(key[1:]) if datasets.WNID_RE.match(key) else zlib.crc32(key.encode())
+    return np.random.default_rng([seed, zlib.crc32(split.encode()), key_int, k])
 
 
 # --------------------------------------------------------------------------- drawing primitives
@@ -172,13 +171,13 @@ def render_photo(rng: np.random.Generator, c: Concept, size: int, *, scale=(0.2,
 
 def render_v2(rng: np.random.Generator, c: Concept, size: int) -> Image.Image:
     """ImageNet-V2: same distribution drawn again, a little smaller, noisier and softer."""
-    im = render_photo(rng, c, size, scale=(0.15, 0.3), noise=0.06, light=(0.75, 1.15))
-    return im.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.7)))
+    im = render_photo(rng, c, size, scale=(0.13, 0.27), noise=0.07, light=(0.65, 1.2))
+    return im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
 
 
 def render_sketch(rng: np.random.Generator, c: Concept, size: int) -> Image.Image:
     """ImageNet-Sketch: grey pencil outline, texture edges and hatching on paper; colour is gone
-    except for a faint wash on a few."""
+    except for a light wash on some."""
     cx, cy, r, th = _pose(rng, size, (0.2, 0.34))
     poly = _polygon(c.shape, cx, cy, r, th)
     fill = _mask(size, poly)
@@ -190,7 +189,7 @@ def render_sketch(rng: np.random.Generator, c: Concept, size: int) -> Image.Imag
         im = Image.new("L", (size, size), 0)
         ImageDraw.Draw(im).line([tuple(rng.uniform(0, size, 2)), tuple(rng.uniform(0, size, 2))], fill=90, width=1)
         strokes = np.maximum(strokes, np.asarray(im, dtype=np.float32) / 255.0)
-    paper = rng.uniform(0.85, 0.98) + rng.normal(0, 0.02, (size, size))
+    paper = rng.uniform(0.7, 0.95) + rng.normal(0, 0.02, (size, size))
     ink = rng.uniform(0.1, 0.35)
     # hatched tonal shading, as darker as the real object's colour is dark (the only colour cue left)
     y, x = np.mgrid[0:size, 0:size]
@@ -199,8 +198,8 @@ def render_sketch(rng: np.random.Generator, c: Concept, size: int) -> Image.Imag
     paper = paper - fill * hatch * shade
     grey = paper * (1 - strokes) + ink * strokes
     img = np.repeat(grey[..., None], 3, axis=2)
-    if rng.random() < SKETCH_WASH:  # some sketches carry a faint coloured-pencil wash
-        wash = _hsv(c.hue + rng.normal(0, HUE_JITTER), rng.uniform(0.25, 0.45), 1.0)
+    if rng.random() < SKETCH_WASH:  # some sketches carry a coloured-pencil wash
+        wash = _hsv(c.hue + rng.normal(0, HUE_JITTER), rng.uniform(0.45, 0.7), 1.0)
         img = img * (1 - fill[..., None]) + img * wash * fill[..., None]
     return _to_image(img)
 
