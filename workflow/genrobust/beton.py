@@ -28,7 +28,7 @@ import math
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -44,14 +44,29 @@ ORDERS = ("random", "quasi_random", "sequential")
 
 @functools.lru_cache(maxsize=None)
 def ffcv_available() -> bool:
-    """True when ffcv (and its compiled extension) imports."""
+    """True when ffcv (and its compiled extension) imports.
+
+    Importing ffcv calls torch.set_num_threads(1) (ffcv.pipeline.compiler does it at import
+    time); the thread count is put back here, so always import ffcv through this function first.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
     try:
         import ffcv.fields  # noqa: F401
         import ffcv.loader  # noqa: F401
         import ffcv.writer  # noqa: F401
     except Exception:  # ImportError, or a broken libffcv / opencv build
         return False
+    finally:
+        torch.set_num_threads(threads)
     return True
+
+
+def _require_ffcv() -> None:
+    if not ffcv_available():
+        raise RuntimeError("ffcv is not installed (or does not import); use the plain loaders "
+                           "on the manifest instead")
 
 
 # ----------------------------------------------------------------------------------------
@@ -87,6 +102,8 @@ def _build_draws(jit):
         x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & 0xFFFFFFFF
         return (x ^ (x >> 16)) & 0xFFFFFFFF
 
+    sample_seed = jit(sample_seed)
+
     def uniforms(seed, n):
         """n floats in [0, 1) from a 32-bit seed (counter-mode hash)."""
         out = np.empty(n, dtype=np.float64)
@@ -97,6 +114,8 @@ def _build_draws(jit):
             x = (x ^ (x >> 16)) & 0xFFFFFFFF
             out[k] = x / 4294967296.0
         return out
+
+    uniforms = jit(uniforms)
 
     def flip_draw(key, pos):
         return sample_seed(key, pos, _SALT_FLIP) / 4294967296.0
@@ -130,8 +149,8 @@ def _build_draws(jit):
             h = height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    return (jit(batch_key), jit(sample_seed), jit(uniforms), jit(flip_draw),
-            jit(random_crop_box))
+    # (each callee above was rebound to its jitted version before its callers were compiled)
+    return jit(batch_key), sample_seed, uniforms, jit(flip_draw), jit(random_crop_box)
 
 
 _batch_key, _sample_seed, _uniforms, _flip_draw, _random_crop_box = _build_draws(lambda f: f)
@@ -158,19 +177,17 @@ def _dist_info() -> tuple[int, int]:
 
 def epoch_order(indices: np.ndarray, seed: int, epoch: int, order: str = "random",
                 distributed: bool = False) -> np.ndarray:
-    """Sample ids of one epoch, as FFCV's RANDOM / SEQUENTIAL orders produce them."""
+    """Sample ids of one epoch, as FFCV's RANDOM / SEQUENTIAL orders produce them (with
+    distributed=True: this process's share, padded to equal length by DistributedSampler).
+    'quasi_random' (FFCV-only, needs os_cache=False) is treated as 'random' here."""
     indices = np.asarray(indices)
-    if order == "sequential":
-        if distributed:
-            rank, world = _dist_info()
-            return indices[rank::world]
-        return indices
+    shuffle = order != "sequential"
     if not distributed:
-        return np.random.default_rng(seed + epoch).permutation(indices)
+        return np.random.default_rng(seed + epoch).permutation(indices) if shuffle else indices
     from torch.utils.data import DistributedSampler
 
     rank, world = _dist_info()
-    sampler = DistributedSampler(indices, num_replicas=world, rank=rank, shuffle=True,
+    sampler = DistributedSampler(indices, num_replicas=world, rank=rank, shuffle=shuffle,
                                  seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
     return indices[np.array(list(sampler), dtype=np.int64)]
@@ -235,8 +252,7 @@ def write_beton(manifest: pd.DataFrame, out_path, max_resolution: int = 256,
                 jpeg_quality: int = 90, compress_probability: float = 0.5,
                 num_workers: int = 2) -> None:
     """Write the manifest's images (row i -> beton index i) into an FFCV beton, atomically."""
-    if not ffcv_available():
-        raise RuntimeError("ffcv is not installed; use the plain loaders on the manifest instead")
+    _require_ffcv()
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
@@ -275,6 +291,7 @@ def write_beton(manifest: pd.DataFrame, out_path, max_resolution: int = 256,
 
 def beton_labels(beton_path) -> np.ndarray:
     """Labels of every row of a beton (read from its metadata, no decoding)."""
+    _require_ffcv()
     from ffcv.reader import Reader
 
     reader = Reader(str(beton_path))
@@ -290,8 +307,11 @@ def _device(device):
     import torch
 
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # set_device/DDP want an index
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class _Batches:
@@ -348,6 +368,66 @@ def _numba_threads(num_workers: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+def _compiled_draws():
+    """numba versions of the draw functions, compiled once per process."""
+    from ffcv.pipeline.compiler import Compiler
+
+    return _build_draws(Compiler.compile)
+
+
+@functools.lru_cache(maxsize=None)
+def _safe_loader_class():
+    """ffcv's Loader, except that an exception in its pipeline thread is re-raised in the
+    consumer (stock ffcv 1.0.2 prints it and leaves the consumer waiting forever)."""
+    import queue
+
+    from ffcv.loader import Loader
+    from ffcv.loader.epoch_iterator import EpochIterator
+
+    class SafeEpochIterator(EpochIterator):
+        error = None
+
+        def run(self):
+            try:
+                super().run()
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                self.error = e
+                while not self.terminate_event.is_set():
+                    try:
+                        self.output_queue.put(None, timeout=0.5)
+                        break
+                    except queue.Full:
+                        pass
+
+        def __next__(self):
+            result = self.output_queue.get()
+            if result is None:
+                self.close()
+                if self.error is not None:
+                    raise RuntimeError(f"ffcv loader failed: {type(self.error).__name__}: "
+                                       f"{self.error}") from self.error
+                raise StopIteration()
+            slot, result = result
+            if hasattr(self, "current_stream"):  # CUDA: wait for the copy to be done
+                self.current_stream.wait_stream(self.cuda_streams[slot])
+            return result
+
+    class SafeLoader(Loader):
+        def __iter__(self):  # as Loader.__iter__, with SafeEpochIterator
+            from ffcv.pipeline.compiler import Compiler
+
+            Compiler.set_num_threads(self.num_workers)
+            order = self.next_traversal_order()
+            selected_order = order[:len(self) * self.batch_size]
+            self.next_epoch += 1
+            if self.code is None or self.recompile:
+                self.generate_code()
+            return SafeEpochIterator(self, selected_order)
+
+    return SafeLoader
+
+
+@functools.lru_cache(maxsize=None)
 def _ffcv_ops():
     """FFCV operations with seeded augmentation (defined lazily: ffcv is optional)."""
     from dataclasses import replace
@@ -372,7 +452,7 @@ def _ffcv_ops():
             my_range = Compiler.get_iterator()
             imdecode_c = Compiler.compile(imdecode)
             resize_crop_c = Compiler.compile(resize_crop)
-            batch_key_c, sample_seed_c, _, _, crop_c = _build_draws(Compiler.compile)
+            batch_key_c, sample_seed_c, _, _, crop_c = _compiled_draws()
             base = np.int64(self.seed & 0xFFFFFFFF)
             salt = np.int64(_SALT_CROP)
             s0, s1 = float(self.scale[0]), float(self.scale[1])
@@ -414,7 +494,7 @@ def _ffcv_ops():
 
         def generate_code(self):
             my_range = Compiler.get_iterator()
-            batch_key_c, _, _, flip_draw_c, _ = _build_draws(Compiler.compile)
+            batch_key_c, _, _, flip_draw_c, _ = _compiled_draws()
             base = np.int64(self.seed & 0xFFFFFFFF)
             p = self.flip_prob
 
@@ -469,7 +549,9 @@ class _FFCVBatches(_Batches):
 def _ffcv_loader(beton_path, indices, batch_size, num_workers, order, seed, distributed,
                  os_cache, drop_last, pipelines):
     import torch
-    from ffcv.loader import Loader, OrderOption
+    from ffcv.loader import OrderOption
+
+    Loader = _safe_loader_class()
 
     orders = {"random": OrderOption.RANDOM, "quasi_random": OrderOption.QUASI_RANDOM,
               "sequential": OrderOption.SEQUENTIAL}
@@ -492,6 +574,7 @@ def create_ffcv_train_loader(beton_path, indices, batch_size, resolution, num_wo
                              device, distributed=False, order="random", os_cache=True,
                              channels_last=True) -> _Batches:
     """ffcv-imagenet's training pipeline (random-resized crop, flip), drop_last=True."""
+    _require_ffcv()
     from ffcv.fields.basics import IntDecoder
     from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 
@@ -512,6 +595,7 @@ def create_ffcv_train_loader(beton_path, indices, batch_size, resolution, num_wo
 def create_ffcv_val_loader(beton_path, batch_size, resolution, num_workers, device,
                            crop_ratio=224 / 256, channels_last=True, indices=None) -> _Batches:
     """Centre crop (side = crop_ratio x shorter side) resized to `resolution`, sequential."""
+    _require_ffcv()
     from ffcv.fields.basics import IntDecoder
     from ffcv.fields.rgb_image import CenterCropRGBImageDecoder
     from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
@@ -741,4 +825,3 @@ __all__ = [
     "create_plain_val_loader", "num_rows",
 ]
 
-_ = Sequence  # typing only

@@ -153,28 +153,33 @@ def cmd_evaluate(args) -> None:
 
     _threads(args.threads)
     options = args.options
+    sets = dict(item.split("=", 1) for item in args.set)
+    borders = {name: int(px) for name, px in (item.split("=", 1) for item in args.border_crop or [])}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, class_wnids = load_classifier(args.model, device)
-    subsets = {}
-    for item in args.subset or []:
-        name, path = item.split("=", 1)
-        subsets[name] = sorted(set(";".join(io.read_csv(path)["wnids"]).split(";")))
-    result = evaluate_classifier(
-        model, class_wnids, io.read_csv(args.index), batch_size=options["batch_size"],
-        num_workers=min(args.threads or 4, 8), device=device, res=options["res"],
-        crop_ratio=options["crop_ratio"], border_crop=args.border_crop, flip_tta=options["flip_tta"],
-        id_subsets=subsets or None, precision=options["precision"])
-    write_result(args.out, result, {"model": args.model, "test_set": args.test_set, "index": args.index})
-    print(f"[evaluate] {args.test_set}: top-1 {100 * result['top1']:.2f}% on {result['n']} images", file=sys.stderr)
+    indexes = {name: io.read_csv(path) for name, path in sets.items()}
+    results = {}
+    for name, index in indexes.items():
+        subsets = None
+        if name == args.id_test_set:
+            # The classes of each subset set, scored on the ID set in the same pass.
+            subsets = {s: sorted(set(";".join(indexes[s]["wnids"]).split(";"))) for s in args.id_subset or []}
+        result = evaluate_classifier(
+            model, class_wnids, index, batch_size=options["batch_size"], num_workers=min(args.threads or 4, 8),
+            device=device, res=options["res"], crop_ratio=options["crop_ratio"], border_crop=borders.get(name, 0),
+            flip_tta=options["flip_tta"], id_subsets=subsets or None, precision=options["precision"])
+        results[name] = result
+        print(f"[evaluate] {name}: top-1 {100 * result['top1']:.2f}% on {result['n']} images", file=sys.stderr)
+    write_result(args.out, results, {"model": args.model, "indexes": sets})
 
 
 # ----------------------------------------------------------------------------- reduce
 
 
 def run_of(path: str) -> dict:
-    """dataset, mix, arch, seed and test set of <out>/eval/<dataset>/mix~../arch~../seed~../<set>.json."""
+    """dataset, mix, arch and seed of <out>/eval/<dataset>/mix~../arch~../seed~../evaluation.json."""
     parts = Path(path).parts
-    run = {"dataset": parts[-5], "test_set": Path(path).stem}
+    run = {"dataset": parts[-5]}
     for part in parts[-4:-1]:
         key, _, value = part.partition("~")
         run[key] = int(value) if key == "seed" else value
@@ -188,13 +193,15 @@ def cmd_collect(args) -> None:
 
     rows = []
     for path in args.evaluations:
-        result = io.read_json(path)
         run = run_of(path)
-        top1 = result.get("mean_corruption_top1") or result["top1"]
-        rows.append({**run, "top1": top1, "top5": result.get("top5"), "n": result["n"]})
-        for name, value in (result.get("id_subsets") or {}).items():
-            rows.append({**run, "test_set": f"{run['test_set']}@{name}", "top1": value, "top5": None,
-                         "n": (result.get("id_subsets_n") or {}).get(name)})
+        for test_set, result in io.read_json(path).items():
+            if test_set == "meta":
+                continue
+            top1 = result.get("mean_corruption_top1") or result["top1"]
+            rows.append({**run, "test_set": test_set, "top1": top1, "top5": result.get("top5"), "n": result["n"]})
+            for name, value in (result.get("id_subsets") or {}).items():
+                rows.append({**run, "test_set": f"{test_set}@{name}", "top1": value, "top5": None,
+                             "n": (result.get("id_subsets_n") or {}).get(name)})
     io.write_csv(args.out, pd.DataFrame(rows))
     print(f"[collect] {len(rows)} accuracies -> {args.out}", file=sys.stderr)
 
@@ -286,15 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", type=_json, required=True)
     p.add_argument("--threads", type=int)
 
-    p = stage("evaluate", cmd_evaluate, "accuracy of one model on one test set")
+    p = stage("evaluate", cmd_evaluate, "accuracy of one model on its test sets")
     p.add_argument("--model", required=True)
-    p.add_argument("--index", required=True)
-    p.add_argument("--test-set", required=True)
-    p.add_argument("--border-crop", type=int, default=0)
+    p.add_argument("--set", action="append", required=True, help="name=index.csv, one per test set")
+    p.add_argument("--border-crop", action="append", help="name=pixels cropped per side (ObjectNet: 2)")
+    p.add_argument("--id-test-set", required=True, help="the in-distribution set (ImageNet val)")
+    p.add_argument("--id-subset", action="append", help="also score the ID set on this set's classes")
     p.add_argument("--options", type=_json, required=True, help="config 'evaluation' section as JSON")
-    p.add_argument("--subset", action="append", help="name=index.csv: also score val on that set's classes")
     p.add_argument("--threads", type=int)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="one JSON: {test set: result}")
 
     p = stage("collect", cmd_collect, "one accuracy table from evaluation JSONs")
     p.add_argument("--out", required=True)

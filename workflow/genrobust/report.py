@@ -68,9 +68,10 @@ def accuracy_bars(mean: pd.DataFrame, std: pd.DataFrame, out_figure: str, title:
     fig, ax = plt.subplots(figsize=(1.6 * len(sets) + 2, 4))
     x = np.arange(len(sets))
     for i, row in enumerate(rows):
-        errors = std.loc[row].fillna(0).to_numpy()
+        errors = std.loc[row].to_numpy(dtype=float)
         bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, mean.loc[row].to_numpy(), width,
-                      yerr=errors, capsize=2, label=row, color=COLOURS[i % len(COLOURS)])
+                      yerr=None if np.isnan(errors).all() else np.nan_to_num(errors), capsize=2, label=row,
+                      color=COLOURS[i % len(COLOURS)])
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     ax.set_xticks(x, sets)
     ax.set_ylabel("Top-1 accuracy (%)")
@@ -94,5 +95,6 @@ def make_table1(accuracy_csv: str, robustness_csv: str, report: dict, out_table:
     acc_mean, acc_std = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
     n_runs = len(report["archs"]) * len(report["seeds"])
     accuracy_bars(acc_mean.drop(columns="Average"), acc_std.drop(columns="Average"), out_figure,
-                  f"{report['dataset']}: accuracy by training data (mean of {n_runs} runs)")
+                  f"{report['dataset']}: accuracy by training data "
+                  + ("(1 run)" if n_runs == 1 else f"(mean of {n_runs} runs, bars: std)"))
     return mean

@@ -161,27 +161,24 @@ def run_dir(wildcards):
     return f"{wildcards.dataset}/mix~{wildcards.mix}/arch~{wildcards.arch}/seed~{wildcards.seed}"
 
 
+def test_set_indices(wildcards):
+    return {t: f"{OUT}/index/test/{t}.csv" for t in report_test_sets(config, wildcards.dataset)}
+
+
 # ImageNet-R and ObjectNet cover a subset of classes: their ID accuracy (for effective
 # robustness) is val accuracy on that subset, measured in the same pass as val itself.
 SUBSET_KINDS = ("imagenet_r", "objectnet")
 
 
-def id_subset_indices(wildcards):
-    if wildcards.test_set != config["evaluation"]["id_test_set"]:
-        return {}
-    return {
-        t: f"{OUT}/index/test/{t}.csv"
-        for t in report_test_sets(config, wildcards.dataset)
-        if config["test_sets"][t]["kind"] in SUBSET_KINDS
-    }
-
-
-def id_subset_args(wildcards, input):
-    return " ".join(f"--subset {t}={input[t]}" for t in id_subset_indices(wildcards))
-
-
-def border_crop(wildcards):
-    return 2 if config["test_sets"][wildcards.test_set]["kind"] == "objectnet" else 0
+def evaluation_set_args(wildcards, input):
+    args = []
+    for t in report_test_sets(config, wildcards.dataset):
+        args.append(f"--set {t}={input[t]}")
+        if config["test_sets"][t]["kind"] == "objectnet":
+            args.append(f"--border-crop {t}=2")  # ObjectNet images carry a thin border
+        if config["test_sets"][t]["kind"] in SUBSET_KINDS:
+            args.append(f"--id-subset {t}")
+    return " ".join(args) + f" --id-test-set {config['evaluation']['id_test_set']}"
 
 
 # ----------------------------------------------------------------------------- analysis / report
@@ -189,10 +186,9 @@ def border_crop(wildcards):
 
 def dataset_evaluations(wildcards):
     return [
-        f"{OUT}/eval/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/{t}.json"
+        f"{OUT}/eval/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/evaluation.json"
         for run in RUNS
         if run.dataset == wildcards.dataset
-        for t in report_test_sets(config, run.dataset)
     ]
 
 
@@ -208,7 +204,7 @@ def report_spec(name):
     spec = dict(config["reports"][name])
     spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
     spec["id_test_set"] = config["evaluation"]["id_test_set"]
-    return json.dumps(spec, sort_keys=True)
+    return json.dumps(spec)  # keeps the rows in the order config lists them
 
 
 def report_inputs(name):

@@ -1,0 +1,210 @@
+"""Betons and loaders on a tiny drawn dataset (4 classes x 8 images, 32-40 px)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from genrobust import beton as B
+
+needs_ffcv = pytest.mark.skipif(not B.ffcv_available(), reason="ffcv is not installed")
+# numba prints a harmless KeyError when a freed ffcv pipeline's dispatchers are finalised
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+BATCH = 4
+
+
+def make_images(root: Path, classes: int = 4, per_class: int = 8) -> pd.DataFrame:
+    """Distinct, smooth-ish images of varied sizes; returns the manifest (path, label)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        for k in range(per_class):
+            h, w = 32 + 2 * (k % 4), 32 + 8 * (k % 2)
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., c % 3] = 40 + 50 * c
+            img[..., (c + 1) % 3] = (xx * 255 // w).astype(np.uint8)
+            img[..., (c + 2) % 3] = (yy * 255 // h).astype(np.uint8) // (k + 1)
+            img[rng.integers(0, h), :, :] = 255
+            path = root / f"c{c}_{k}.png"
+            Image.fromarray(img).save(path)
+            rows.append((str(path), c))
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    manifest = make_images(root)
+    manifest_path = root / "manifest.csv"
+    manifest.to_csv(manifest_path, index=False)
+    beton_path = root / "all.beton"
+    if B.ffcv_available():
+        B.write_beton(manifest, beton_path, max_resolution=256, num_workers=2)
+    return {"root": root, "manifest": manifest, "manifest_path": manifest_path,
+            "beton": beton_path, "labels": manifest["label"].to_numpy()}
+
+
+def collect(loader):
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+def train_loader(data, backend, indices=None, seed=3, resolution=32, num_workers=1):
+    return B.create_train_loader(data["beton"], data["manifest_path"], indices, BATCH,
+                                 resolution, num_workers, seed, "cpu", backend=backend)
+
+
+@needs_ffcv
+def test_beton_round_trip(data):
+    assert (data["beton"]).is_file()
+    assert not [p for p in os.listdir(data["root"]) if p.startswith(".")]  # no temp left
+    np.testing.assert_array_equal(B.beton_labels(data["beton"]), data["labels"])
+    assert B.num_rows(data["beton"]) == 32
+    val = B.create_val_loader(data["beton"], None, 5, 32, 1, "cpu")
+    assert val.backend == "ffcv" and len(val) == 7
+    batches = collect(val)
+    labels = torch.cat([y for _, y in batches])
+    np.testing.assert_array_equal(labels.numpy(), data["labels"])  # manifest order
+    for x, y in batches:
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.shape[1:] == (3, 32, 32)
+        assert x.is_contiguous(memory_format=torch.channels_last)
+    x = torch.cat([x for x, _ in batches])
+    assert -2.2 < x.min() and x.max() < 2.7  # ImageNet-normalised
+
+
+@needs_ffcv
+def test_train_loader_subset_order_and_resolution(data):
+    indices = np.flatnonzero(np.isin(data["labels"], [1, 3]))  # 16 rows
+    loader = train_loader(data, "ffcv", indices)
+    assert len(loader) == 4
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        labels = torch.cat([y for _, y in collect(loader)]).numpy()
+        expected = data["labels"][B.epoch_order(indices, 3, epoch)]
+        np.testing.assert_array_equal(labels, expected)  # FFCV RANDOM order, seed + epoch
+    loader.set_resolution(64)
+    assert collect(loader)[0][0].shape == (BATCH, 3, 64, 64)
+
+
+@needs_ffcv
+def test_train_batches_deterministic_per_seed_and_epoch(data):
+    loader = train_loader(data, "ffcv")
+    loader.set_epoch(2)
+    first = collect(loader)
+    loader.set_epoch(1)
+    other = collect(loader)
+    again = train_loader(data, "ffcv")  # a fresh loader, as in a resumed run
+    again.set_epoch(2)
+    second = collect(again)
+    assert len(first) == len(second) == 8
+    for (x1, y1), (x2, y2) in zip(first, second):
+        assert torch.equal(y1, y2) and torch.equal(x1, x2)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+@needs_ffcv
+def test_plain_loader_matches_ffcv(data):
+    for epoch in (0, 1):
+        ff, pl = train_loader(data, "ffcv"), train_loader(data, "plain", num_workers=0)
+        assert pl.backend == "plain" and len(ff) == len(pl) == 8
+        ff.set_epoch(epoch)
+        pl.set_epoch(epoch)
+        a, b = collect(ff), collect(pl)
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert torch.equal(ya, yb)
+            assert xa.shape == xb.shape and xa.dtype == xb.dtype
+            assert xb.is_contiguous(memory_format=torch.channels_last)
+        # same crop boxes and flips: only resampling differs (cv2 area vs PIL bilinear)
+        diff = torch.cat([(xa - xb).abs().flatten() for (xa, _), (xb, _) in zip(a, b)])
+        assert diff.mean() < 0.2
+    vf = collect(B.create_val_loader(data["beton"], data["manifest_path"], 5, 32, 1, "cpu",
+                                     backend="ffcv"))
+    vp = collect(B.create_val_loader(data["beton"], data["manifest_path"], 5, 32, 2, "cpu",
+                                     backend="plain"))
+    assert [y.tolist() for _, y in vf] == [y.tolist() for _, y in vp]
+    assert [x.shape for x, _ in vf] == [x.shape for x, _ in vp]
+
+
+def test_plain_loader_alone(data):
+    loader = B.create_train_loader(None, data["manifest_path"], [0, 1, 8, 9, 16, 17], 4, 48, 0,
+                                   7, "cpu")
+    assert loader.backend == "plain" and len(loader) == 1
+    (x, y), = collect(loader)
+    assert x.shape == (4, 3, 48, 48) and y.dtype == torch.int64
+    assert set(y.tolist()) <= {0, 1, 2}
+
+
+def test_corrupt_image_is_named(data, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 20)
+    manifest = data["manifest"].copy()
+    manifest.loc[5, "path"] = str(bad)
+    if B.ffcv_available():
+        out = tmp_path / "x.beton"
+        with pytest.raises(ValueError, match="broken.jpg"):
+            B.write_beton(manifest, out, num_workers=2)  # raised after ffcv's worker processes
+        assert not out.exists() and not list(tmp_path.glob(".x.beton*"))
+        manifest.loc[6, "path"] = str(tmp_path / "absent.png")
+        with pytest.raises(FileNotFoundError, match="absent.png"):
+            B.write_beton(manifest, out)
+        manifest.loc[6, "path"] = data["manifest"].loc[6, "path"]
+    path = tmp_path / "m.csv"
+    manifest.to_csv(path, index=False)
+    loader = B.create_plain_val_loader(path, 8, 32, 2, "cpu")  # DataLoader worker processes
+    with pytest.raises(Exception, match="broken.jpg"):
+        collect(loader)
+
+
+def test_choose_backend(data, monkeypatch):
+    monkeypatch.delenv("GENROBUST_LOADER", raising=False)
+    expected = "ffcv" if B.ffcv_available() else "plain"
+    assert B.choose_backend(data["beton"], data["manifest_path"]) == expected
+    assert B.choose_backend(None, data["manifest_path"]) == "plain"
+    monkeypatch.setenv("GENROBUST_LOADER", "plain")
+    assert B.choose_backend(data["beton"], data["manifest_path"]) == "plain"
+    with pytest.raises(ValueError):
+        B.choose_backend(None, None, "plain")
+
+
+def test_module_works_without_ffcv(data):
+    code = (
+        "import sys; sys.modules['ffcv'] = None\n"
+        "import genrobust.beton as b\n"
+        "assert not b.ffcv_available()\n"
+        f"l = b.create_train_loader('{data['beton']}', '{data['manifest_path']}', None, 8, 32,"
+        " 0, 0, 'cpu')\n"
+        "assert l.backend == 'plain' and len(l) == 4\n"
+        "print(next(iter(l))[0].shape)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(B.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch.Size([8, 3, 32, 32])" in out.stdout
+
+
+@needs_ffcv
+def test_draws_agree_between_python_and_numba():
+    """The plain loader's crop boxes are FFCV's: same functions, compiled or not."""
+    nb = B._compiled_draws()
+    py = (B._batch_key, B._sample_seed, B._uniforms, B._flip_draw, B._random_crop_box)
+    ids = np.array([5, 1, 30, 7], dtype=np.uint64)
+    key = py[0](3, ids)
+    assert key == nb[0](np.int64(3), ids)
+    for pos in range(4):
+        seed = py[1](key, pos, B._SALT_CROP)
+        assert seed == nb[1](key, pos, B._SALT_CROP)
+        assert py[3](key, pos) == nb[3](key, pos)
+        assert py[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed) == \
+            tuple(int(v) for v in nb[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed))
+        i, j, h, w = py[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed)
+        assert 0 <= i and 0 <= j and 0 < h and 0 < w and i + h <= 37 and j + w <= 45

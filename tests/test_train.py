@@ -1,0 +1,265 @@
+"""The training recipe: schedules, models, weight-decay groups, and kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from genrobust import beton as B
+from genrobust import train as T
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+PAPER = dict(epochs=40, batch_size=512, lr=0.5, scale_lr=True, momentum=0.9,
+             weight_decay=5e-5, label_smoothing=0.1, lr_peak_epoch=2, warmup_start_factor=1e-4,
+             blurpool=True, min_res=160, max_res=192, start_ramp=None, end_ramp=None,
+             res_step=32, val_res=256, crop_ratio=224 / 256, precision="bf16",
+             channels_last=True, num_workers=8)
+ARCHS = ["resnet18", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0",
+         "mobilenetv2_100"]
+
+
+def recipe(**kw):
+    return {**PAPER, **kw}
+
+
+# ---------------------------------------------------------------------------- schedules
+
+def test_lr_40_epochs():
+    r = recipe(epochs=40)
+    assert T.lr_at(0, r) == pytest.approx(5e-5)
+    assert T.lr_at(1, r) == pytest.approx((5e-5 + 0.5) / 2)
+    assert T.lr_at(2, r) == pytest.approx(0.5)
+    assert T.lr_at(21, r) == pytest.approx(0.25)  # halfway down from epoch 2 to 40
+    assert T.lr_at(30.5, r) == pytest.approx(0.5 * 9.5 / 38)
+    assert T.lr_at(40, r) == 0.0
+    # per iteration: iteration 250 of 1000 in epoch 0 is epoch 0.25
+    assert T.lr_at(0 + 250 / 1000, r) == pytest.approx(5e-5 + (0.5 - 5e-5) * 0.125)
+    lrs = [T.lr_at(e + i / 10, r) for e in range(40) for i in range(10)]
+    assert np.argmax(lrs) == 20 and all(a > b for a, b in zip(lrs[20:], lrs[21:]))
+
+
+def test_lr_88_epochs_and_scaling():
+    r = recipe(epochs=88)
+    assert T.lr_at(0, r) == pytest.approx(5e-5)
+    assert T.lr_at(2, r) == pytest.approx(0.5)
+    assert T.lr_at(45, r) == pytest.approx(0.25)
+    assert T.lr_at(66.5, r) == pytest.approx(0.5 * 21.5 / 86)
+    assert T.lr_at(88, r) == 0.0
+    assert T.peak_lr(r, 512) == 0.5
+    assert T.peak_lr(r, 1024) == 1.0
+    assert T.peak_lr(recipe(scale_lr=False), 1024) == 0.5
+    assert T.lr_at(2, r, peak=T.peak_lr(r, 256)) == pytest.approx(0.25)
+    assert T.lr_at(0, r, peak=0.25) == pytest.approx(2.5e-5)
+
+
+def test_resolution_40_and_88_epochs():
+    r40, r88 = recipe(epochs=40), recipe(epochs=88)
+    assert T.ramp(r40) == (29, 34) and T.ramp(r88) == (65, 76)
+    res40 = [T.resolution_at(e, r40) for e in range(40)]
+    assert res40 == [160] * 32 + [192] * 8  # 30: 166.4 -> 160, 31: 172.8 -> 160, 32: 179.2 -> 192
+    res88 = [T.resolution_at(e, r88) for e in range(88)]
+    assert res88[:66] == [160] * 66 and res88[76:] == [192] * 12
+    assert res88 == [160] * 71 + [192] * 17
+    for res in res40 + res88:
+        assert res % 32 == 0
+    # explicit ramps and res_step win over the defaults
+    r = recipe(epochs=10, start_ramp=2, end_ramp=6, min_res=64, max_res=192, res_step=16)
+    assert [T.resolution_at(e, r) for e in range(10)] == [64, 64, 64, 96, 128, 160, 192, 192,
+                                                          192, 192]
+
+
+def test_default_ramp():
+    for epochs, expected in T.FFCV_RAMPS.items():
+        assert T.default_ramp(epochs) == expected
+    assert T.default_ramp(100) == (74, 86)  # 88's fractions (65/88, 76/88) held beyond 88
+    assert T.default_ramp(8) == (6, 6)  # 16's fractions below 16
+    start, end = T.default_ramp(60)  # between 56 and 88
+    assert 41 / 56 * 60 - 1 <= start <= 65 / 88 * 60 + 1 and end <= 59 and start < end
+    previous = (0, 0)
+    for epochs in range(1, 120):
+        start, end = T.default_ramp(epochs)
+        assert 0 <= start <= end <= max(epochs - 1, 0)
+        assert start >= previous[0] and end >= previous[1]
+        previous = (start, end)
+
+
+# ---------------------------------------------------------------------------- models
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_head_sizes(arch):
+    for n in (10, 100):
+        with torch.device("meta"):  # no memory, no init cost: resnext101 is big
+            model = T.create_model(arch, n)
+        head = T.classifier_head(model)
+        assert head.out_features == n
+        assert any(isinstance(m, T.BlurPoolConv2d) for m in model.modules())
+
+
+def test_blurpool_and_forward():
+    model = T.create_model("resnet18", 10)
+    wrapped = [m.conv for m in model.modules() if isinstance(m, T.BlurPoolConv2d)]
+    assert len(wrapped) == 6  # layer2-4: first conv and downsample conv
+    assert all(max(c.stride) > 1 and c.in_channels >= 16 for c in wrapped)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    plain = T.create_model("resnet18", 10, blurpool=False)
+    assert not any(isinstance(m, T.BlurPoolConv2d) for m in plain.modules())
+
+
+def test_unknown_arch_suggests():
+    with pytest.raises(ValueError, match="resnet18"):
+        T.create_model("resnet19", 10)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        T.create_model("torchvision:mobilenetv2_100", 10)  # timm's name, torchvision asked
+
+
+def _groups_by_name(model, wd=5e-5):
+    groups = T.parameter_groups(model, wd)
+    ids = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert len(ids) == sum(1 for _ in model.parameters())
+    return {name: ids[id(p)] for name, p in model.named_parameters()}
+
+
+def _norm_param_names(model):
+    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    return {f"{mname}.{pname}" if mname else pname
+            for mname, m in model.named_modules() if isinstance(m, norms)
+            for pname, _ in m.named_parameters(recurse=False)}
+
+
+@pytest.mark.parametrize("arch", ["torchvision:resnet18", "resnet18", "efficientnet_b0",
+                                  "mobilenetv2_100"])
+def test_weight_decay_groups(arch):
+    with torch.device("meta"):
+        model = T.create_model(arch, 10)
+    wd = _groups_by_name(model)
+    norm_names = _norm_param_names(model)
+    assert norm_names
+    for name, decay in wd.items():
+        assert decay == (0.0 if name in norm_names else 5e-5), name
+    conv_weights = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert conv_weights and all(wd[n] == 5e-5 for n in conv_weights)
+    if arch == "torchvision:resnet18":
+        # ffcv-imagenet's `'bn' in name` rule would decay these
+        assert wd["layer2.0.downsample.1.weight"] == 0.0
+        assert wd["layer2.0.downsample.1.bias"] == 0.0
+        assert wd["fc.weight"] == 5e-5
+    if arch == "efficientnet_b0":
+        from timm.layers import BatchNormAct2d
+
+        bnact = [n for n, m in model.named_modules() if isinstance(m, BatchNormAct2d)]
+        assert bnact and all(wd[f"{n}.weight"] == 0.0 for n in bnact)
+        assert wd["conv_head.weight"] == 5e-5 and wd["bn2.weight"] == 0.0
+
+
+# ---------------------------------------------------------------------------- training
+
+def make_images(root, classes=4, per_class=8):
+    rows = []
+    for c in range(classes):
+        for k in range(per_class):
+            h, w = 32 + 2 * (k % 4), 32 + 8 * (k % 2)
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., c % 3] = 40 + 50 * c
+            img[..., (c + 1) % 3] = (xx * 255 // w).astype(np.uint8)
+            img[..., (c + 2) % 3] = (yy * 255 // h).astype(np.uint8) // (k + 1)
+            path = root / f"c{c}_{k}.png"
+            Image.fromarray(img).save(path)
+            rows.append((str(path), c))
+    return pd.DataFrame(rows, columns=["path", "label"])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    manifest = make_images(root)
+    manifest_path = root / "manifest.csv"
+    manifest.to_csv(manifest_path, index=False)
+    beton_path = None
+    if B.ffcv_available():
+        beton_path = root / "all.beton"
+        B.write_beton(manifest, beton_path, num_workers=1)
+    return beton_path, manifest_path
+
+
+TINY = recipe(epochs=3, batch_size=8, lr=0.5, lr_peak_epoch=1, min_res=32, max_res=64,
+              start_ramp=0, end_ramp=1, val_res=32, precision="bf16", num_workers=1)
+WNIDS = ["n01", "n02", "n03", "n04"]
+TIMING = ("images_per_s", "seconds")
+
+
+def _run(dataset, tmp_path, tag, **kw):
+    beton_path, manifest_path = dataset
+    indices = list(range(0, 32, 2)) + [1, 3, 5, 7, 9, 11, 13, 15]  # 24 rows: 3 batches
+    return T.train_classifier(beton_path, manifest_path, indices, beton_path, manifest_path,
+                              WNIDS, "resnet18", TINY, 7, tmp_path / f"{tag}.pt",
+                              tmp_path / f"{tag}.jsonl", tmp_path / f"{tag}.ckpt",
+                              device="cpu", threads=2, **kw)
+
+
+def _strip(metrics):
+    return [{k: v for k, v in m.items() if k not in TIMING} for m in metrics]
+
+
+def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
+    full = _run(dataset, tmp_path, "full")
+    assert [m["resolution"] for m in full] == [32, 64, 64]
+    assert [m["epoch"] for m in full] == [0, 1, 2]
+    assert not (tmp_path / "full.ckpt").exists()  # removed after success
+
+    class Killed(Exception):
+        pass
+
+    def crash(epoch, iteration):
+        if epoch == 1 and iteration == 1:  # mid-way through the second epoch
+            raise Killed
+
+    monkeypatch.setattr(T, "_fault_hook", crash)
+    with pytest.raises(Killed):
+        _run(dataset, tmp_path, "resumed")
+    assert (tmp_path / "resumed.ckpt").exists() and not (tmp_path / "resumed.pt").exists()
+    assert len(T.read_metrics(tmp_path / "resumed.jsonl")) == 1
+    monkeypatch.setattr(T, "_fault_hook", None)
+    resumed = _run(dataset, tmp_path, "resumed")
+
+    a = torch.load(tmp_path / "full.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert a.keys() == {"arch", "num_classes", "class_wnids", "blurpool", "state_dict", "recipe"}
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert _strip(full) == _strip(resumed)
+    assert _strip(T.read_metrics(tmp_path / "resumed.jsonl")) == _strip(full)
+    for m in full:
+        assert set(m) == {"epoch", "train_loss", "lr", "resolution", "val_top1", "val_top5",
+                          "images_per_s", "seconds"}
+        assert 0 <= m["val_top1"] <= m["val_top5"] <= 1 and np.isfinite(m["train_loss"])
+    assert full[-1]["train_loss"] < full[0]["train_loss"]
+
+    model, wnids = T.load_classifier(tmp_path / "full.pt", "cpu")
+    assert wnids == WNIDS and not model.training
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+    assert json.loads((tmp_path / "full.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+
+
+def test_checkpoint_from_another_run_is_refused(dataset, tmp_path):
+    torch.save({"identity": {"arch": "resnet50"}, "epoch": 1}, tmp_path / "x.ckpt")
+    with pytest.raises(ValueError, match="different run"):
+        _run(dataset, tmp_path, "x")
+
+
+def test_recipe_checks(dataset, tmp_path):
+    with pytest.raises(ValueError, match="lacks"):
+        T.check_recipe({k: v for k, v in TINY.items() if k != "res_step"})
+    beton_path, manifest_path = dataset
+    with pytest.raises(ValueError, match="classes"):
+        T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS[:3], "resnet18",
+                           TINY, 0, tmp_path / "m.pt", tmp_path / "m.jsonl",
+                           tmp_path / "m.ckpt", device="cpu")
