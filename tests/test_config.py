@@ -47,7 +47,7 @@ def test_bad_demo_config_fails_before_any_job_naming_the_key(workdir, edit, mess
 def test_full_config_names_the_missing_dataset_path(workdir):
     result = dry_run(workdir, FULL)
     assert result.returncode != 0
-    assert "datasets.imagenet1k.train: '/datasets/imagenet/train' does not exist" in result.stdout + result.stderr
+    assert "datasets.imagenet100.train: '/datasets/imagenet/train' does not exist" in result.stdout + result.stderr
     assert "check_paths=False" in result.stdout + result.stderr
 
 
@@ -77,8 +77,13 @@ def test_class_list_errors_name_the_file(tmp_path):
 
 def test_full_plan_matches_the_paper_grid():
     runs = training_runs(FULL)
-    table1 = [r for r in runs if r.dataset == "imagenet1k"]
+    table1 = [r for r in runs if r.dataset == "imagenet1k" and r.mix in ("real_100", "cl80_100", "real_100+cl80_100")]
     assert len(table1) == 3 * 5 * 3  # real / generated / real+generated x 5 archs x 3 seeds
+    grid = {r.mix for r in runs if r.dataset == "imagenet100"}
+    assert grid == {f"real_{r}+cl80_{g}" for r in (25, 50, 100) for g in (50, 100, 200)} | {"real_100"}
+    budget = sorted({r.mix for r in runs if r.mix.startswith("n_")})
+    assert budget == ["n_1281167+cl80_100", "n_1281167+real_100", "n_1281167+real_25+cl80_75",
+                      "n_1281167+real_50+cl80_50", "n_1281167+real_75+cl80_25"]
     shards = [j for j in generation_jobs(FULL) if j[:3] == ("imagenet1k", "cl80", "train")]
     gen = FULL["datasets"]["imagenet1k"]["generate"]["cl80"]
     assert len(shards) == gen["train_shards"] and gen["train_per_class"] * 1000 == 1_300_000

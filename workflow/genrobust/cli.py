@@ -217,11 +217,12 @@ def cmd_robustness(args) -> None:
     print(f"[robustness] {len(table)} (model, shift set) pairs -> {args.out}", file=sys.stderr)
 
 
-def cmd_table1(args) -> None:
-    from .report import make_table1
+def cmd_report(args) -> None:
+    from .report import make_report
 
-    table = make_table1(args.accuracy, args.robustness, args.spec, args.out_table, args.out_figure)
-    print(f"Table 1: effective robustness (percent points)\n{table.to_string()}", file=sys.stderr)
+    table = make_report(args.kind, args.accuracy, args.robustness, args.spec, args.out_table, args.out_figure)
+    unit = "effective robustness, percent points" if args.kind == "robustness_table" else "top-1 %"
+    print(f"{Path(args.out_table).stem} ({unit}):\n{table.to_string()}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -312,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True)
 
-    p = stage("table1", cmd_table1, "Table 1 and Figure 2")
+    p = stage("report", cmd_report, "a paper table (Table 1, 3, 4) and its accuracy figure")
+    p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table"])
     p.add_argument("--accuracy", required=True)
     p.add_argument("--robustness", required=True)
     p.add_argument("--spec", type=_json, required=True)

@@ -83,6 +83,12 @@ def read_class_file(path: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the plan
 
+# What this version builds. Config may already describe the rest of the study (config.yaml
+# does); reports that need anything else are skipped with a notice (skipped_reports).
+IMPLEMENTED_STRATEGY_KINDS = {"class_labels"}
+REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table"}
+STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
+
 
 @dataclass(frozen=True)
 class TrainingRun:
@@ -92,16 +98,67 @@ class TrainingRun:
     seed: int
 
 
+def _percent(value: float) -> str:
+    return f"{value:g}"
+
+
+def report_rows(report: dict) -> dict[str, str]:
+    """label -> mixture of every training set a report compares (grids are expanded here)."""
+    if report["kind"] == "mixture_grid":
+        s = report["strategy"]
+        return {f"real {_percent(r)}% + {s} {_percent(g)}%": f"real_{_percent(r)}+{s}_{_percent(g)}"
+                for r in report["real_percents"] for g in report["generated_percents"]}
+    if report["kind"] == "budget_curve":
+        s, total = report["strategy"], report["total"]
+        rows = {}
+        for share in report["generated_shares"]:
+            terms = [(src, 100 * p) for src, p in (("real", 1 - share), (s, share)) if p > 0]
+            rows[f"{s} share {share:g}"] = f"n_{total}+" + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
+        return rows
+    return dict(report["rows"])
+
+
 def report_mixtures(report: dict, config: dict) -> list[str]:
     """Mixtures a report trains: its rows plus the standard models of the robustness fit."""
-    mixes = list(report["rows"].values())
+    mixes = list(report_rows(report).values())
     mixes += [m for m in config["robustness"]["reference_mixtures"] if m not in mixes]
     return mixes
 
 
+def missing_strategies(report: dict, config: dict) -> list[str]:
+    """Strategies a report trains on whose kind this version cannot generate yet."""
+    missing = set()
+    for mix in report_mixtures(report, config):
+        for source in parse_mixture(mix).sources:
+            kind = config["strategies"].get(source, {}).get("kind")
+            if source != "real" and kind not in IMPLEMENTED_STRATEGY_KINDS:
+                missing.add(source)
+    return sorted(missing)
+
+
+def active_reports(config: dict) -> dict[str, dict]:
+    """Reports whose every training set can be built by this version."""
+    return {name: r for name, r in config["reports"].items() if not missing_strategies(r, config)}
+
+
+def skipped_reports(config: dict) -> list[str]:
+    """One notice per report this version cannot build in full."""
+    notes = []
+    for name, report in config["reports"].items():
+        missing = missing_strategies(report, config)
+        if missing:
+            kinds = sorted({config["strategies"][m]["kind"] for m in missing})
+            notes.append(f"{name}: skipped; it trains on {', '.join(missing)} (kind {', '.join(kinds)}), "
+                         "which this version cannot generate yet")
+        elif report["kind"] not in REPORT_KINDS_WITH_OUTPUTS:
+            notes.append(f"{name}: its runs are trained and evaluated (analysis/{report['dataset']}/*.csv), "
+                         f"but the {report['kind']} output itself is not written by this version yet")
+    return notes
+
+
 def training_runs(config: dict) -> list[TrainingRun]:
     runs: dict[TrainingRun, None] = {}
-    for report in config["reports"].values():
+    for report in active_reports(config).values():
         for mix in report_mixtures(report, config):
             for arch in report["archs"]:
                 for seed in report["seeds"]:
@@ -121,22 +178,28 @@ def generated_sources(config: dict, dataset: str) -> list[str]:
 def report_test_sets(config: dict, dataset: str) -> list[str]:
     """Test sets the models of `dataset` are evaluated on: the ID set first, then the reports'."""
     names = [config["evaluation"]["id_test_set"]]
-    for report in config["reports"].values():
+    for report in active_reports(config).values():
         if report["dataset"] == dataset:
             names += [t for t in report["test_sets"] if t not in names]
     return names
 
 
+def generated_datasets(config: dict) -> list[tuple[str, str, str]]:
+    """(dataset, strategy, split) of every generated dataset in config that this version can build."""
+    out = []
+    for dataset, spec in config["datasets"].items():
+        for strategy, gen in spec.get("generate", {}).items():
+            if config["strategies"][strategy]["kind"] in IMPLEMENTED_STRATEGY_KINDS:
+                out += [(dataset, strategy, split) for split in ("train", "val") if gen[f"{split}_per_class"] > 0]
+    return out
+
+
 def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
     jobs = []
-    for dataset in sorted({run.dataset for run in training_runs(config)}):
-        for strategy in generated_sources(config, dataset):
-            gen = config["datasets"][dataset]["generate"][strategy]
-            for split in ("train", "val"):
-                n_shards = gen[f"{split}_shards"]
-                if gen[f"{split}_per_class"] > 0:
-                    jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
+    for dataset, strategy, split in generated_datasets(config):
+        n_shards = config["datasets"][dataset]["generate"][strategy][f"{split}_shards"]
+        jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
     return jobs
 
 
@@ -156,8 +219,11 @@ def check_config(config: dict) -> None:
     models, strategies = config["models"], config["strategies"]
     datasets, test_sets = config["datasets"], config["test_sets"]
     for name, strategy in strategies.items():
-        if strategy["model"] not in models:
-            raise ConfigError(f"strategies.{name}.model: '{strategy['model']}' is not one of models ({sorted(models)})")
+        model = strategy.get("model")
+        if strategy["kind"] in STRATEGY_KINDS_NEEDING_A_MODEL and model is None:
+            raise ConfigError(f"strategies.{name}.model: a {strategy['kind']} strategy needs a model (one of models)")
+        if model is not None and model not in models:
+            raise ConfigError(f"strategies.{name}.model: '{model}' is not one of models ({sorted(models)})")
         if name in ("real", "n"):
             raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
     if config["evaluation"]["id_test_set"] not in test_sets:
@@ -174,7 +240,9 @@ def check_config(config: dict) -> None:
             if t not in test_sets:
                 raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
         generate = datasets[dataset].get("generate", {})
-        for label, mix in report["rows"].items():
+        if report["kind"] in ("mixture_grid", "budget_curve") and report["strategy"] not in strategies:
+            raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
+        for label, mix in report_rows(report).items():
             for source, percent in parse_mixture(mix).terms:
                 if source == "real":
                     continue

@@ -85,14 +85,21 @@ def accuracy_bars(mean: pd.DataFrame, std: pd.DataFrame, out_figure: str, title:
     plt.close(fig)
 
 
-def make_table1(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str):
-    """Table 1 (effective robustness, percent points) and Figure 2 (accuracy bars)."""
+def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict, out_table: str,
+                out_figure: str) -> pd.DataFrame:
+    """robustness_table: effective robustness (percent points) per shift set (paper Table 1);
+    accuracy_table: accuracy on the ID set and the shift sets (Tables 3 and 4). Both come with
+    the accuracy bars of their rows (for Table 1 that is Figure 2)."""
     names = report["test_set_names"]
-    er = io.read_csv(robustness_csv)
-    mean, std = row_table(er, report, "effective_robustness", report["test_sets"], names)
-    write_table(mean, std, out_table)
     accuracy = io.read_csv(accuracy_csv)
     acc_mean, acc_std = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
+    if kind == "robustness_table":
+        mean, std = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
+    elif kind == "accuracy_table":
+        mean, std = acc_mean, acc_std
+    else:
+        raise ValueError(f"report kind '{kind}' has no table in this version")
+    write_table(mean, std, out_table)
     n_runs = len(report["archs"]) * len(report["seeds"])
     accuracy_bars(acc_mean.drop(columns="Average"), acc_std.drop(columns="Average"), out_figure,
                   f"{report['dataset']}: accuracy by training data "

@@ -9,11 +9,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from genrobust.config import (
     ConfigError,
+    active_reports,
     check_config,
     class_count,
+    generated_datasets,
     generated_sources,
     parse_mixture,
+    report_rows,
     report_test_sets,
+    skipped_reports,
     training_runs,
 )
 
@@ -35,7 +39,10 @@ GENROBUST = "PYTHONPATH={}{}${{PYTHONPATH:-}} {} -m genrobust".format(
 )
 
 RUNS = training_runs(config)
-DATASETS = sorted({run.dataset for run in RUNS})
+REPORTS = active_reports(config)
+if workflow.is_main_process:
+    for note in skipped_reports(config):
+        print(f"genrobust: report {note}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -201,7 +208,7 @@ def dataset_metrics(wildcards):
 
 
 def report_spec(name):
-    spec = dict(config["reports"][name])
+    spec = dict(config["reports"][name], rows=report_rows(config["reports"][name]))
     spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
     spec["id_test_set"] = config["evaluation"]["id_test_set"]
     return json.dumps(spec)  # keeps the rows in the order config lists them
@@ -215,19 +222,21 @@ def report_inputs(name):
     }
 
 
-def generated_datasets():
-    """Every generated dataset in config (both splits), whether or not a report trains on it."""
-    return [
-        f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
-        for dataset, spec in config["datasets"].items()
-        for strategy, gen in spec.get("generate", {}).items()
-        for split in ("train", "val")
-        if gen[f"{split}_per_class"] > 0
-    ]
+def report_figure(name):
+    return f"{OUT}/{config['reports'][name].get('figure', name + '_accuracy')}.png"
+
+
+def report_outputs(name):
+    if config["reports"][name]["kind"] in ("robustness_table", "accuracy_table"):
+        return [f"{OUT}/{name}.csv", report_figure(name)]
+    return list(report_inputs(name).values())  # its runs; the output itself comes later
 
 
 def final_outputs():
-    targets = generated_datasets()
-    if "table1" in config["reports"]:
-        targets += [f"{OUT}/table1.csv", f"{OUT}/figure2.png"]
+    targets = [
+        f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
+        for dataset, strategy, split in generated_datasets(config)
+    ]
+    for name in REPORTS:
+        targets += [t for t in report_outputs(name) if t not in targets]
     return targets
