@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
@@ -25,3 +28,22 @@ def workdir(tmp_path) -> Path:
     """A working directory holding a copy of config/, as a user's checkout would."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     return tmp_path
+
+
+def draw_labelled_images(root: Path, classes: int = 4, per_class: int = 8) -> pd.DataFrame:
+    """Distinct, smooth-ish images of varied sizes; returns the manifest (path, label)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        for k in range(per_class):
+            h, w = 32 + 2 * (k % 4), 32 + 8 * (k % 2)
+            yy, xx = np.mgrid[0:h, 0:w]
+            img = np.zeros((h, w, 3), np.uint8)
+            img[..., c % 3] = 40 + 50 * c
+            img[..., (c + 1) % 3] = (xx * 255 // w).astype(np.uint8)
+            img[..., (c + 2) % 3] = (yy * 255 // h).astype(np.uint8) // (k + 1)
+            img[rng.integers(0, h), :, :] = 255
+            path = root / f"c{c}_{k}.png"
+            Image.fromarray(img).save(path)
+            rows.append((str(path), c))
+    return pd.DataFrame(rows, columns=["path", "label"])

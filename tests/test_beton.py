@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
+from conftest import draw_labelled_images
 from genrobust import beton as B
 
 needs_ffcv = pytest.mark.skipif(not B.ffcv_available(), reason="ffcv is not installed")
@@ -21,29 +20,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 BATCH = 4
 
 
-def make_images(root: Path, classes: int = 4, per_class: int = 8) -> pd.DataFrame:
-    """Distinct, smooth-ish images of varied sizes; returns the manifest (path, label)."""
-    rows = []
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        for k in range(per_class):
-            h, w = 32 + 2 * (k % 4), 32 + 8 * (k % 2)
-            yy, xx = np.mgrid[0:h, 0:w]
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., c % 3] = 40 + 50 * c
-            img[..., (c + 1) % 3] = (xx * 255 // w).astype(np.uint8)
-            img[..., (c + 2) % 3] = (yy * 255 // h).astype(np.uint8) // (k + 1)
-            img[rng.integers(0, h), :, :] = 255
-            path = root / f"c{c}_{k}.png"
-            Image.fromarray(img).save(path)
-            rows.append((str(path), c))
-    return pd.DataFrame(rows, columns=["path", "label"])
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    manifest = make_images(root)
+    manifest = draw_labelled_images(root)
     manifest_path = root / "manifest.csv"
     manifest.to_csv(manifest_path, index=False)
     beton_path = root / "all.beton"

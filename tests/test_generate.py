@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genrobust import generate, io, prompts
@@ -71,14 +73,25 @@ def test_killed_and_rerun_shard_equals_uninterrupted(tiny_sd, tmp_path):
 
 
 def test_finished_shard_reruns_without_loading_the_model(tiny_sd, tmp_path):
-    run_shard(tiny_sd, tmp_path)
-    before = file_hashes(tmp_path / "shard~0")
-    # A broken model path would fail if the model were loaded: a finished shard never loads it.
-    again = generate.generate_class_label_shard(
-        strategy="cl80", split="train", spec=spec_for(str(tmp_path / "no-such-model")), wnids=WNIDS,
-        per_class=3, n_shards=2, shard=0, global_seed=0,
-        out_manifest=str(tmp_path / "shard~0" / "manifest.csv"), device="cpu")
-    assert len(again) == 4 and file_hashes(tmp_path / "shard~0") == before
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd, model)
+    out = tmp_path / "out"
+    run_shard(str(model), out)
+    before = file_hashes(out / "shard~0")
+    shutil.rmtree(model)  # loading it now would fail: a finished shard never loads it
+    again = run_shard(str(model), out)
+    assert len(again) == 4 and file_hashes(out / "shard~0") == before
+
+
+def test_changed_settings_restart_the_shard_instead_of_mixing_images(tiny_sd, tmp_path):
+    assert run_shard(tiny_sd, tmp_path, max_batches=1) is None  # 2 of 4 images, then "killed"
+    partial = file_hashes(tmp_path / "shard~0")
+    changed = generate.generate_class_label_shard(
+        strategy="cl80", split="train", spec=spec_for(tiny_sd, steps=3), wnids=WNIDS, per_class=3, n_shards=2,
+        shard=0, global_seed=0, out_manifest=str(tmp_path / "shard~0" / "manifest.csv"), device="cpu")
+    after = file_hashes(tmp_path / "shard~0")
+    assert len(changed) == 4 and (changed["steps"] == 3).all()
+    assert not set(partial.items()) & set(after.items())  # no image of the old settings survives
 
 
 def test_manifest_records_seed_prompt_template_and_model(tiny_sd, tmp_path):
@@ -128,16 +141,24 @@ def test_defective_images_are_detected():
     assert generate.is_defective(nan) == "nan"
 
 
+def text_to_image(pipe, texts):
+    """The call generate makes for a class-label batch: pending image indices + their generators."""
+    def call(pending, generators):
+        return pipe(prompt=[texts[i] for i in pending], height=32, width=32, num_inference_steps=2,
+                    guidance_scale=7.5, generator=generators, output_type="np")
+    return call
+
+
 class FirstSeedsBroken:
     """The real tiny pipeline, except that images from `broken` seeds come out NaN or black,
     as an fp16 VAE overflow or the safety checker's black square would."""
 
-    def __init__(self, pipe, broken: dict[int, str]):
-        self.pipe, self.broken = pipe, broken
+    def __init__(self, call, broken: dict[int, str]):
+        self.call, self.broken = call, broken
 
-    def __call__(self, generator, **kwargs):
-        seeds = [g.initial_seed() for g in generator]
-        out = self.pipe(generator=generator, **kwargs)
+    def __call__(self, pending, generators):
+        seeds = [g.initial_seed() for g in generators]
+        out = self.call(pending, generators)
         for j, seed in enumerate(seeds):
             if self.broken.get(seed) == "nan":
                 out.images[j][:] = np.nan
@@ -149,17 +170,18 @@ class FirstSeedsBroken:
 def test_nan_and_black_images_are_regenerated_with_the_next_seed(tiny_sd):
     pipe = generate.load_pipeline(tiny_sd, None, "StableDiffusionPipeline", None, "float32", "cpu", False)
     seeds = [11, 22, 33]
-    broken = FirstSeedsBroken(pipe, {11: "nan", 33: "black", generate.retry_seed(33, 1): "black"})
-    spec = spec_for(tiny_sd)
-    images, attempts, reasons = generate._generate_with_retries(broken, spec, ["a", "b", "c"], seeds, "cpu")
+    call = text_to_image(pipe, ["a", "b", "c"])
+    broken = FirstSeedsBroken(call, {11: "nan", 33: "black", generate.retry_seed(33, 1): "black"})
+    images, attempts, reasons = generate._generate_with_retries(broken, seeds, "cpu")
     assert attempts == [1, 0, 2] and reasons == ["nan", "", "black"]
     assert all(im.dtype == np.uint8 and im.max() > 5 for im in images)
     # The regenerated image is exactly the image of the retry seed.
-    direct, _, _ = generate._generate_with_retries(pipe, spec, ["a"], [generate.retry_seed(11, 1)], "cpu")
+    direct, _, _ = generate._generate_with_retries(text_to_image(pipe, ["a"]), [generate.retry_seed(11, 1)], "cpu")
     assert np.array_equal(images[0], direct[0])
-    always = FirstSeedsBroken(pipe, {generate.retry_seed(22, a): "nan" for a in range(generate.MAX_ATTEMPTS)})
+    always = FirstSeedsBroken(text_to_image(pipe, ["b"]),
+                              {generate.retry_seed(22, a): "nan" for a in range(generate.MAX_ATTEMPTS)})
     with pytest.raises(generate.GenerationError, match="stayed NaN/black"):
-        generate._generate_with_retries(always, spec, ["b"], [22], "cpu")
+        generate._generate_with_retries(always, [22], "cpu")
 
 
 def test_gather_concatenates_shards_and_rejects_duplicates(tiny_sd, tmp_path):
@@ -173,3 +195,66 @@ def test_gather_concatenates_shards_and_rejects_duplicates(tiny_sd, tmp_path):
     with pytest.raises(generate.GenerationError, match="duplicate"):
         generate.gather_manifests(paths + paths[:1], str(tmp_path / "twice.csv"))
     assert io.read_csv(tmp_path / "manifest.csv")["id"].tolist() == gathered["id"].tolist()
+
+
+# ----------------------------------------------------------------------------- every strategy kind
+
+@pytest.fixture(scope="module")
+def kinds_setup(tmp_path_factory):
+    """Tiny models of every kind, a mixing set, random DeepAugment weights and 6 real images."""
+    from PIL import Image
+
+    from genrobust.baselines import write_fractal_mixing_set, write_random_deepaugment_weights
+    from genrobust.demo.models import build_all
+
+    root = tmp_path_factory.mktemp("kinds")
+    models = build_all(root / "models")
+    write_random_deepaugment_weights(root / "deepaugment", seed=0)
+    write_fractal_mixing_set(root / "fractals", n=4, size=32, seed=0)
+    rows = []
+    for i, wnid in enumerate(WNIDS * 2):
+        path = root / "real" / wnid / f"{wnid}_{i}.JPEG"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((40, 48, 3), 40 * i, np.uint8)).save(path)
+        rows.append({"path": str(path), "wnid": wnid})
+    io.write_csv(root / "real.csv", pd.DataFrame(rows))
+    return root, models
+
+
+KIND_SPECS = {
+    "img2img": {"model": "sd", "pipeline": "StableDiffusionImg2ImgPipeline", "templates": "openai80",
+                "strength": 0.75, "guidance": 7.5},
+    "image_variation": {"model": "image_variation", "pipeline": "StableDiffusionImageVariationPipeline",
+                        "guidance": 3.0},
+    "class_conditional": {"model": "dit", "pipeline": "DiTPipeline", "guidance": 3.0, "per_class": 2},
+    "deepaugment": {},
+    "pixmix": {},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_SPECS))
+def test_every_strategy_kind_generates_a_complete_reproducible_shard(kinds_setup, tmp_path, kind):
+    root, models = kinds_setup
+    spec = {"kind": kind, "steps": 2, "height": 32, "width": 32, "batch_size": 4, "dtype": "float32",
+            "save_size": 32, "jpeg_quality": 95, "scheduler": None, "revision": None,
+            "weights": str(root / "deepaugment"), "mixing_set": str(root / "fractals"), **KIND_SPECS[kind]}
+    if "model" in spec:
+        spec["model_id"] = str(models[spec.pop("model")])
+
+    def run(out):
+        return generate.generate_shard(strategy="s", split="train", spec=spec, wnids=WNIDS, n_shards=1, shard=0,
+                                       global_seed=0, out_manifest=str(out / "shard~0" / "manifest.csv"),
+                                       real_index=str(root / "real.csv"), device="cpu")
+
+    manifest = run(tmp_path / "a")
+    assert len(manifest) == 6 and manifest["id"].is_unique
+    assert sorted(manifest.groupby("wnid").size()) == [2, 2, 2]
+    if kind == "class_conditional":
+        from genrobust.datasets import imagenet_wnids
+        assert manifest["class_id"].tolist() == [imagenet_wnids().index(w) for w in manifest["wnid"]]
+    else:  # one image per real image, which the manifest names
+        assert sorted(manifest["source"]) == sorted(io.read_csv(root / "real.csv")["path"])
+    if kind == "img2img":
+        assert (manifest["strength"] == 0.75).all() and manifest["prompt"].str.len().min() > 0
+    run(tmp_path / "b")  # the same config again: the same bytes
+    assert file_hashes(tmp_path / "a" / "shard~0") == file_hashes(tmp_path / "b" / "shard~0")

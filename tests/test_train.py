@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
+from conftest import draw_labelled_images
 from genrobust import beton as B
 from genrobust import train as T
 
@@ -160,26 +159,10 @@ def test_weight_decay_groups(arch):
 
 # ---------------------------------------------------------------------------- training
 
-def make_images(root, classes=4, per_class=8):
-    rows = []
-    for c in range(classes):
-        for k in range(per_class):
-            h, w = 32 + 2 * (k % 4), 32 + 8 * (k % 2)
-            yy, xx = np.mgrid[0:h, 0:w]
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., c % 3] = 40 + 50 * c
-            img[..., (c + 1) % 3] = (xx * 255 // w).astype(np.uint8)
-            img[..., (c + 2) % 3] = (yy * 255 // h).astype(np.uint8) // (k + 1)
-            path = root / f"c{c}_{k}.png"
-            Image.fromarray(img).save(path)
-            rows.append((str(path), c))
-    return pd.DataFrame(rows, columns=["path", "label"])
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    manifest = make_images(root)
+    manifest = draw_labelled_images(root)
     manifest_path = root / "manifest.csv"
     manifest.to_csv(manifest_path, index=False)
     beton_path = None

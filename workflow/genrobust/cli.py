@@ -31,6 +31,7 @@ def _threads(n: int | None) -> None:
 
 def cmd_demo_data(args) -> None:
     from . import io
+    from .baselines import write_fractal_mixing_set
     from .demo.data import write_demo_data
 
     spec = args.spec
@@ -38,15 +39,20 @@ def cmd_demo_data(args) -> None:
     counts = write_demo_data(args.out, classes, seed=args.seed, size=spec.get("image_size", 64),
                              n_train=spec.get("train_per_class", 40), n_val=spec.get("val_per_class", 10),
                              n_test=spec.get("test_per_class", 10))
+    # PixMix's mixing set (fractals, feature visualisations) cannot be downloaded: draw fractals.
+    write_fractal_mixing_set(Path(args.out) / "pixmix-fractals", n=32, size=spec.get("image_size", 64), seed=args.seed)
     io.write_json(Path(args.out) / "demo_data.json", {"classes": classes, "images": counts, "seed": args.seed})
     print(f"[demo-data] {sum(counts.values())} images under {args.out}: {counts}", file=sys.stderr)
 
 
 def cmd_demo_models(args) -> None:
     from . import io
+    from .baselines import write_random_deepaugment_weights
     from .demo.models import build_all
 
     built = build_all(args.out, seed=args.seed)
+    # DeepAugment's EDSR and CAE, random weights in the real state-dict layout.
+    built["deepaugment"] = write_random_deepaugment_weights(Path(args.out) / "deepaugment", seed=args.seed)
     io.write_json(Path(args.out) / "models.json", {name: str(path) for name, path in built.items()})
     print(f"[demo-models] built {sorted(built)} under {args.out}", file=sys.stderr)
 
@@ -80,22 +86,34 @@ def cmd_index_test_set(args) -> None:
 
 def cmd_generate_shard(args) -> None:
     from .datasets import load_class_list
-    from .generate import generate_class_label_shard
+    from .generate import generate_shard
 
     spec = args.spec
     _threads(args.threads)
-    wnids = load_class_list(spec["classes"])
-    start = time.time()
-    manifest = generate_class_label_shard(
-        strategy=args.strategy, split=args.split, spec=spec, wnids=wnids, per_class=spec["per_class"],
-        n_shards=spec["n_shards"], shard=args.shard, global_seed=spec["seed"], out_manifest=args.out)
-    print(f"[generate] done in {time.time() - start:.1f} s ({len(manifest)} images)", file=sys.stderr)
+    manifest = generate_shard(
+        strategy=args.strategy, split=args.split, spec=spec, wnids=load_class_list(spec["classes"]),
+        n_shards=spec["n_shards"], shard=args.shard, global_seed=spec["seed"], out_manifest=args.out,
+        real_index=args.real_index)
+    print(f"[generate] {args.strategy}/{args.split} shard {args.shard}: {len(manifest)} images", file=sys.stderr)
 
 
 def cmd_gather(args) -> None:
     from .generate import gather_manifests
 
-    gather_manifests(args.shards, args.out)
+    gather_manifests(args.shards, args.out, args.summary)
+
+
+def cmd_contact_sheet(args) -> None:
+    from .contact_sheet import run
+
+    run(args)
+
+
+def cmd_benchmark_generation(args) -> None:
+    from .benchmark import run
+
+    if run(args):
+        raise SystemExit(2)
 
 
 # ----------------------------------------------------------------------------- convert
@@ -263,12 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True)
     p.add_argument("--split", required=True, choices=["train", "val"])
     p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--real-index", help="the real images of image-conditioned strategies (path, wnid)")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="the shard's manifest.csv")
 
-    p = stage("gather", cmd_gather, "concatenate shard manifests")
+    p = stage("gather", cmd_gather, "concatenate shard manifests, summarise the dataset")
     p.add_argument("--out", required=True)
+    p.add_argument("--summary", help="JSON: counts per class, regenerations, generation time")
     p.add_argument("shards", nargs="+")
+
+    from . import benchmark, contact_sheet  # their parsers only (light imports)
+
+    p = sub.add_parser("contact-sheet", parents=[contact_sheet.build_parser(add_help=False)],
+                       help="sample grid per strategy and class (the paper's Figure 6)")
+    p.set_defaults(func=cmd_contact_sheet)
+    p = sub.add_parser("benchmark-generation", parents=[benchmark.build_parser(add_help=False)],
+                       help="images/s of a generation pipeline (full-size SD v1.5, random weights) and where the time goes")
+    p.set_defaults(func=cmd_benchmark_generation)
 
     p = stage("write-beton", cmd_write_beton, "write the FFCV beton of real (+ generated) images")
     p.add_argument("--real", required=True)
@@ -283,7 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", required=True)
     p.add_argument("--mix", required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--classes")
     p.add_argument("--out", required=True)
 
     p = stage("train", cmd_train, "train one classifier with the ffcv-imagenet recipe")

@@ -85,7 +85,9 @@ def read_class_file(path: str) -> list[str]:
 
 # What this version builds. Config may already describe the rest of the study (config.yaml
 # does); reports that need anything else are skipped with a notice (skipped_reports).
-IMPLEMENTED_STRATEGY_KINDS = {"class_labels"}
+IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
+                              "pixmix"}
+CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table"}
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
 
@@ -190,7 +192,7 @@ def generated_datasets(config: dict) -> list[tuple[str, str, str]]:
     for dataset, spec in config["datasets"].items():
         for strategy, gen in spec.get("generate", {}).items():
             if config["strategies"][strategy]["kind"] in IMPLEMENTED_STRATEGY_KINDS:
-                out += [(dataset, strategy, split) for split in ("train", "val") if gen[f"{split}_per_class"] > 0]
+                out += [(dataset, strategy, split) for split in ("train", "val") if gen[f"{split}_shards"] > 0]
     return out
 
 
@@ -243,7 +245,7 @@ def check_config(config: dict) -> None:
         if report["kind"] in ("mixture_grid", "budget_curve") and report["strategy"] not in strategies:
             raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
         for label, mix in report_rows(report).items():
-            for source, percent in parse_mixture(mix).terms:
+            for source in parse_mixture(mix).sources:
                 if source == "real":
                     continue
                 if source not in strategies:
@@ -255,12 +257,29 @@ def check_config(config: dict) -> None:
     for dname, dataset in datasets.items():
         if dataset["classes"] != IMAGENET1K:
             read_class_file(dataset["classes"])
+        for strategy, gen in dataset.get("generate", {}).items():
+            key = f"datasets.{dname}.generate.{strategy}"
+            if strategy not in strategies:
+                raise ConfigError(f"{key}: '{strategy}' is not one of strategies ({sorted(strategies)})")
+            if strategies[strategy]["kind"] in CLASS_CONDITIONED_KINDS:
+                for split in ("train", "val"):
+                    if gen[f"{split}_shards"] > 0 and f"{split}_per_class" not in gen:
+                        raise ConfigError(f"{key}.{split}_per_class: a {strategies[strategy]['kind']} strategy "
+                                          f"needs images per class for its {split} split (or {split}_shards: 0)")
+    for name, strategy in strategies.items():
+        for field, kinds in (("weights", {"deepaugment"}), ("mixing_set", {"pixmix"})):
+            if strategy["kind"] in kinds and not strategy.get(field):
+                raise ConfigError(f"strategies.{name}.{field}: a {strategy['kind']} strategy needs it")
     if config.get("demo"):
         read_class_file(config["demo"]["classes"])
     if not config.get("check_paths", True):
         return
-    used = {r.dataset for r in training_runs(config)}
+    generated = generated_datasets(config)
+    used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
+                                                         if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
     needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
+    needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
+               for field in ("weights", "mixing_set") if strategies[s].get(field)]
     needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
                for d in sorted(used) for t in report_test_sets(config, d)]
     needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items()

@@ -13,6 +13,7 @@ composition, so it ends with exactly the files an uninterrupted run writes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -30,8 +31,9 @@ from . import io
 from .seeding import derive_seed
 
 MANIFEST_COLUMNS = [
-    "id", "path", "wnid", "k", "prompt", "template", "seed", "attempt", "regenerated_because",
-    "model", "revision", "pipeline", "scheduler", "steps", "guidance", "height", "width",
+    "id", "path", "wnid", "k", "source", "prompt", "template", "class_id", "seed", "attempt",
+    "regenerated_because", "model", "revision", "pipeline", "scheduler", "steps", "guidance",
+    "strength", "height", "width",
 ]
 MAX_ATTEMPTS = 5  # per image: a NaN / all-black / flagged image is retried with the next seed
 
@@ -46,6 +48,7 @@ class ImageSpec:
     wnid: str
     k: int
     seed: int  # attempt 0; attempt a uses derive_seed(seed, "retry", a)
+    source: str = ""  # the real image it is conditioned on (image-conditioned kinds)
 
 
 def plan_images(strategy: str, split: str, wnids: list[str], per_class: int, global_seed: int) -> list[ImageSpec]:
@@ -56,6 +59,19 @@ def plan_images(strategy: str, split: str, wnids: list[str], per_class: int, glo
             specs.append(ImageSpec(
                 id=f"{strategy}-{split}-{wnid}-{k:05d}", wnid=wnid, k=k,
                 seed=derive_seed(global_seed, strategy, split, wnid, k)))
+    return specs
+
+
+def plan_from_sources(strategy: str, split: str, real_index: pd.DataFrame, per_real: int,
+                      global_seed: int) -> list[ImageSpec]:
+    """`per_real` images per real image of the index (path, wnid), in index order."""
+    specs = []
+    for path, wnid in zip(real_index["path"], real_index["wnid"]):
+        stem = Path(path).stem
+        for j in range(per_real):
+            specs.append(ImageSpec(
+                id=f"{strategy}-{split}-{wnid}-{stem}-{j}", wnid=wnid, k=j, source=str(path),
+                seed=derive_seed(global_seed, strategy, split, wnid, stem, j)))
     return specs
 
 
@@ -198,65 +214,50 @@ def read_progress(progress_path: Path) -> dict[str, dict]:
     return done
 
 
-# ----------------------------------------------------------------------------- class labels
+# ----------------------------------------------------------------------------- shards
 
 
-def generate_class_label_shard(*, strategy: str, split: str, spec: dict, wnids: list[str], per_class: int,
-                               n_shards: int, shard: int, global_seed: int, out_manifest: str,
-                               device: str | None = None, max_batches: int | None = None) -> pd.DataFrame | None:
-    """Generate one shard of a class-label strategy; write its images and manifest under the
-    manifest's folder. `max_batches` stops early (used by the kill-and-resume test)."""
-    import torch
-
-    from . import prompts
+def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_manifest: str, save_size: int,
+              jpeg_quality: int, desc: str, settings: dict, max_batches: int | None = None) -> pd.DataFrame | None:
+    """Generate `items` in fixed batches with `render(batch) -> (uint8 images, manifest rows)`,
+    resuming from the shard's progress log; `prepare()` (model loading) runs only if work is left.
+    Writes the images and, once all are on disk, the manifest. `max_batches` stops early (tests).
+    Progress made under different `settings` (the strategy changed in config) is discarded."""
+    from tqdm import tqdm
 
     out_manifest = Path(out_manifest)
     shard_dir = out_manifest.parent
     shard_dir.mkdir(parents=True, exist_ok=True)
     progress_path = shard_dir / "progress.jsonl"
-    # Paths in manifests are relative to the split folder (the gathered manifest's folder).
-    rel_prefix = shard_dir.name
-
-    specs = plan_images(strategy, split, wnids, per_class, global_seed)
-    mine = [specs[i] for i in shard_range(len(specs), n_shards, shard)]
-    templates = prompts.load_templates(spec["templates"])
-    names = prompts.load_class_names(sorted(wnids), spec.get("class_names", "clip"))
-    batch_size = spec["batch_size"]
-    batches = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+    settings_path = shard_dir / "settings.json"
+    settings = {**settings, "batch_size": batch_size, "save_size": save_size, "jpeg_quality": jpeg_quality,
+                "ids": hashlib.sha256("\n".join(s.id for s in items).encode()).hexdigest()}
+    if settings_path.exists() and io.read_json(settings_path) != json.loads(json.dumps(settings)):
+        print(f"[generate] {shard_dir}: settings changed since the last run; starting the shard afresh",
+              file=sys.stderr)
+        progress_path.unlink(missing_ok=True)
+        for old in shard_dir.glob("*.jpg"):
+            old.unlink()
+    io.write_json(settings_path, settings)
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     done = read_progress(progress_path)
     todo = [b for b in batches if not all(s.id in done for s in b)]
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    print(f"[generate] {strategy}/{split} shard {shard + 1}/{n_shards}: {len(mine)} images, "
-          f"{len(mine) - sum(len(b) for b in todo)} already done, device {device}", file=sys.stderr)
+    n_done = len(items) - sum(len(b) for b in todo)
+    print(f"[generate] {desc}: {len(items)} images, {n_done} already done", file=sys.stderr)
+    start = time.time()
     if todo:
-        pipe = load_pipeline(spec["model_id"], spec.get("revision"), spec["pipeline"], spec.get("scheduler"),
-                             spec["dtype"], device, spec.get("safety_checker", False), spec.get("compile", False))
+        prepare()
         writer = BackgroundWriter(progress_path)
-        from tqdm import tqdm
-        bar = tqdm(total=len(mine), initial=len(mine) - sum(len(b) for b in todo), unit="img",
-                   desc=f"{strategy}/{split} shard {shard}", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=len(items), initial=n_done, unit="img", desc=desc, file=sys.stderr, dynamic_ncols=True)
         try:
             for n_batch, batch in enumerate(todo):
                 if max_batches is not None and n_batch >= max_batches:
                     break
-                chosen = [prompts.choose_template(templates, derive_seed(s.seed, "template")) for s in batch]
-                texts = [prompts.class_label_prompt(t, names[s.wnid]) for (_, t), s in zip(chosen, batch)]
-                images, attempts, reasons = _generate_with_retries(pipe, spec, texts, [s.seed for s in batch], device)
-                rows = []
-                paths = []
-                for s, (t_index, template), text, attempt, reason in zip(batch, chosen, texts, attempts, reasons):
-                    paths.append(shard_dir / f"{s.id}.jpg")
-                    rows.append({
-                        "id": s.id, "path": f"{rel_prefix}/{s.id}.jpg", "wnid": s.wnid, "k": s.k,
-                        "prompt": text, "template": template, "seed": retry_seed(s.seed, attempt),
-                        "attempt": attempt, "regenerated_because": reason, "model": spec["model_id"],
-                        "revision": spec.get("revision") or "", "pipeline": spec["pipeline"],
-                        "scheduler": spec.get("scheduler") or type(pipe.scheduler).__name__,
-                        "steps": spec["steps"], "guidance": spec["guidance"],
-                        "height": spec["height"], "width": spec["width"],
-                    })
-                writer.submit(images, paths, rows, spec["jpeg_quality"], spec["save_size"])
+                images, rows = render(batch)
+                for s, row in zip(batch, rows):
+                    # Paths are relative to the split folder (where the gathered manifest lives).
+                    row.update(id=s.id, path=f"{shard_dir.name}/{s.id}.jpg", wnid=s.wnid, k=s.k, source=s.source)
+                writer.submit(images, [shard_dir / f"{s.id}.jpg" for s in batch], rows, jpeg_quality, save_size)
                 bar.update(len(batch))
         finally:
             writer.close()
@@ -264,22 +265,231 @@ def generate_class_label_shard(*, strategy: str, split: str, spec: dict, wnids: 
         if max_batches is not None and len(todo) > max_batches:
             return None
     done = read_progress(progress_path)
-    missing = [s.id for s in mine if s.id not in done or not (shard_dir / f"{s.id}.jpg").is_file()]
+    missing = [s.id for s in items if s.id not in done or not (shard_dir / f"{s.id}.jpg").is_file()]
     if missing:
         raise GenerationError(f"shard {shard_dir} is missing {len(missing)} images after generation "
                               f"(first: {missing[0]}); re-run the job to resume")
-    manifest = pd.DataFrame([done[s.id] for s in mine], columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame([done[s.id] for s in items], columns=MANIFEST_COLUMNS)
     io.write_csv(out_manifest, manifest)
     regenerated = int((manifest["attempt"] > 0).sum())
-    print(f"[generate] shard {shard_dir}: {len(manifest)} images, {regenerated} regenerated", file=sys.stderr)
+    elapsed = time.time() - start
+    io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
+                                             "generated_now": len(items) - n_done, "seconds": round(elapsed, 2)})
+    print(f"[generate] {shard_dir}: {len(manifest)} images, {regenerated} regenerated, {elapsed:.1f} s",
+          file=sys.stderr)
     return manifest
 
 
-def _generate_with_retries(pipe, spec: dict, texts: list[str], seeds: list[int], device: str):
-    """Run the batch; regenerate NaN/black/flagged images with their next seed (recorded)."""
+def plan_shard(kind: str, strategy: str, split: str, spec: dict, wnids: list[str], n_shards: int, shard: int,
+               global_seed: int, real_index: str | None) -> list[ImageSpec]:
+    """This shard's images: per class for class-conditioned kinds, per real image otherwise."""
+    if kind in CLASS_CONDITIONED:
+        items = plan_images(strategy, split, wnids, spec["per_class"], global_seed)
+    else:
+        if real_index is None:
+            raise GenerationError(f"strategy {strategy} ({kind}) needs the real {split} index")
+        sources = io.read_csv(real_index)
+        if spec.get("sources_per_class"):  # a smaller study: the first N real images of each class
+            sources = sources.groupby("wnid", sort=False).head(spec["sources_per_class"])
+        items = plan_from_sources(strategy, split, sources, spec.get("images_per_real", 1), global_seed)
+    return [items[i] for i in shard_range(len(items), n_shards, shard)]
+
+
+def generate_shard(*, strategy: str, split: str, spec: dict, wnids: list[str], n_shards: int, shard: int,
+                   global_seed: int, out_manifest: str, real_index: str | None = None, device: str | None = None,
+                   max_batches: int | None = None) -> pd.DataFrame | None:
+    """One planned shard of any strategy kind (see RENDERERS)."""
     import torch
 
-    n = len(texts)
+    kind = spec["kind"]
+    if kind not in RENDERERS:
+        raise GenerationError(f"strategy {strategy}: unknown kind '{kind}' (one of {sorted(RENDERERS)})")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    items = plan_shard(kind, strategy, split, spec, wnids, n_shards, shard, global_seed, real_index)
+    renderer = RENDERERS[kind](spec, sorted(wnids), device)
+    settings = {k: v for k, v in spec.items() if k not in ("n_shards", "compile")}  # what the images depend on
+    return run_shard(items=items, render=renderer, prepare=renderer.prepare, batch_size=spec.get("batch_size", 16),
+                     settings=settings,
+                     out_manifest=out_manifest, save_size=spec.get("save_size", 256),
+                     jpeg_quality=spec.get("jpeg_quality", 95), max_batches=max_batches,
+                     desc=f"{strategy}/{split} shard {shard + 1}/{n_shards} ({device})")
+
+
+def generate_class_label_shard(*, strategy: str, split: str, spec: dict, wnids: list[str], per_class: int,
+                               n_shards: int, shard: int, global_seed: int, out_manifest: str,
+                               device: str | None = None, max_batches: int | None = None) -> pd.DataFrame | None:
+    """generate_shard for a class-label strategy given its per-class count."""
+    spec = {"kind": "class_labels", **spec, "per_class": per_class}
+    return generate_shard(strategy=strategy, split=split, spec=spec, wnids=wnids, n_shards=n_shards, shard=shard,
+                          global_seed=global_seed, out_manifest=out_manifest, device=device, max_batches=max_batches)
+
+
+# ----------------------------------------------------------------------------- renderers
+
+
+def load_source_images(batch: list[ImageSpec], size: tuple[int, int] | None = None) -> list:
+    """The real images an image-conditioned batch starts from (RGB, optionally resized)."""
+    from PIL import Image
+
+    images = []
+    for s in batch:
+        try:
+            with Image.open(s.source) as im:
+                im = im.convert("RGB")
+                images.append(im.resize(size, Image.Resampling.BICUBIC) if size else im.copy())
+        except OSError as err:
+            raise GenerationError(f"cannot read source image {s.source} ({err}); fix or remove it and "
+                                  "re-index the dataset") from None
+    return images
+
+
+class DiffusersRenderer:
+    """A diffusers pipeline, one generator per image, NaN/black/flagged images regenerated."""
+
+    def __init__(self, spec: dict, wnids: list[str], device: str):
+        self.spec, self.wnids, self.device = spec, wnids, device
+        self.pipe = None
+
+    def prepare(self) -> None:
+        s = self.spec
+        self.pipe = load_pipeline(s["model_id"], s.get("revision"), s["pipeline"], s.get("scheduler"),
+                                  s.get("dtype", "float16"), self.device, s.get("safety_checker", False),
+                                  s.get("compile", False))
+
+    def inputs(self, batch: list[ImageSpec]) -> tuple[dict, list[dict]]:
+        """Pipeline keyword arguments for the batch (lists indexed like it) and per-image rows."""
+        raise NotImplementedError
+
+    def __call__(self, batch: list[ImageSpec]):
+        s = self.spec
+        kwargs, rows = self.inputs(batch)
+        common = {"num_inference_steps": s.get("steps", 50), "guidance_scale": s.get("guidance", 7.5),
+                  "output_type": "np"}
+
+        def call(pending, generators):
+            picked = {k: [v[i] for i in pending] if isinstance(v, list) else v for k, v in kwargs.items()}
+            return self.pipe(**picked, **common, generator=generators)
+
+        images, attempts, reasons = _generate_with_retries(call, [b.seed for b in batch], self.device)
+        scheduler = s.get("scheduler") or type(self.pipe.scheduler).__name__
+        for row, b, attempt, reason in zip(rows, batch, attempts, reasons):
+            row.update(seed=retry_seed(b.seed, attempt), attempt=attempt, regenerated_because=reason,
+                       model=s["model_id"], revision=s.get("revision") or "", pipeline=s["pipeline"],
+                       scheduler=scheduler, steps=common["num_inference_steps"], guidance=common["guidance_scale"])
+        return images, rows
+
+
+class ClassLabelRenderer(DiffusersRenderer):
+    """Text-to-image from a seeded template of the class name (any diffusers text-to-image pipeline)."""
+
+    def __init__(self, spec, wnids, device):
+        from . import prompts
+
+        super().__init__(spec, wnids, device)
+        self.templates = prompts.load_templates(spec.get("templates", "openai80"))
+        self.names = prompts.load_class_names(wnids, spec.get("class_names", "clip"))
+
+    def prompts_for(self, batch):
+        from . import prompts
+
+        chosen = [prompts.choose_template(self.templates, derive_seed(b.seed, "template"))[1] for b in batch]
+        texts = [prompts.class_label_prompt(t, self.names[b.wnid]) for t, b in zip(chosen, batch)]
+        return chosen, texts
+
+    def inputs(self, batch):
+        templates, texts = self.prompts_for(batch)
+        size = {"height": self.spec.get("height", 512), "width": self.spec.get("width", 512)}
+        rows = [{"prompt": p, "template": t, **size} for p, t in zip(texts, templates)]
+        return {"prompt": texts, **size}, rows
+
+
+class Img2ImgRenderer(ClassLabelRenderer):
+    """The real image, noised to `strength`, denoised towards its class prompt."""
+
+    def inputs(self, batch):
+        templates, texts = self.prompts_for(batch)
+        size = (self.spec.get("width", 512), self.spec.get("height", 512))
+        strength = self.spec.get("strength", 1.0)
+        rows = [{"prompt": p, "template": t, "strength": strength, "width": size[0], "height": size[1]}
+                for p, t in zip(texts, templates)]
+        return {"prompt": texts, "image": load_source_images(batch, size), "strength": strength}, rows
+
+
+class ImageVariationRenderer(DiffusersRenderer):
+    """Variations of the real image through its CLIP image embedding (the pipeline's CLIP
+    preprocessing resizes to 224 and normalises)."""
+
+    def inputs(self, batch):
+        size = {"height": self.spec.get("height", 512), "width": self.spec.get("width", 512)}
+        return {"image": load_source_images(batch), **size}, [dict(size) for _ in batch]
+
+
+class ClassConditionalRenderer(DiffusersRenderer):
+    """A class-conditional model trained on ImageNet only (DiTPipeline: ImageNet class ids)."""
+
+    def inputs(self, batch):
+        from .datasets import imagenet_wnids
+
+        index = {w: i for i, w in enumerate(imagenet_wnids())}
+        ids = [index[b.wnid] for b in batch]
+        return {"class_labels": ids}, [{"class_id": i} for i in ids]
+
+
+class DeepAugmentRenderer:
+    """DeepAugment: the real image through EDSR or CAE with seeded weight/activation perturbations."""
+
+    def __init__(self, spec, wnids, device):
+        self.spec, self.device, self.nets = spec, device, None
+
+    def prepare(self):
+        from .baselines import load_deepaugment_nets
+
+        self.nets = load_deepaugment_nets(self.spec["weights"], self.device)
+
+    def __call__(self, batch):
+        from .baselines import deepaugment
+
+        images = deepaugment(load_source_images(batch), [b.seed for b in batch], self.nets, self.device)
+        return images, [{"seed": b.seed, "attempt": 0, "model": self.spec["weights"]} for b in batch]
+
+
+class PixMixRenderer:
+    """PixMix: the real image mixed with seeded augmentations of itself and of mixing pictures."""
+
+    def __init__(self, spec, wnids, device):
+        self.spec, self.pictures = spec, None
+
+    def prepare(self):
+        from .baselines import index_mixing_set
+
+        self.pictures = index_mixing_set(self.spec["mixing_set"])
+
+    def __call__(self, batch):
+        from .baselines import pixmix
+
+        # The original's ImageNet settings (imagenet.py): k=4, beta=4, severity 1, no colour ops.
+        images = [np.asarray(pixmix(src, self.pictures, b.seed, k=4, beta=4, aug_severity=1, all_ops=False))
+                  for src, b in zip(load_source_images(batch), batch)]
+        return images, [{"seed": b.seed, "attempt": 0, "model": self.spec["mixing_set"]} for b in batch]
+
+
+RENDERERS = {
+    "class_labels": ClassLabelRenderer,
+    "img2img": Img2ImgRenderer,
+    "image_variation": ImageVariationRenderer,
+    "class_conditional": ClassConditionalRenderer,
+    "deepaugment": DeepAugmentRenderer,
+    "pixmix": PixMixRenderer,
+}
+CLASS_CONDITIONED = {"class_labels", "class_conditional"}
+
+
+def _generate_with_retries(call, seeds: list[int], device: str):
+    """Run `call(pending, generators)` for the batch; regenerate NaN/black/flagged images with
+    their next seed, recording the attempt and the reason."""
+    import torch
+
+    n = len(seeds)
     images: list = [None] * n
     attempts = [0] * n
     reasons = [""] * n
@@ -288,9 +498,7 @@ def _generate_with_retries(pipe, spec: dict, texts: list[str], seeds: list[int],
         if not pending:
             break
         generators = [torch.Generator(device).manual_seed(retry_seed(seeds[i], attempt)) for i in pending]
-        out = pipe(prompt=[texts[i] for i in pending], height=spec["height"], width=spec["width"],
-                   num_inference_steps=spec["steps"], guidance_scale=spec["guidance"],
-                   generator=generators, output_type="np")
+        out = call(pending, generators)
         flagged = getattr(out, "nsfw_content_detected", None) or [False] * len(pending)
         still = []
         for j, i in enumerate(pending):
@@ -304,20 +512,33 @@ def _generate_with_retries(pipe, spec: dict, texts: list[str], seeds: list[int],
         pending = still
     if pending:
         raise GenerationError(f"{len(pending)} images stayed NaN/black/flagged after {MAX_ATTEMPTS} seeds "
-                              f"(prompts: {[texts[i] for i in pending][:3]}); check the model and dtype "
+                              f"(seeds {[seeds[i] for i in pending][:3]}); check the model and dtype "
                               "(fp16 VAEs can overflow: try bfloat16)")
     return images, attempts, reasons
 
 
-def gather_manifests(shard_manifests: Iterable[str], out_manifest: str) -> pd.DataFrame:
-    """Concatenate shard manifests (already relative to the split folder) into one."""
+def gather_manifests(shard_manifests: Iterable[str], out_manifest: str, out_summary: str | None = None) -> pd.DataFrame:
+    """Concatenate shard manifests (already relative to the split folder) into one, and
+    summarise the dataset: images per class, regenerations and why, generation time."""
     frames = [io.read_csv(p) for p in shard_manifests]
     manifest = pd.concat(frames, ignore_index=True)
     if manifest["id"].duplicated().any():
         raise GenerationError(f"duplicate image ids across shards: {manifest['id'][manifest['id'].duplicated()].tolist()[:3]}")
     io.write_csv(out_manifest, manifest)
     counts = manifest.groupby("wnid").size()
+    regenerated = manifest[manifest["attempt"] > 0]
+    seconds = sum(io.read_json(stats)["seconds"] for p in shard_manifests
+                  if (stats := Path(p).with_name("stats.json")).exists())
+    summary = {"images": len(manifest), "classes": len(counts), "shards": len(frames),
+               "per_class": {"min": int(counts.min()), "max": int(counts.max()),
+                             "counts": {w: int(n) for w, n in counts.items()}},
+               "regenerated": len(regenerated),
+               "regenerated_because": regenerated["regenerated_because"].value_counts().to_dict(),
+               "generation_seconds": round(seconds, 1),
+               "images_per_second": round(len(manifest) / seconds, 3) if seconds else None}
+    if out_summary:
+        io.write_json(out_summary, summary)
     print(f"[gather] {out_manifest}: {len(manifest)} images, {len(counts)} classes "
-          f"({counts.min()}-{counts.max()} per class), {int((manifest['attempt'] > 0).sum())} regenerated",
-          file=sys.stderr)
+          f"({counts.min()}-{counts.max()} per class), {len(regenerated)} regenerated, "
+          f"{seconds:.0f} s of generation", file=sys.stderr)
     return manifest

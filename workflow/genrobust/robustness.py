@@ -87,7 +87,7 @@ def robustness_table(accuracy: pd.DataFrame, id_test_set: str, reference_mixture
     available = set(accuracy["test_set"])
     shift_sets = sorted(t for t in available if t != id_test_set and "@" not in t)
     rows = []
-    for dataset, runs in wide.groupby("dataset"):
+    for _, runs in wide.groupby("dataset"):
         for test_set in shift_sets:
             id_col = id_column(id_test_set, test_set, available)
             have = runs.dropna(subset=[id_col, test_set])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from genrobust.config import (
+    CLASS_CONDITIONED_KINDS,
     ConfigError,
     active_reports,
     check_config,
@@ -108,21 +109,51 @@ def test_set_options(wildcards):
 def strategy_spec(wildcards):
     """Everything one generation shard needs, as JSON for the CLI."""
     spec = dict(config["strategies"][wildcards.strategy])
-    model = config["models"][spec.pop("model")]
-    spec.update(model_id=model["id"], revision=model.get("revision"))
+    if "model" in spec:
+        model = config["models"][spec.pop("model")]
+        spec.update(model_id=model["id"], revision=model.get("revision"))
     gen = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy]
     spec.update(
         classes=config["datasets"][wildcards.dataset]["classes"],
-        per_class=gen[f"{wildcards.split}_per_class"],
         n_shards=gen[f"{wildcards.split}_shards"],
         seed=config["seed"],
     )
+    if f"{wildcards.split}_per_class" in gen:
+        spec["per_class"] = gen[f"{wildcards.split}_per_class"]
+    if "sources_per_class" in gen:
+        spec["sources_per_class"] = gen["sources_per_class"]
     return json.dumps(spec, sort_keys=True)
 
 
-def generation_model_inputs(wildcards):
-    model = config["strategies"][wildcards.strategy]["model"]
-    return demo_inputs(config["models"][model]["id"])
+def generation_inputs(wildcards):
+    """The real index an image-conditioned strategy starts from, and what the demo builds."""
+    strategy = config["strategies"][wildcards.strategy]
+    inputs = {}
+    if strategy["kind"] not in CLASS_CONDITIONED_KINDS:
+        inputs["real_index"] = f"{OUT}/index/{wildcards.dataset}/{wildcards.split}.csv"
+    paths = [strategy.get("weights"), strategy.get("mixing_set")]
+    if "model" in strategy:
+        paths.append(config["models"][strategy["model"]]["id"])
+    for i, path in enumerate(p for p in paths if p):
+        for built in demo_inputs(path):
+            inputs[f"demo{i}"] = built
+    return inputs
+
+
+def real_index_arg(wildcards, input):
+    return f"--real-index {input.real_index}" if "real_index" in input.keys() else ""
+
+
+def contact_sheet_manifests(wildcards):
+    return {
+        strategy: f"{OUT}/generate/{dataset}/{strategy}/train/manifest.csv"
+        for dataset, strategy, split in generated_datasets(config)
+        if dataset == wildcards.dataset and split == "train"
+    }
+
+
+def contact_sheet_args(wildcards, input):
+    return " ".join(f"--manifest {s}={input[s]}" for s in contact_sheet_manifests(wildcards))
 
 
 def shard_manifests(wildcards):
@@ -237,6 +268,8 @@ def final_outputs():
         f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
         for dataset, strategy, split in generated_datasets(config)
     ]
+    targets += sorted({f"{OUT}/figure6_{dataset}.png" for dataset, _, split in generated_datasets(config)
+                       if split == "train"})
     for name in REPORTS:
         targets += [t for t in report_outputs(name) if t not in targets]
     return targets

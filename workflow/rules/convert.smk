@@ -65,7 +65,6 @@ rule sample_mixture:
     params:
         cli=GENROBUST,
         seed=config["seed"],
-        classes=dataset_classes,
     log:
         f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
     conda:
@@ -73,4 +72,4 @@ rule sample_mixture:
     localrule: True
     shell:
         "{params.cli} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
-        "--classes {params.classes:q} --out {output} 2> {log}"
+        "--out {output} 2> {log}"

@@ -4,12 +4,13 @@
 
 rule generate_shard:
     input:
-        generation_model_inputs,
+        unpack(generation_inputs),
     output:
         f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/shard~{{shard}}/manifest.csv",
     params:
         cli=GENROBUST,
         spec=strategy_spec,
+        real_index=real_index_arg,
     log:
         f"{OUT}/logs/generate_shard/{{dataset}}/{{strategy}}-{{split}}-{{shard}}.log",
     benchmark:
@@ -23,14 +24,16 @@ rule generate_shard:
         ENV
     shell:
         "{params.cli} generate-shard --spec {params.spec:q} --strategy {wildcards.strategy} "
-        "--split {wildcards.split} --shard {wildcards.shard} --out {output} 2> {log}"
+        "--split {wildcards.split} --shard {wildcards.shard} {params.real_index} --threads {threads} "
+        "--out {output} 2> {log}"
 
 
 rule gather_generated:
     input:
         shard_manifests,
     output:
-        f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
+        manifest=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
+        summary=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/summary.json",
     params:
         cli=GENROBUST,
     log:
@@ -39,4 +42,24 @@ rule gather_generated:
         ENV
     localrule: True
     shell:
-        "{params.cli} gather --out {output} {input} 2> {log}"
+        "{params.cli} gather --out {output.manifest} --summary {output.summary} {input} 2> {log}"
+
+
+rule make_contact_sheet:
+    input:
+        unpack(contact_sheet_manifests),
+        real=f"{OUT}/index/{{dataset}}/train.csv",
+    output:
+        report(f"{OUT}/figure6_{{dataset}}.png", caption="../report/contact_sheet.rst", category="Figure 6"),
+    params:
+        cli=GENROBUST,
+        manifests=contact_sheet_args,
+        seed=config["seed"],
+    log:
+        f"{OUT}/logs/make_contact_sheet/{{dataset}}.log",
+    conda:
+        ENV
+    localrule: True
+    shell:
+        "{params.cli} contact-sheet --real {input.real} {params.manifests} --seed {params.seed} "
+        "--title {wildcards.dataset:q} --out {output} 2> {log}"
