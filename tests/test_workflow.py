@@ -75,6 +75,15 @@ def test_demo_runs_end_to_end(workdir):
         assert all((out / f"generate/demo10/cl80/{split}" / p).is_file() for p in manifest["path"])
         assert manifest["seed"].is_unique and (manifest["prompt"] != "").all()
 
+    # Every other strategy and baseline: class-conditional per class, the rest one per real image.
+    for strategy in ("ldm", "img2img", "variation", "deepaugment", "pixmix"):
+        manifest = pd.read_csv(out / f"generate/demo10/{strategy}/train/manifest.csv")
+        assert manifest.groupby("wnid").size().to_dict() == {w: 10 for w in classes}, strategy
+        assert all((out / f"generate/demo10/{strategy}/train" / p).is_file() for p in manifest["path"])
+        summary = json.loads((out / f"generate/demo10/{strategy}/train/summary.json").read_text())
+        assert summary["images"] == 100 and summary["per_class"]["min"] == 10
+    assert (out / "figure6_demo10.png").read_bytes()[:4] == b"\x89PNG"
+
     # Mixtures are exact index lists into one pool beton.
     pool = pd.read_csv(out / "beton/demo10/train.csv")
     assert pool["source"].value_counts().to_dict() == {"real": 400, "cl80": 400}
