@@ -23,14 +23,15 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def expected_full_counts() -> dict[str, int]:
-    """The paper's grid, as far as this version builds it."""
-    implemented = {"cl80", "photo", "rendition"}  # class-label strategies
+    """The paper's grid (PAPER.md), counted by hand."""
     shards = sum(g[f"{split}_shards"] for d in FULL["datasets"].values()
-                 for s, g in d.get("generate", {}).items() if s in implemented for split in ("train", "val"))
+                 for g in d.get("generate", {}).values() for split in ("train", "val"))
     table1 = 3 * 5 * 3       # real / generated / real + generated x 5 archs x 3 seeds (Table 9, Figure 12 reuse them)
     figure11 = 5 * 1 * 3     # 5 generated shares x ResNeXt-50 x 3 seeds
-    figure3 = (9 + 1) * 3 * 3  # 3 x 3 mixture grid + the real-only standard model, x 3 archs x 3 seeds
-    runs = table1 + figure11 + figure3
+    # IN-100, 3 archs x 3 seeds: real, real + each of 8 strategies and baselines (Tables 3, 4),
+    # and the 3 x 3 mixture grid (Figure 3) whose real_100+cl80_100 is already counted.
+    in100 = (1 + 8 + 9 - 1) * 3 * 3
+    runs = table1 + figure11 + in100
     return {"generate_shard": shards, "train_classifier": runs, "evaluate_model": runs}
 
 
@@ -43,8 +44,15 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
     counts = job_counts(result.stdout)
     expected = expected_full_counts()
     assert {k: counts[k] for k in expected} == expected
-    assert expected["generate_shard"] == 726 and expected["train_classifier"] == 150
-    assert "table3: skipped" in result.stderr and "table4: skipped" in result.stderr
+    assert expected["generate_shard"] == 912 and expected["train_classifier"] == 213
+    plan = result.stderr
+    assert "imagenet1k/cl80/train: 1,300,000 images (1300 per class) in 500 shards" in plan
+    assert "imagenet1k/cl80/val: 50,000 images (50 per class) in 20 shards" in plan
+    for strategy in ("photo", "rendition", "ldm"):  # IN-100: 130K + 5K per strategy
+        assert f"imagenet100/{strategy}/train: 130,000 images (1300 per class)" in plan
+        assert f"imagenet100/{strategy}/val: 5,000 images (50 per class)" in plan
+    for strategy in ("variation", "img2img", "deepaugment", "pixmix"):  # one per real image
+        assert f"imagenet100/{strategy}/train: 1 per real train image" in plan
     print(f"full dry-run {'with profile ' if profile else ''}in {elapsed:.1f} s: {counts['total']} jobs")
 
 

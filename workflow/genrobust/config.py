@@ -196,6 +196,23 @@ def generated_datasets(config: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def generation_plan(config: dict) -> list[str]:
+    """One line per generated dataset: how many images in how many shards."""
+    lines = []
+    for dataset, strategy, split in generated_datasets(config):
+        gen = config["datasets"][dataset]["generate"][strategy]
+        shards = gen[f"{split}_shards"]
+        if config["strategies"][strategy]["kind"] in CLASS_CONDITIONED_KINDS:
+            n = gen[f"{split}_per_class"] * class_count(config["datasets"][dataset]["classes"])
+            what = f"{n:,} images ({gen[f'{split}_per_class']} per class)"
+        else:
+            per_real = config["strategies"][strategy].get("images_per_real", 1)
+            cap = f", first {gen['sources_per_class']} per class" if gen.get("sources_per_class") else ""
+            what = f"{per_real} per real {split} image{cap}"
+        lines.append(f"{dataset}/{strategy}/{split}: {what} in {shards} shards")
+    return lines
+
+
 def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
     jobs = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 
@@ -45,10 +44,9 @@ def _read_generated(manifest: str | os.PathLike) -> dict[str, list[str]]:
     for column in ("path", "wnid"):
         if column not in frame.columns:
             raise ValueError(f"manifest {manifest} has no '{column}' column")
-    root = Path(manifest).parent
     out: dict[str, list[str]] = {}
-    for path, wnid in zip(frame["path"].astype(str), frame["wnid"].astype(str)):
-        out.setdefault(wnid, []).append(str(path if Path(path).is_absolute() else root / path))
+    for path, wnid in zip(io.resolve_manifest_paths(frame, manifest), frame["wnid"].astype(str)):
+        out.setdefault(wnid, []).append(path)
     return out
 
 

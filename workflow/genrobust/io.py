@@ -59,3 +59,10 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     """Non-empty, non-comment lines of a text file (class lists, template lists)."""
     lines = Path(path).read_text().splitlines()
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+def resolve_manifest_paths(manifest: pd.DataFrame, manifest_path: str | os.PathLike) -> pd.Series:
+    """Image paths of a manifest, usable from the working directory. Generated manifests store
+    paths relative to their own folder (so results can move); real indexes store them as found."""
+    base = Path(manifest_path).parent
+    return manifest["path"].astype(str).map(lambda p: p if Path(p).is_absolute() else str(base / p))

@@ -10,7 +10,6 @@ one, which keeps comparisons across the mixture grid free of extra sampling nois
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,12 +19,6 @@ from .config import ConfigError, parse_mixture
 from .seeding import derive_seed
 
 POOL_COLUMNS = ["path", "label", "wnid", "source"]
-
-
-def resolve_paths(manifest: pd.DataFrame, manifest_path: str | Path) -> pd.Series:
-    """Generated manifests store paths relative to their own folder; real indexes store them as found."""
-    base = Path(manifest_path).parent
-    return manifest["path"].map(lambda p: str(base / p) if not Path(p).is_absolute() else p)
 
 
 def label_rows(frame: pd.DataFrame, class_wnids: list[str], what: str) -> pd.Series:
@@ -44,7 +37,7 @@ def build_pool(real_index: str, generated: dict[str, str], class_wnids: list[str
                                "wnid": real["wnid"], "source": "real"}))
     for source in sorted(generated):
         manifest = io.read_csv(generated[source])
-        parts.append(pd.DataFrame({"path": resolve_paths(manifest, generated[source]),
+        parts.append(pd.DataFrame({"path": io.resolve_manifest_paths(manifest, generated[source]),
                                    "label": label_rows(manifest, class_wnids, generated[source]),
                                    "wnid": manifest["wnid"], "source": source}))
     return pd.concat(parts, ignore_index=True)[POOL_COLUMNS]

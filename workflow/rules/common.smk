@@ -15,6 +15,7 @@ from genrobust.config import (
     class_count,
     generated_datasets,
     generated_sources,
+    generation_plan,
     parse_mixture,
     report_rows,
     report_test_sets,
@@ -42,6 +43,8 @@ GENROBUST = "PYTHONPATH={}{}${{PYTHONPATH:-}} {} -m genrobust".format(
 RUNS = training_runs(config)
 REPORTS = active_reports(config)
 if workflow.is_main_process:
+    for line in generation_plan(config):
+        print(f"genrobust: generate {line}", file=sys.stderr)
     for note in skipped_reports(config):
         print(f"genrobust: report {note}", file=sys.stderr)
 
