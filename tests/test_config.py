@@ -32,8 +32,11 @@ def edited(base: dict, edit) -> dict:
     (lambda c: c["datasets"]["demo10"]["recipe"].update(epochs="forty"), "'forty' is not of type 'integer'"),
     (lambda c: c["datasets"]["demo10"]["recipe"].update(precision="fp8"), "'fp8' is not one of"),
     (lambda c: c["strategies"]["cl80"].update(model="sd99"), "strategies.cl80.model: 'sd99' is not one of models"),
-    (lambda c: c["reports"]["table1"]["rows"].update(Bad="real_100+ldm_100"),
-     "reports.table1.rows.Bad: source 'ldm' of 'real_100+ldm_100' is not 'real' or one of strategies"),
+    (lambda c: c["reports"]["table1"]["rows"].update(Bad="real_100+sdxl_100"),
+     "reports.table1.rows.Bad: source 'sdxl' of 'real_100+sdxl_100' is not 'real' or one of strategies"),
+    (lambda c: c["datasets"]["demo10"]["generate"].pop("ldm") and c["reports"]["table1"]["rows"].update(
+        Bad="real_100+ldm_100"), "'real_100+ldm_100' trains on ldm, but datasets.demo10.generate.ldm is not set"),
+    (lambda c: c["strategies"]["pixmix"].pop("mixing_set"), "strategies.pixmix.mixing_set: a pixmix strategy needs it"),
     (lambda c: c["test_sets"]["sketch"].update(path="/nonexistent/sketch"),
      "test_sets.sketch.path: '/nonexistent/sketch' does not exist"),
 ])
@@ -79,8 +82,11 @@ def test_full_plan_matches_the_paper_grid():
     runs = training_runs(FULL)
     table1 = [r for r in runs if r.dataset == "imagenet1k" and r.mix in ("real_100", "cl80_100", "real_100+cl80_100")]
     assert len(table1) == 3 * 5 * 3  # real / generated / real+generated x 5 archs x 3 seeds
-    grid = {r.mix for r in runs if r.dataset == "imagenet100"}
-    assert grid == {f"real_{r}+cl80_{g}" for r in (25, 50, 100) for g in (50, 100, 200)} | {"real_100"}
+    in100 = {r.mix for r in runs if r.dataset == "imagenet100"}
+    grid = {f"real_{r}+cl80_{g}" for r in (25, 50, 100) for g in (50, 100, 200)}  # Figure 3
+    strategies = {f"real_100+{s}_100" for s in ("deepaugment", "pixmix", "ldm", "cl80", "photo", "rendition",
+                                                "variation", "img2img")}  # Tables 3 and 4
+    assert in100 == grid | strategies | {"real_100"}
     budget = sorted({r.mix for r in runs if r.mix.startswith("n_")})
     assert budget == ["n_1281167+cl80_100", "n_1281167+real_100", "n_1281167+real_25+cl80_75",
                       "n_1281167+real_50+cl80_50", "n_1281167+real_75+cl80_25"]

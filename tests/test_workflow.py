@@ -103,7 +103,8 @@ def test_demo_runs_end_to_end(workdir):
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == list(range(demo["datasets"]["demo10"]["recipe"]["epochs"]))
     evaluation = json.loads((out / "eval/demo10/mix~real_100/arch~resnet18/seed~0/evaluation.json").read_text())
-    assert set(evaluation) == {"meta", "imagenet_val", "sketch", "imagenet_r", "imagenet_v2", "objectnet"}
+    assert set(evaluation) == {"meta", "imagenet_val", "sketch", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c"}
+    assert set(evaluation["imagenet_c"]["per_corruption"]) == {"gaussian_noise", "motion_blur", "contrast"}
     val = evaluation["imagenet_val"]
     assert set(val["id_subsets"]) == {"imagenet_r", "objectnet"} and val["n"] == 100
     assert val["top1"] > 0.2, "the real-data model should learn the drawn classes well above chance (10%)"
@@ -114,6 +115,12 @@ def test_demo_runs_end_to_end(workdir):
     assert list(table.columns) == ["ImageNet-Sketch", "ImageNet-R", "ImageNet-V2", "ObjectNet", "Average"]
     assert all(math.isfinite(v) for v in table.to_numpy().ravel())
     assert table.loc["Real Data", "Average"] == pytest.approx(table.loc["Real Data"].iloc[:4].mean(), abs=0.02)
+    table9 = pd.read_csv(out / "table9.csv", index_col=0)  # ImageNet-C severity 5, mean over corruptions
+    assert list(table9.index) == ["Real Data", "Generated Data", "Real Data + Generated Data"]
+    assert table9.loc["Real Data", "Accuracy (%)"] == pytest.approx(
+        100 * evaluation["imagenet_c"]["mean_corruption_top1"], abs=0.01)
+    curves = pd.read_csv(out / "figure12.csv")
+    assert curves.groupby("Training data").size().to_dict() == {"Real": 8, "Real + Generated": 8}
     png = (out / "figure2.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

@@ -193,20 +193,11 @@ def cmd_evaluate(args) -> None:
 # ----------------------------------------------------------------------------- reduce
 
 
-def run_of(path: str) -> dict:
-    """dataset, mix, arch and seed of <out>/eval/<dataset>/mix~../arch~../seed~../evaluation.json."""
-    parts = Path(path).parts
-    run = {"dataset": parts[-5]}
-    for part in parts[-4:-1]:
-        key, _, value = part.partition("~")
-        run[key] = int(value) if key == "seed" else value
-    return run
-
-
 def cmd_collect(args) -> None:
     import pandas as pd
 
     from . import io
+    from .report import run_of
 
     rows = []
     for path in args.evaluations:
@@ -237,9 +228,9 @@ def cmd_robustness(args) -> None:
 def cmd_report(args) -> None:
     from .report import make_report
 
-    table = make_report(args.kind, args.accuracy, args.robustness, args.spec, args.out_table, args.out_figure)
-    unit = "effective robustness, percent points" if args.kind == "robustness_table" else "top-1 %"
-    print(f"{Path(args.out_table).stem} ({unit}):\n{table.to_string()}", file=sys.stderr)
+    table = make_report(args.kind, args.accuracy, args.robustness, args.spec, args.out_table, args.out_figure,
+                        args.metrics)
+    print(f"{Path(args.out_table).stem} ({args.kind}):\n{table.to_string()}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -340,8 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True)
 
-    p = stage("report", cmd_report, "a paper table (Table 1, 3, 4) and its accuracy figure")
-    p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table"])
+    p = stage("report", cmd_report, "one of the paper's tables or figures (CSV + PNG)")
+    p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table", "mixture_grid",
+                                                      "budget_curve", "corruption_table", "loss_curves"])
+    p.add_argument("--metrics", nargs="*", help="loss_curves: the runs' metrics.jsonl files")
     p.add_argument("--accuracy", required=True)
     p.add_argument("--robustness", required=True)
     p.add_argument("--spec", type=_json, required=True)

@@ -88,7 +88,8 @@ def read_class_file(path: str) -> list[str]:
 IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
                               "pixmix"}
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
-REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table"}
+REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
+                             "corruption_table", "loss_curves"}
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
 
 

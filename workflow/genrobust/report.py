@@ -7,6 +7,7 @@ the standard deviation over those runs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,17 @@ from . import io
 
 # Figure 2's colours: real (green), generated (blue), real + generated (orange), then others.
 COLOURS = ["#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#999999"]
+
+
+def run_of(path: str) -> dict:
+    """dataset, mix, arch and seed of a per-run results file, from its path
+    <out>/<stage>/<dataset>/mix~<m>/arch~<a>/seed~<s>/<file> (DESIGN.md's key~value grid)."""
+    parts = Path(path).parts
+    run = {"dataset": parts[-5]}
+    for part in parts[-4:-1]:
+        key, _, value = part.partition("~")
+        run[key] = int(value) if key == "seed" else value
+    return run
 
 
 def _runs_of(frame: pd.DataFrame, report: dict, mix: str) -> pd.DataFrame:
@@ -85,20 +97,169 @@ def accuracy_bars(mean: pd.DataFrame, std: pd.DataFrame, out_figure: str, title:
     plt.close(fig)
 
 
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_figure: str) -> None:
+    fig.tight_layout()
+    with io.atomic_path(out_figure) as tmp:
+        fig.savefig(tmp, dpi=150)
+    _plt().close(fig)
+
+
+def _long(mean: pd.DataFrame, std: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """One row per (training data, test set): mean and std."""
+    frame = mean.stack().rename("mean").to_frame().join(std.stack().rename("std"))
+    frame.index.names = ["Training data", "test_set"]
+    return frame.reset_index().assign(measure=measure)
+
+
+def both_measures(accuracy: pd.DataFrame, robustness: pd.DataFrame, report: dict) -> pd.DataFrame:
+    """Accuracy and effective robustness (percent) per row and shift set, plus their Average."""
+    names = report["test_set_names"]
+    acc = row_table(accuracy, report, "top1", report["test_sets"], names)
+    er = row_table(robustness, report, "effective_robustness", report["test_sets"], names)
+    return pd.concat([_long(*acc, "accuracy"), _long(*er, "effective_robustness")], ignore_index=True)
+
+
+def mixture_grid(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Figures 3 and 7-10: accuracy and ER over the real % x generated % grid, per shift set and averaged."""
+    cells = [(r, g) for r in report["real_percents"] for g in report["generated_percents"]]
+    where = dict(zip(report["rows"], cells))  # report_rows lists the grid real-major
+    frame = frame.assign(real_percent=frame["Training data"].map(lambda x: where[x][0]),
+                         generated_percent=frame["Training data"].map(lambda x: where[x][1]))
+    io.write_csv(out_table, frame)
+    sets = list(dict.fromkeys(frame["test_set"]))
+    sets = ["Average"] + [t for t in sets if t != "Average"]
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(sets), figsize=(2.6 * len(sets), 5.2), squeeze=False)
+    for row, measure in enumerate(("accuracy", "effective_robustness")):
+        for col, test_set in enumerate(sets):
+            grid = frame[(frame["measure"] == measure) & (frame["test_set"] == test_set)].pivot_table(
+                index="real_percent", columns="generated_percent", values="mean")
+            ax = axes[row][col]
+            values = grid.to_numpy()
+            if measure == "accuracy":
+                ax.imshow(values, cmap="viridis", origin="lower", aspect="auto")
+                colours = np.full(values.shape, "w")
+            else:  # diverging around 0: red below the standard-model line, blue above
+                bound = max(float(np.nanmax(np.abs(values))), 1e-9)
+                ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, origin="lower", aspect="auto")
+                colours = np.where(np.abs(values) > 0.6 * bound, "w", "k")
+            for (i, j), v in np.ndenumerate(values):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color=colours[i, j])
+            ax.set_xticks(range(grid.shape[1]), [f"{g:g}%" for g in grid.columns])
+            ax.set_yticks(range(grid.shape[0]), [f"{r:g}%" for r in grid.index])
+            ax.set_title(f"{test_set}\n{'accuracy' if measure == 'accuracy' else 'effective robustness'}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("real data")
+            if row == 1:
+                ax.set_xlabel(f"generated ({report['strategy']})")
+    fig.suptitle(f"{report['dataset']}: real x generated mixtures (mean over runs, %)", fontsize=10)
+    _save(fig, out_figure)
+    return frame
+
+
+def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Figure 11: average shift-set accuracy and ER against the generated share of a fixed budget."""
+    shares = dict(zip(report["rows"], report["generated_shares"]))
+    frame = frame.assign(generated_share=frame["Training data"].map(shares))
+    io.write_csv(out_table, frame)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, measure, label in zip(axes, ("accuracy", "effective_robustness"),
+                                  ("average shift-set accuracy (%)", "average effective robustness (%)")):
+        line = frame[(frame["measure"] == measure) & (frame["test_set"] == "Average")].sort_values("generated_share")
+        ax.errorbar(line["generated_share"], line["mean"], yerr=line["std"].fillna(0), marker="o", capsize=3)
+        ax.set_xlabel(f"share of generated ({report['strategy']}) data in {report['total']:,} images")
+        ax.set_ylabel(label)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(f"{report['dataset']}: fixed training budget", fontsize=10)
+    _save(fig, out_figure)
+    return frame
+
+
+def corruption_table(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Table 9: accuracy and effective robustness on ImageNet-C (mean over corruptions)."""
+    test_set = report["test_set_names"].get(report["test_sets"][0], report["test_sets"][0])
+    picked = frame[frame["test_set"] == test_set]
+    table = picked.pivot(index="Training data", columns="measure", values=["mean", "std"])  # keeps NaN stds
+    table.columns = [f"{'Accuracy' if m == 'accuracy' else 'Effective Robustness'} (%)"
+                     + (" std" if stat == "std" else "") for stat, m in table.columns]
+    table = table.reindex(list(report["rows"]))[sorted(table.columns, key=lambda c: ("std" in c, c))].round(2)
+    with io.atomic_path(out_table) as tmp:
+        table.to_csv(tmp)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, column in zip(axes, ["Accuracy (%)", "Effective Robustness (%)"]):
+        ax.bar(range(len(table)), table[column], yerr=table[f"{column} std"].fillna(0), capsize=3,
+               color=COLOURS[:len(table)])
+        ax.set_xticks(range(len(table)), table.index, fontsize=8)
+        ax.set_title(f"{test_set}: {column}", fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, out_figure)
+    return table
+
+
+def loss_curves(metrics: list[str], report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Figure 12: training loss per epoch, mean over the rows' runs."""
+    label_of = {mix: label for label, mix in report["rows"].items()}
+    rows = []
+    for path in metrics:
+        run = run_of(path)
+        if run["mix"] in label_of and run["arch"] in report["archs"] and run["seed"] in report["seeds"]:
+            for line in Path(path).read_text().splitlines():
+                epoch = json.loads(line)
+                rows.append({"Training data": label_of[run["mix"]], **run, "epoch": epoch["epoch"] + 1,
+                             "train_loss": epoch["train_loss"], "val_top1": epoch["val_top1"]})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError(f"no training metrics for the rows of {report['dataset']} loss curves")
+    curves = frame.groupby(["Training data", "epoch"], sort=False)["train_loss"].agg(["mean", "std"]).reset_index()
+    io.write_csv(out_table, curves)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (label, curve) in enumerate(curves.groupby("Training data", sort=False)):
+        ax.plot(curve["epoch"], curve["mean"], label=label, color=COLOURS[i % len(COLOURS)])
+        ax.fill_between(curve["epoch"], curve["mean"] - curve["std"].fillna(0),
+                        curve["mean"] + curve["std"].fillna(0), alpha=0.2, color=COLOURS[i % len(COLOURS)])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(f"{report['dataset']}: {', '.join(report['archs'])}", fontsize=10)
+    _save(fig, out_figure)
+    return curves
+
+
 def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict, out_table: str,
-                out_figure: str) -> pd.DataFrame:
-    """robustness_table: effective robustness (percent points) per shift set (paper Table 1);
-    accuracy_table: accuracy on the ID set and the shift sets (Tables 3 and 4). Both come with
-    the accuracy bars of their rows (for Table 1 that is Figure 2)."""
+                out_figure: str, metrics: list[str] | None = None):
+    """One of the paper's tables or figures (report kinds in config/config.yaml), as CSV + PNG.
+
+    robustness_table: effective robustness per shift set (Table 1) with accuracy bars (Figure 2);
+    accuracy_table: accuracy on the ID set and shift sets (Tables 3, 4); mixture_grid (Figures 3,
+    7-10); budget_curve (Figure 11); corruption_table (Table 9); loss_curves (Figure 12)."""
+    if kind == "loss_curves":
+        return loss_curves(metrics or [], report, out_table, out_figure)
     names = report["test_set_names"]
     accuracy = io.read_csv(accuracy_csv)
+    if kind in ("mixture_grid", "budget_curve", "corruption_table"):
+        frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
+        return {"mixture_grid": mixture_grid, "budget_curve": budget_curve,
+                "corruption_table": corruption_table}[kind](frame, report, out_table, out_figure)
     acc_mean, acc_std = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
     if kind == "robustness_table":
         mean, std = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
     elif kind == "accuracy_table":
         mean, std = acc_mean, acc_std
     else:
-        raise ValueError(f"report kind '{kind}' has no table in this version")
+        raise ValueError(f"unknown report kind '{kind}'")
     write_table(mean, std, out_table)
     n_runs = len(report["archs"]) * len(report["seeds"])
     accuracy_bars(acc_mean.drop(columns="Average"), acc_std.drop(columns="Average"), out_figure,

@@ -257,13 +257,30 @@ def report_inputs(name):
 
 
 def report_figure(name):
-    return f"{OUT}/{config['reports'][name].get('figure', name + '_accuracy')}.png"
+    spec = config["reports"][name]
+    default = f"{name}_accuracy" if spec["kind"] in ("robustness_table", "accuracy_table") else name
+    return f"{OUT}/{spec.get('figure', default)}.png"
 
 
 def report_outputs(name):
-    if config["reports"][name]["kind"] in ("robustness_table", "accuracy_table"):
-        return [f"{OUT}/{name}.csv", report_figure(name)]
-    return list(report_inputs(name).values())  # its runs; the output itself comes later
+    return [f"{OUT}/{name}.csv", report_figure(name)]
+
+
+def report_metrics(name):
+    """loss_curves: the training metrics of the report's runs."""
+    spec = config["reports"][name]
+    if spec["kind"] != "loss_curves":
+        return []
+    return [
+        f"{OUT}/train/{spec['dataset']}/mix~{mix}/arch~{arch}/seed~{seed}/metrics.jsonl"
+        for mix in report_rows(spec).values()
+        for arch in spec["archs"]
+        for seed in spec["seeds"]
+    ]
+
+
+def report_metrics_arg(wildcards, input):
+    return "--metrics " + " ".join(input.metrics) if input.metrics else ""
 
 
 def final_outputs():

@@ -1,26 +1,22 @@
 # The paper's tables and figures, reduced from the analysis tables: one rule per report in
-# config (table1, table3, ...), each a call of `genrobust report`.
+# config (table1, table3, figure3, ...), each a call of `genrobust report` writing a CSV and a PNG.
 
 for name, spec in REPORTS.items():
-    if spec["kind"] not in ("robustness_table", "accuracy_table"):
-        continue
 
     rule:
         name:
             f"make_{name}"
         input:
             **report_inputs(name),
+            metrics=report_metrics(name),
         output:
             table=f"{OUT}/{name}.csv",
-            figure=report(
-                report_figure(name),
-                caption="../report/accuracy_figure.rst",
-                category=name,
-            ),
+            figure=report(report_figure(name), caption="../report/figures.rst", category=name),
         params:
             cli=GENROBUST,
             kind=spec["kind"],
             spec=report_spec(name),
+            metrics=report_metrics_arg,
         log:
             f"{OUT}/logs/make_{name}.log",
         conda:
@@ -28,4 +24,4 @@ for name, spec in REPORTS.items():
         localrule: True
         shell:
             "{params.cli} report --kind {params.kind} --accuracy {input.accuracy} --robustness {input.robustness} "
-            "--spec {params.spec:q} --out-table {output.table} --out-figure {output.figure} 2> {log}"
+            "{params.metrics} --spec {params.spec:q} --out-table {output.table} --out-figure {output.figure} 2> {log}"
