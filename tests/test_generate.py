@@ -54,6 +54,20 @@ def test_plan_covers_every_image_once_whatever_the_shard_count():
     assert len({s.id for s in specs}) == len(specs)
 
 
+@pytest.mark.parametrize("per_real", [1, 3])
+def test_shards_partition_the_plan_of_either_kind(tmp_path, per_real):
+    index = pd.DataFrame({"path": [f"/r/{WNIDS[i % 3]}_{i}.JPEG" for i in range(17)],
+                          "wnid": [WNIDS[i % 3] for i in range(17)]})
+    io.write_csv(tmp_path / "real.csv", index)
+    for kind, spec, full in (
+            ("pixmix", {"images_per_real": per_real}, generate.plan_from_sources("s", "train", index, per_real, 0)),
+            ("class_labels", {"per_class": 7}, generate.plan_images("s", "train", WNIDS, 7, 0))):
+        for n_shards in (1, 4, 17):
+            shards = [generate.plan_shard(kind, "s", "train", spec, WNIDS, n_shards, i, 0, str(tmp_path / "real.csv"))
+                      for i in range(n_shards)]
+            assert [item for shard in shards for item in shard] == full
+
+
 def test_killed_and_rerun_shard_equals_uninterrupted(tiny_sd, tmp_path):
     whole = tmp_path / "whole"
     manifest = run_shard(tiny_sd, whole)

@@ -1,8 +1,11 @@
-"""Generation: planned shards of diffusers images, resumable, atomic, every image seeded.
+"""Generation: planned shards of generated images, resumable, atomic, every image seeded.
 
-A generated dataset (dataset, strategy, split) is the list of images (class c, k) for every class
-in sorted-wnid order and k < per_class, flattened class-major. Shard i of S owns the contiguous
-range [i*N//S, (i+1)*N//S), so shard outputs are known from config alone (no checkpoints).
+A generated dataset (dataset, strategy, split) is a list of images: (class c, k) for every class
+in sorted-wnid order and k < per_class, flattened class-major, for the class-conditioned kinds
+(class labels, class-conditional DiT); one (or images_per_real) per real image of the split, in
+index order, for the image-conditioned kinds (img2img, image variation, DeepAugment, PixMix).
+Shard i of S owns the contiguous range [i*N//S, (i+1)*N//S), so shard outputs are known from
+config alone (no checkpoints). Each kind is a renderer (RENDERERS) behind one shard runner.
 
 Within a shard, batches are fixed slices of that range, and every image has its own generator
 seeded from (global seed, strategy, split, wnid, k). A batch is recorded in `progress.jsonl`
@@ -51,14 +54,16 @@ class ImageSpec:
     source: str = ""  # the real image it is conditioned on (image-conditioned kinds)
 
 
-def plan_images(strategy: str, split: str, wnids: list[str], per_class: int, global_seed: int) -> list[ImageSpec]:
-    """Every image of one generated dataset, class-major, in sorted wnid order."""
+def plan_images(strategy: str, split: str, wnids: list[str], per_class: int, global_seed: int,
+                positions: Iterable[int] | None = None) -> list[ImageSpec]:
+    """The images of one generated dataset, class-major in sorted wnid order (only those at
+    `positions` of that order when given, so a shard never builds the whole 1.3M-image plan)."""
+    wnids = sorted(wnids)
     specs = []
-    for wnid in sorted(wnids):
-        for k in range(per_class):
-            specs.append(ImageSpec(
-                id=f"{strategy}-{split}-{wnid}-{k:05d}", wnid=wnid, k=k,
-                seed=derive_seed(global_seed, strategy, split, wnid, k)))
+    for position in range(len(wnids) * per_class) if positions is None else positions:
+        wnid, k = wnids[position // per_class], position % per_class
+        specs.append(ImageSpec(id=f"{strategy}-{split}-{wnid}-{k:05d}", wnid=wnid, k=k,
+                               seed=derive_seed(global_seed, strategy, split, wnid, k)))
     return specs
 
 
@@ -284,15 +289,21 @@ def plan_shard(kind: str, strategy: str, split: str, spec: dict, wnids: list[str
                global_seed: int, real_index: str | None) -> list[ImageSpec]:
     """This shard's images: per class for class-conditioned kinds, per real image otherwise."""
     if kind in CLASS_CONDITIONED:
-        items = plan_images(strategy, split, wnids, spec["per_class"], global_seed)
-    else:
-        if real_index is None:
-            raise GenerationError(f"strategy {strategy} ({kind}) needs the real {split} index")
-        sources = io.read_csv(real_index)
-        if spec.get("sources_per_class"):  # a smaller study: the first N real images of each class
-            sources = sources.groupby("wnid", sort=False).head(spec["sources_per_class"])
-        items = plan_from_sources(strategy, split, sources, spec.get("images_per_real", 1), global_seed)
-    return [items[i] for i in shard_range(len(items), n_shards, shard)]
+        n_images = len(wnids) * spec["per_class"]
+        return plan_images(strategy, split, wnids, spec["per_class"], global_seed,
+                           shard_range(n_images, n_shards, shard))
+    if real_index is None:
+        raise GenerationError(f"strategy {strategy} ({kind}) needs the real {split} index")
+    sources = io.read_csv(real_index)
+    if spec.get("sources_per_class"):  # a smaller study: the first N real images of each class
+        sources = sources.groupby("wnid", sort=False).head(spec["sources_per_class"])
+    per_real = spec.get("images_per_real", 1)
+    mine = shard_range(len(sources) * per_real, n_shards, shard)
+    # Only this shard's source rows (whole sources: a shard boundary falls between images of one source
+    # only when images_per_real > 1, and then plan_from_sources is sliced below).
+    first, last = mine.start // per_real, -(-mine.stop // per_real)
+    items = plan_from_sources(strategy, split, sources.iloc[first:last], per_real, global_seed)
+    return items[mine.start - first * per_real: mine.stop - first * per_real]
 
 
 def generate_shard(*, strategy: str, split: str, spec: dict, wnids: list[str], n_shards: int, shard: int,
