@@ -74,6 +74,11 @@ def test_budget_curve_orders_by_share(tmp_path):
     assert average["mean"].tolist() == pytest.approx([20.5, 25.5, 30.5])
 
 
+def test_budget_of_the_real_set_size_reuses_the_percent_runs():
+    report = spec("budget_curve", strategy="cl80", total="real", generated_shares=[0, 0.25, 1])
+    assert list(report["rows"].values()) == ["real_100", "real_75+cl80_25", "cl80_100"]
+
+
 @pytest.mark.parametrize("seeds", [(0, 1), (0,)])  # one run: std is NaN, the table still has its columns
 def test_corruption_table(tmp_path, seeds):
     accuracy, robustness = tables(tmp_path, {"real_100": {"val": 0.7, "imagenet_c": 0.2},

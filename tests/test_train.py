@@ -222,7 +222,7 @@ def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
     assert _strip(T.read_metrics(tmp_path / "resumed.jsonl")) == _strip(full)
     for m in full:
         assert set(m) == {"epoch", "train_loss", "lr", "resolution", "val_top1", "val_top5",
-                          "images_per_s", "seconds"}
+                          "images", "processes", "images_per_s", "seconds"}
         assert 0 <= m["val_top1"] <= m["val_top5"] <= 1 and np.isfinite(m["train_loss"])
     assert full[-1]["train_loss"] < full[0]["train_loss"]
 
@@ -246,3 +246,42 @@ def test_recipe_checks(dataset, tmp_path):
         T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS[:3], "resnet18",
                            TINY, 0, tmp_path / "m.pt", tmp_path / "m.jsonl",
                            tmp_path / "m.ckpt", device="cpu")
+
+
+DDP_SCRIPT = """
+import json, sys
+from genrobust import train as T
+a = json.loads(sys.argv[1])
+T.train_classifier(a["beton"], a["manifest"], a["indices"], a["beton"], a["manifest"], a["wnids"],
+                   "resnet18", a["recipe"], 7, a["out"] + ".pt", a["out"] + ".jsonl",
+                   a["out"] + ".ckpt", device="cpu", threads=2)
+"""
+
+
+def test_data_parallel_under_torchrun(dataset, tmp_path):
+    """What the train rule runs when a job asks for 2 GPUs: torchrun, one process each (gloo
+    on the CPU here, NCCL on GPUs). Each process loads half of every batch of the total."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    beton_path, manifest_path = dataset
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    indices = list(range(0, 32, 2)) + [1, 3, 5, 7, 9, 11, 13, 15]  # 24 rows: 3 steps of 8 (2 x 4)
+    args = {"beton": str(beton_path) if beton_path else None, "manifest": str(manifest_path),
+            "indices": indices, "wnids": WNIDS, "recipe": {**TINY, "epochs": 2},
+            "out": str(tmp_path / "ddp")}
+    env = {**os.environ, "PYTHONPATH": str(Path(T.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), json.dumps(args)], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = T.read_metrics(tmp_path / "ddp.jsonl")
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    assert [(m["processes"], m["images"]) for m in metrics] == [(2, 24), (2, 24)]  # 2 x 3 steps x 4
+    assert all(np.isfinite(m["train_loss"]) and 0 <= m["val_top1"] <= 1 for m in metrics)
+    model, wnids = T.load_classifier(tmp_path / "ddp.pt", "cpu")
+    assert wnids == WNIDS and model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+    assert not (tmp_path / "ddp.ckpt").exists()

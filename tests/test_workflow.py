@@ -27,7 +27,7 @@ def expected_full_counts() -> dict[str, int]:
     shards = sum(g[f"{split}_shards"] for d in FULL["datasets"].values()
                  for g in d.get("generate", {}).values() for split in ("train", "val"))
     table1 = 3 * 5 * 3       # real / generated / real + generated x 5 archs x 3 seeds (Table 9, Figure 12 reuse them)
-    figure11 = 5 * 1 * 3     # 5 generated shares x ResNeXt-50 x 3 seeds
+    figure11 = 3 * 1 * 3     # 5 generated shares (0 and 1 are Table 1's) x ResNeXt-50 x 3 seeds
     # IN-100, 3 archs x 3 seeds: real, real + each of 8 strategies and baselines (Tables 3, 4),
     # and the 3 x 3 mixture grid (Figure 3) whose real_100+cl80_100 is already counted.
     in100 = (1 + 8 + 9 - 1) * 3 * 3
@@ -44,7 +44,7 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
     counts = job_counts(result.stdout)
     expected = expected_full_counts()
     assert {k: counts[k] for k in expected} == expected
-    assert expected["generate_shard"] == 912 and expected["train_classifier"] == 213
+    assert expected["generate_shard"] == 912 and expected["train_classifier"] == 207
     plan = result.stderr
     assert "imagenet1k/cl80/train: 1,300,000 images (1300 per class) in 500 shards" in plan
     assert "imagenet1k/cl80/val: 50,000 images (50 per class) in 20 shards" in plan
@@ -127,3 +127,15 @@ def test_demo_runs_end_to_end(workdir):
     # Everything is up to date: a second run has nothing to do.
     again = snakemake("-n", "--configfile", str(workdir / "config/demo.yaml"), cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_training_on_more_gpus_launches_torchrun(workdir, gpus):
+    target = "results/train/imagenet100/mix~real_100/arch~resnet18/seed~0/model.pt"
+    result = snakemake(target, "-n", "-p", "--config", "check_paths=False", "--set-resources",
+                       f"train_classifier:gpu={gpus}", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = [line for line in result.stdout.splitlines() if " train --beton " in line]
+    assert len(train) == 1
+    torchrun = "-m torch.distributed.run --standalone --nproc-per-node 2 -m genrobust train "
+    assert (torchrun in train[0]) == (gpus == 2) and " -m genrobust train " in train[0]

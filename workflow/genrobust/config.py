@@ -113,10 +113,13 @@ def report_rows(report: dict) -> dict[str, str]:
                 for r in report["real_percents"] for g in report["generated_percents"]}
     if report["kind"] == "budget_curve":
         s, total = report["strategy"], report["total"]
+        # total 'real' = the real train set's size: shares are then plain percentages of it, so
+        # the end points are the same runs as real_100 and <strategy>_100 (trained once).
+        prefix = "" if total == "real" else f"n_{total}+"
         rows = {}
         for share in report["generated_shares"]:
             terms = [(src, 100 * p) for src, p in (("real", 1 - share), (s, share)) if p > 0]
-            rows[f"{s} share {share:g}"] = f"n_{total}+" + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
+            rows[f"{s} share {share:g}"] = prefix + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
         return rows
     return dict(report["rows"])
 

@@ -370,8 +370,9 @@ def _train(d: _Dist, train_beton, train_manifest, train_indices, val_beton, val_
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-    if threads:
-        torch.set_num_threads(int(threads))
+    if threads:  # the job's cores, shared by the processes torchrun started on this node
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
+        torch.set_num_threads(max(1, int(threads) // local))
     precision = recipe["precision"] if device.type == "cuda" else "fp32"
     num_classes = len(class_wnids)
     epochs = int(recipe["epochs"])
@@ -476,7 +477,8 @@ def _train(d: _Dist, train_beton, train_manifest, train_indices, val_beton, val_
         if val_loader is not None:
             top1, top5 = evaluate(model, val_loader, device, precision)
         record = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "resolution": res,
-                  "val_top1": top1, "val_top5": top5,
+                  "val_top1": top1, "val_top5": top5, "images": int(seen_total),
+                  "processes": d.world,
                   "images_per_s": seen_total / max(train_seconds, 1e-9),
                   "seconds": time.perf_counter() - t_epoch}
         metrics.append(record)

@@ -32,11 +32,21 @@ DEMO = config.get("demo")
 ENV = "../../envs/genrobust.yaml"
 # The CLI runs on the venv's interpreter, or on the conda env's python under --sdm conda; the
 # library is importable from the checkout in both (and in SLURM jobs) through PYTHONPATH.
-GENROBUST = "PYTHONPATH={}{}${{PYTHONPATH:-}} {} -m genrobust".format(
+PYTHON = "PYTHONPATH={}{}${{PYTHONPATH:-}} {}".format(
     Path(workflow.basedir) / "workflow",
     os.pathsep,
     "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else sys.executable,
 )
+GENROBUST = f"{PYTHON} -m genrobust"
+
+
+def train_launcher(wildcards, resources):
+    """The CLI, or torchrun with one process per GPU when the job asks for more than one
+    (set-resources: train_classifier: gpu: N); train.py then runs DistributedDataParallel."""
+    gpus = int(getattr(resources, "gpu", 1) or 1)
+    if gpus <= 1:
+        return GENROBUST
+    return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {gpus} -m genrobust"
 
 RUNS = training_runs(config)
 REPORTS = active_reports(config)

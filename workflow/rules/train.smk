@@ -16,7 +16,7 @@ rule train_classifier:
             non_empty=True,
         ),
     params:
-        cli=GENROBUST,
+        cli=train_launcher,
         recipe=recipe_json,
         classes=dataset_classes,
         checkpoint=checkpoint_path,
