@@ -13,7 +13,7 @@ setup:
 ## demo: the whole workflow at toy scale, offline (tables and figures in results/demo/)
 demo: setup
 	@start=$$(date +%s); \
-	$(SNAKEMAKE) --configfile config/demo.yaml --cores $(CORES) --rerun-incomplete; status=$$?; \
+	$(SNAKEMAKE) --profile workflow/profiles/demo --cores $(CORES); status=$$?; \
 	echo "== demo wall time: $$(( $$(date +%s) - start )) s (results in results/demo/)"; exit $$status
 
 ## test: the test suite, including one end-to-end demo run through Snakemake

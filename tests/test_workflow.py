@@ -66,8 +66,7 @@ def test_lint_is_clean(workdir):
 @pytest.mark.slow
 def test_demo_runs_end_to_end(workdir):
     start = time.time()
-    result = snakemake("--configfile", str(workdir / "config/demo.yaml"), "--cores", "2", cwd=workdir,
-                       timeout=1200)
+    result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), cwd=workdir, timeout=1200)
     elapsed = time.time() - start
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     print(f"demo through Snakemake: {elapsed:.0f} s")
@@ -83,20 +82,26 @@ def test_demo_runs_end_to_end(workdir):
         assert all((out / f"generate/demo10/cl80/{split}" / p).is_file() for p in manifest["path"])
         assert manifest["seed"].is_unique and (manifest["prompt"] != "").all()
 
-    # Every other strategy and baseline: class-conditional per class, the rest one per real image.
-    for strategy in ("ldm", "img2img", "variation", "deepaugment", "pixmix"):
+    # Every other strategy and baseline, as many as the real images: class-conditioned ones 40 per
+    # class, image-conditioned ones one per real train image.
+    strategies = ("photo", "rendition", "ldm", "img2img", "variation", "deepaugment", "pixmix")
+    for strategy in strategies:
         manifest = pd.read_csv(out / f"generate/demo10/{strategy}/train/manifest.csv")
-        assert manifest.groupby("wnid").size().to_dict() == {w: 10 for w in classes}, strategy
+        assert manifest.groupby("wnid").size().to_dict() == {w: 40 for w in classes}, strategy
         assert all((out / f"generate/demo10/{strategy}/train" / p).is_file() for p in manifest["path"])
         summary = json.loads((out / f"generate/demo10/{strategy}/train/summary.json").read_text())
-        assert summary["images"] == 100 and summary["per_class"]["min"] == 10
+        assert summary["images"] == 400 and summary["per_class"]["min"] == 40
+    photo = pd.read_csv(out / "generate/demo10/photo/train/manifest.csv")
+    assert photo["prompt"].str.startswith("a photo of a ").all()
     assert (out / "figure6_demo10.png").read_bytes()[:4] == b"\x89PNG"
 
     # Mixtures are exact index lists into one pool beton.
     pool = pd.read_csv(out / "beton/demo10/train.csv")
-    assert pool["source"].value_counts().to_dict() == {"real": 400, "cl80": 400}
-    for mix, n in {"real_100": 400, "real_25": 100, "cl80_100": 400, "real_100+cl80_100": 800}.items():
-        assert len(pd.read_csv(out / f"mix/demo10/mix~{mix}.csv")) == n
+    assert pool["source"].value_counts().to_dict() == {s: 400 for s in ("real", "cl80") + strategies}
+    for mix, n in {"real_100": 400, "real_25": 100, "cl80_100": 400, "real_100+cl80_100": 800,
+                   "real_50+cl80_50": 400, "real_100+pixmix_100": 800}.items():
+        indices = pd.read_csv(out / f"mix/demo10/mix~{mix}.csv")["index"]
+        assert len(indices) == n and indices.is_unique
 
     # Training wrote one metrics line per epoch; evaluation scored val on R's and ObjectNet's classes.
     run = out / "train/demo10/mix~real_100/arch~resnet18/seed~0"
@@ -119,13 +124,25 @@ def test_demo_runs_end_to_end(workdir):
     assert list(table9.index) == ["Real Data", "Generated Data", "Real Data + Generated Data"]
     assert table9.loc["Real Data", "Accuracy (%)"] == pytest.approx(
         100 * evaluation["imagenet_c"]["mean_corruption_top1"], abs=0.01)
+    for name, rows in (("table3", 5), ("table4", 6)):  # accuracy per shift set, the paper's rows
+        table = pd.read_csv(out / f"{name}.csv", index_col=0)
+        assert len(table) == rows and table.index[0].startswith("Real") and "Average" in table.columns
+        assert all(math.isfinite(v) for v in table.to_numpy().ravel())
+    assert table.loc["+ Generated data via Real images and Class labels", "ImageNet-Sketch"] == pytest.approx(
+        100 * json.loads((out / "eval/demo10/mix~real_100+img2img_100/arch~resnet18/seed~0/evaluation.json")
+                         .read_text())["sketch"]["top1"], abs=0.01)
+    grid = pd.read_csv(out / "figure3.csv")  # 2 x 2 cells x (accuracy, ER) x (4 sets + average)
+    assert len(grid) == 2 * 2 * 2 * 5 and set(grid["real_percent"]) == {50, 100}
+    budget = pd.read_csv(out / "figure11.csv")
+    assert sorted(set(budget["generated_share"])) == [0, 0.5, 1]
     curves = pd.read_csv(out / "figure12.csv")
-    assert curves.groupby("Training data").size().to_dict() == {"Real": 8, "Real + Generated": 8}
+    epochs = demo["datasets"]["demo10"]["recipe"]["epochs"]
+    assert curves.groupby("Training data").size().to_dict() == {"Real": epochs, "Real + Generated": epochs}
     png = (out / "figure2.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
     # Everything is up to date: a second run has nothing to do.
-    again = snakemake("-n", "--configfile", str(workdir / "config/demo.yaml"), cwd=workdir)
+    again = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

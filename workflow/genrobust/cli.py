@@ -115,6 +115,13 @@ def cmd_benchmark_generation(args) -> None:
         raise SystemExit(2)
 
 
+def cmd_benchmark_training(args) -> None:
+    from .benchmark_training import run
+
+    if run(args):
+        raise SystemExit(2)
+
+
 # ----------------------------------------------------------------------------- convert
 
 
@@ -280,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", help="JSON: counts per class, regenerations, generation time")
     p.add_argument("shards", nargs="+")
 
-    from . import benchmark, contact_sheet  # their parsers only (light imports)
+    from . import benchmark, benchmark_training, contact_sheet  # their parsers only (light imports)
 
     p = sub.add_parser("contact-sheet", parents=[contact_sheet.build_parser(add_help=False)],
                        help="sample grid per strategy and class (the paper's Figure 6)")
@@ -288,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark-generation", parents=[benchmark.build_parser(add_help=False)],
                        help="images/s of a generation pipeline (full-size SD v1.5, random weights) and where the time goes")
     p.set_defaults(func=cmd_benchmark_generation)
+    p = sub.add_parser("benchmark-training", parents=[benchmark_training.build_parser(add_help=False)],
+                       help="images/s of the training loaders (FFCV vs plain PyTorch) and of training steps")
+    p.set_defaults(func=cmd_benchmark_training)
 
     p = stage("write-beton", cmd_write_beton, "write the FFCV beton of real (+ generated) images")
     p.add_argument("--real", required=True)

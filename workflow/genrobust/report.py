@@ -177,7 +177,8 @@ def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: 
                                   ("average shift-set accuracy (%)", "average effective robustness (%)")):
         line = frame[(frame["measure"] == measure) & (frame["test_set"] == "Average")].sort_values("generated_share")
         ax.errorbar(line["generated_share"], line["mean"], yerr=line["std"].fillna(0), marker="o", capsize=3)
-        budget = "the real train set's size" if report["total"] == "real" else f"{report['total']:,} images"
+        budget = ("a budget the size of the real train set" if report["total"] == "real"
+                  else f"{report['total']:,} images")
         ax.set_xlabel(f"share of generated ({report['strategy']}) data in {budget}")
         ax.set_ylabel(label)
         ax.spines[["top", "right"]].set_visible(False)

@@ -292,6 +292,17 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast("cuda", dtype=dtype)
 
 
+def train_step(net, criterion, optimizer, scaler, images, labels, device, precision: str):
+    """One SGD step (autocast on GPUs, loss scaling for fp16); the benchmark times this too."""
+    optimizer.zero_grad(set_to_none=True)
+    with _autocast(device, precision):
+        loss = criterion(net(images), labels)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device, precision: str = "fp32",
              flip_tta: bool = True) -> tuple[float, float]:
@@ -457,12 +468,7 @@ def _train(d: _Dist, train_beton, train_manifest, train_indices, val_beton, val_
             lr = lr_at(epoch + i / iters, recipe, peak)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, precision):
-                loss = criterion(net(images), labels)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss = train_step(net, criterion, optimizer, scaler, images, labels, device, precision)
             loss_sum += loss.detach().double()
             seen += labels.shape[0]
             if _fault_hook is not None:
