@@ -152,27 +152,10 @@ def choose_template(templates: Sequence[str], seed: int) -> tuple[int, str]:
 # ---------------------------------------------------------------- class names
 
 
-def _open_clip_class_names() -> tuple[str, ...]:
-    """open_clip.IMAGENET_CLASSNAMES, read from its data-only module without importing open_clip
-    itself (which loads every model definition: 4 s per generation job on a small CPU)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("open_clip")  # locates the package without running it
-    path = Path(spec.origin).parent / "zero_shot_metadata.py" if spec and spec.origin else None
-    if path is None or not path.is_file():
-        from open_clip import IMAGENET_CLASSNAMES
-
-        return tuple(IMAGENET_CLASSNAMES)
-    module = importlib.util.module_from_spec(importlib.util.spec_from_file_location("_open_clip_names", path))
-    module.__spec__.loader.exec_module(module)
-    return tuple(module.IMAGENET_CLASSNAMES)
-
-
 @functools.lru_cache(maxsize=1)
 def _clip_names_by_wnid() -> dict[str, str]:
+    from open_clip import IMAGENET_CLASSNAMES
     from timm.data import ImageNetInfo
-
-    IMAGENET_CLASSNAMES = _open_clip_class_names()
 
     wnids = list(ImageNetInfo().label_names())
     if len(wnids) != len(IMAGENET_CLASSNAMES) or wnids != sorted(wnids):

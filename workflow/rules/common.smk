@@ -48,6 +48,7 @@ def train_launcher(wildcards, resources):
         return GENROBUST
     return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {gpus} -m genrobust"
 
+
 RUNS = training_runs(config)
 REPORTS = active_reports(config)
 if workflow.is_main_process:
