@@ -232,6 +232,16 @@ def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "full.jsonl").read_text().splitlines()[-1])["epoch"] == 2
 
 
+def test_divergence_stops_with_a_clear_error(dataset, tmp_path):
+    beton_path, manifest_path = dataset
+    with pytest.raises(ValueError, match=r"diverged in epoch \d: mean training loss (nan|inf).*Lower recipe.lr"):
+        T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS, "resnet18",
+                           {**TINY, "lr": 1e12}, 7, tmp_path / "d.pt", tmp_path / "d.jsonl",
+                           tmp_path / "d.ckpt", device="cpu", threads=2)
+    assert not (tmp_path / "d.pt").exists()
+    assert all(np.isfinite(m["train_loss"]) for m in T.read_metrics(tmp_path / "d.jsonl"))
+
+
 def test_checkpoint_from_another_run_is_refused(dataset, tmp_path):
     torch.save({"identity": {"arch": "resnet50"}, "epoch": 1}, tmp_path / "x.ckpt")
     with pytest.raises(ValueError, match="different run"):

@@ -22,6 +22,7 @@ import contextlib
 import difflib
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -479,6 +480,11 @@ def _train(d: _Dist, train_beton, train_manifest, train_indices, val_beton, val_
         train_seconds = time.perf_counter() - t_epoch
         loss_total, seen_total = d.sum([loss_sum.item(), float(seen)], device)
         train_loss = loss_total / (iters * d.world)
+        if not math.isfinite(train_loss):  # stop before a diverged epoch becomes the checkpoint
+            raise ValueError(
+                f"{arch} diverged in epoch {epoch + 1}: mean training loss {train_loss}. Lower "
+                f"recipe.lr (peak {peak:.4g} at total batch {total_batch}), lengthen the warm-up "
+                "(lr_peak_epoch) or train in bf16 rather than fp16")
         top1 = top5 = None
         if val_loader is not None:
             top1, top5 = evaluate(model, val_loader, device, precision)
