@@ -25,7 +25,10 @@ import pandas as pd
 
 from genrobust import io
 
-IMAGE_EXTS = (".jpeg", ".jpg", ".png")
+# Every image suffix the library reads (lower case); the one list for indexes and mixing sets.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 WNID_RE = re.compile(r"^n\d{8}$")
 TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c")
 OBJECTNET_MAPPINGS = (
@@ -136,7 +139,7 @@ def _subdirs(root: str) -> list[str]:
 def _images(folder: str) -> list[str]:
     """Full paths of the image files directly inside folder, sorted (names only, no stat)."""
     with os.scandir(folder) as it:
-        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTS) and not e.name.startswith("."))
+        names = sorted(e.name for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith("."))
     return [os.path.join(folder, n) for n in names]
 
 
@@ -152,7 +155,7 @@ def _wnid_folders(root: str, what: str, allowed: Iterable[str] | None = None, al
     if not names:
         hint = ""
         with os.scandir(root) as it:
-            if any(e.name.lower().endswith(IMAGE_EXTS) for e in it):
+            if any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in it):
                 hint = " (found images directly under it: a flat val folder must be re-foldered into <wnid>/ subfolders)"
         raise DatasetError(f"{what} {root}: no <wnid>/ subfolders{hint}")
     return names
