@@ -47,3 +47,13 @@ def draw_labelled_images(root: Path, classes: int = 4, per_class: int = 8) -> pd
             Image.fromarray(img).save(path)
             rows.append((str(path), c))
     return pd.DataFrame(rows, columns=["path", "label"])
+
+
+def subset_for_classes(index, class_wnids):
+    """The scorer's subset rule, in wnids: (kept rows with their wnids reduced to the model's
+    classes, logit mask as wnids)."""
+    from genrobust.scoring import select_test_subset
+
+    kept, targets, mask = select_test_subset(index, class_wnids)
+    kept = kept.assign(wnids=[";".join(class_wnids[c] for c in t) for t in targets])
+    return kept, [class_wnids[c] for c in mask]

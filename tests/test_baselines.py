@@ -8,6 +8,9 @@ import torch
 from PIL import Image
 
 from genrobust import baselines as bl
+from genrobust.baselines import _random
+from genrobust.demo.deepaugment_weights import write_random_deepaugment_weights
+from genrobust.demo.fractals import write_fractal_mixing_set
 
 # CAE_distort_imagenet.py, get_weights(): the original's list of CAE state-dict keys.
 ORIGINAL_CAE_KEYS = [
@@ -35,7 +38,7 @@ def n_params(net: torch.nn.Module) -> int:
 def nets(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny images: one thread is faster (restored after this module)
-    folder = bl.write_random_deepaugment_weights(tmp_path_factory.mktemp("da") / "weights", seed=0)
+    folder = write_random_deepaugment_weights(tmp_path_factory.mktemp("da") / "weights", seed=0)
     yield bl.load_deepaugment_nets(folder, "cpu")
     torch.set_num_threads(threads)
 
@@ -123,7 +126,7 @@ def test_deepaugment_uses_both_nets(nets):
     """The seed splits images between EDSR and CAE about evenly (original: two distorted copies)."""
     picks = []
     for seed in range(40):
-        rng = bl._streams(seed, bl._TAG_DEEPAUGMENT, 4)[0]
+        rng = _random.streams(seed, _random.TAG_DEEPAUGMENT, 4)[0]
         picks.append(rng.random() < 0.5)
     assert 10 <= sum(picks) <= 30
 
@@ -172,7 +175,7 @@ def test_every_activation_distortion_runs(nets):
 def test_missing_or_mismatched_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
         bl.load_deepaugment_nets(tmp_path / "nowhere")
-    folder = bl.write_random_deepaugment_weights(tmp_path / "w", seed=1)
+    folder = write_random_deepaugment_weights(tmp_path / "w", seed=1)
     (folder / "cae.pt").unlink()
     with pytest.raises(FileNotFoundError, match=str(folder / "cae.pt")):
         bl.load_deepaugment_nets(folder)
@@ -189,9 +192,9 @@ def test_missing_or_mismatched_weights(tmp_path):
 
 
 def test_random_weights_deterministic(tmp_path):
-    a = torch.load(bl.write_random_deepaugment_weights(tmp_path / "a", 3) / "edsr.pt")
-    b = torch.load(bl.write_random_deepaugment_weights(tmp_path / "b", 3) / "edsr.pt")
-    c = torch.load(bl.write_random_deepaugment_weights(tmp_path / "c", 4) / "edsr.pt")
+    a = torch.load(write_random_deepaugment_weights(tmp_path / "a", 3) / "edsr.pt")
+    b = torch.load(write_random_deepaugment_weights(tmp_path / "b", 3) / "edsr.pt")
+    c = torch.load(write_random_deepaugment_weights(tmp_path / "c", 4) / "edsr.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["head.0.weight"], c["head.0.weight"])
     assert not any(p.name.startswith(".") for p in (tmp_path / "a").iterdir())
@@ -202,7 +205,7 @@ def test_random_weights_deterministic(tmp_path):
 
 @pytest.fixture(scope="module")
 def mixing_set(tmp_path_factory):
-    folder = bl.write_fractal_mixing_set(tmp_path_factory.mktemp("mix") / "fractals", n=6, size=40, seed=0)
+    folder = write_fractal_mixing_set(tmp_path_factory.mktemp("mix") / "fractals", n=6, size=40, seed=0)
     return bl.index_mixing_set(folder)
 
 
@@ -292,15 +295,15 @@ def test_index_mixing_set(tmp_path):
 
 
 def test_fractal_mixing_set_deterministic(tmp_path):
-    a = bl.index_mixing_set(bl.write_fractal_mixing_set(tmp_path / "a", n=4, size=32, seed=5))
-    b = bl.index_mixing_set(bl.write_fractal_mixing_set(tmp_path / "b", n=4, size=32, seed=5))
-    c = bl.index_mixing_set(bl.write_fractal_mixing_set(tmp_path / "c", n=4, size=32, seed=6))
+    a = bl.index_mixing_set(write_fractal_mixing_set(tmp_path / "a", n=4, size=32, seed=5))
+    b = bl.index_mixing_set(write_fractal_mixing_set(tmp_path / "b", n=4, size=32, seed=5))
+    c = bl.index_mixing_set(write_fractal_mixing_set(tmp_path / "c", n=4, size=32, seed=6))
     pix = lambda paths: [np.asarray(Image.open(p)) for p in paths]  # noqa: E731
     assert len(a) == 4 and all(x.shape == (32, 32, 3) for x in pix(a))
     assert all(np.array_equal(x, y) for x, y in zip(pix(a), pix(b)))
     assert not all(np.array_equal(x, y) for x, y in zip(pix(a), pix(c)))
     assert all(x.std() > 5 for x in pix(a))  # not blank
     # rewriting replaces the folder atomically and leaves no temporary folders behind
-    bl.write_fractal_mixing_set(tmp_path / "a", n=2, size=32, seed=6)
+    write_fractal_mixing_set(tmp_path / "a", n=2, size=32, seed=6)
     assert len(bl.index_mixing_set(tmp_path / "a")) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]

@@ -1,5 +1,5 @@
-"""Generation benchmark (genrobust.benchmark): the full-size SD v1.5 architecture built on the
-meta device (no memory, no weights), and the CPU timing path on tiny demo pipelines."""
+"""Generation benchmark (genrobust.benchmark.generation): the full-size SD v1.5 architecture built
+on the meta device (no memory, no weights), and the CPU timing path on tiny demo pipelines."""
 
 import json
 import os
@@ -9,12 +9,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from genrobust import benchmark
+from genrobust import tokenizer
+from genrobust.benchmark import generation, pipelines
+from genrobust.benchmark.system import BenchmarkError
 from genrobust.demo import models
 
 # Parameter counts of the stable-diffusion-v1-5 checkpoints.
 SD15_PARAMS = {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
 BREAKDOWN = {"text_encoding", "unet_denoising", "vae_decode", "postprocess", "other"}
+
+
+def main(argv):
+    """What `python -m genrobust benchmark-generation ARGV` runs, returning its exit code."""
+    return generation.run(generation.build_parser().parse_args(argv))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,8 +39,8 @@ def tiny_sd(tmp_path_factory):
 
 
 def test_full_size_components_have_sd15_parameter_counts():
-    parts = benchmark.build_sd15_components("meta", "float16")
-    counts = {name: benchmark.count_parameters(module) for name, module in parts.items()}
+    parts = pipelines.build_sd15_components("meta", "float16")
+    counts = {name: pipelines.count_parameters(module) for name, module in parts.items()}
     assert counts == SD15_PARAMS
     for module in parts.values():
         assert {p.device.type for p in module.parameters()} == {"meta"}
@@ -44,37 +51,37 @@ def test_full_size_components_have_sd15_parameter_counts():
 def test_full_size_pipeline_on_meta(tiny_sd):
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    pipe = benchmark.build_sd15_random("meta", "bfloat16", tokenizer_dir=tiny_sd)
+    pipe = pipelines.build_sd15_random("meta", "bfloat16", tokenizer_dir=tiny_sd)
     assert type(pipe) is StableDiffusionPipeline
     assert pipe.safety_checker is None
     assert pipe.unet.dtype == torch.bfloat16 and pipe.unet.device.type == "meta"
-    assert {n: benchmark.count_parameters(getattr(pipe, n)) for n in SD15_PARAMS} == SD15_PARAMS
+    assert {n: pipelines.count_parameters(getattr(pipe, n)) for n in SD15_PARAMS} == SD15_PARAMS
     assert pipe.scheduler.config.beta_schedule == "scaled_linear" and pipe.scheduler.config.skip_prk_steps
-    assert pipe.tokenizer("a photo of a goldfish.").input_ids[0] == models.BOS_TOKEN_ID
+    assert pipe.tokenizer("a photo of a goldfish.").input_ids[0] == tokenizer.BOS_TOKEN_ID
 
-    ddim = benchmark.build_sd15_random("meta", "float16", "DDIMScheduler", tokenizer_dir=tiny_sd)
+    ddim = pipelines.build_sd15_random("meta", "float16", "DDIMScheduler", tokenizer_dir=tiny_sd)
     assert isinstance(ddim.scheduler, DDIMScheduler) and ddim.scheduler.config.steps_offset == 1
-    with pytest.raises(benchmark.BenchmarkError, match="unknown diffusers scheduler"):
-        benchmark.build_sd15_random("meta", "float16", "NoSuchScheduler", tokenizer_dir=tiny_sd)
-    with pytest.raises(benchmark.BenchmarkError, match="dtype"):
-        benchmark.build_sd15_components("meta", "int8")
+    with pytest.raises(BenchmarkError, match="unknown diffusers scheduler"):
+        pipelines.build_sd15_random("meta", "float16", "NoSuchScheduler", tokenizer_dir=tiny_sd)
+    with pytest.raises(BenchmarkError, match="dtype"):
+        pipelines.build_sd15_components("meta", "int8")
 
 
 def test_other_full_size_kinds_on_meta(tiny_sd):
-    variation = benchmark.build_sd15_random("meta", "float16", kind="image_variation")
+    variation = pipelines.build_sd15_random("meta", "float16", kind="image_variation")
     assert type(variation).__name__ == "StableDiffusionImageVariationPipeline"
     assert variation.image_encoder.config.projection_dim == variation.unet.config.cross_attention_dim == 768
-    assert type(benchmark.build_sd15_random("meta", "float16", kind="img2img", tokenizer_dir=tiny_sd)).__name__ \
+    assert type(pipelines.build_sd15_random("meta", "float16", kind="img2img", tokenizer_dir=tiny_sd)).__name__ \
         == "StableDiffusionImg2ImgPipeline"
-    dit = benchmark.build_dit_random("meta", "float16")
+    dit = pipelines.build_dit_random("meta", "float16")
     # DiT-XL/2 is 675M parameters; diffusers' layout gives every block its own timestep and class
     # embedders (same compute, ~75M more parameters).
-    assert 740e6 < benchmark.count_parameters(dit.transformer) < 760e6
+    assert 740e6 < pipelines.count_parameters(dit.transformer) < 760e6
 
 
 @pytest.mark.parametrize("kind", ["class_labels", "img2img"])
 def test_benchmark_tiny(tiny_sd, kind):
-    result = benchmark.benchmark_tiny(tiny_sd, kind, batch_size=2, steps=2, size=64, n_batches=1, warmup=0)
+    result = generation.benchmark_tiny(tiny_sd, kind, batch_size=2, steps=2, size=64, n_batches=1, warmup=0)
     assert result["images_per_s"] > 0
     assert len(result["batch_times_s"]) == 1 and result["images_timed"] == 2
     settings = result["settings"]
@@ -94,10 +101,10 @@ def test_benchmark_tiny(tiny_sd, kind):
 
 
 def test_instrumentation_is_removed_afterwards(tiny_sd):
-    pipe = benchmark.load_tiny(tiny_sd, "class_labels")
-    with pytest.raises(benchmark.BenchmarkError, match="not a img2img"):
-        benchmark.benchmark_tiny(tiny_sd, "img2img", 1, 1, 64, pipe=pipe)
-    benchmark.benchmark_generation(pipe, 1, 1, 1.0, 64, 64, n_batches=1, warmup=0, channels_last=True)
+    pipe = pipelines.load_tiny(tiny_sd, "class_labels")
+    with pytest.raises(BenchmarkError, match="not a img2img"):
+        generation.benchmark_tiny(tiny_sd, "img2img", 1, 1, 64, pipe=pipe)
+    generation.benchmark_generation(pipe, 1, 1, 1.0, 64, 64, n_batches=1, warmup=0, channels_last=True)
     assert "forward" not in vars(pipe.unet) and "forward" not in vars(pipe.text_encoder)
     assert "decode" not in vars(pipe.vae) and "step" not in vars(pipe.scheduler)
     assert "postprocess" not in vars(pipe.image_processor)
@@ -105,7 +112,7 @@ def test_instrumentation_is_removed_afterwards(tiny_sd):
 
 def test_cli_tiny_writes_json_and_table(tiny_sd, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = benchmark.main(["--tiny", str(tiny_sd), "--batch-size", "1", "2", "--steps", "1", "--size", "64",
+    rc = main(["--tiny", str(tiny_sd), "--batch-size", "1", "2", "--steps", "1", "--size", "64",
                          "--n-batches", "1", "--warmup", "0", "--json-out", str(out)])
     assert rc == 0
     results = json.loads(out.read_text())
@@ -115,21 +122,21 @@ def test_cli_tiny_writes_json_and_table(tiny_sd, tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert benchmark.main(["--tiny", str(tmp_path), "--batch-size", "1"]) == 2
+    assert main(["--tiny", str(tmp_path), "--batch-size", "1"]) == 2
     assert "no model_index.json" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        assert benchmark.main(["--device", "cuda", "--batch-size", "1"]) == 2
+        assert main(["--device", "cuda", "--batch-size", "1"]) == 2
         assert "no CUDA" in capsys.readouterr().err
 
 
-def test_standalone_script_runs_without_snakemake():
+def test_cli_subcommand_runs_without_snakemake():
     import subprocess
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "benchmark_generation.py"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env,
-                          timeout=60)
+    workflow_dir = Path(__file__).resolve().parents[1] / "workflow"
+    env = dict(os.environ, PYTHONPATH=str(workflow_dir))  # as the rules run it
+    done = subprocess.run([sys.executable, "-m", "genrobust", "benchmark-generation", "--help"],
+                          capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--batch-size" in done.stdout and "--tiny" in done.stdout

@@ -1,4 +1,4 @@
-"""Training benchmark (genrobust.benchmark_training) at a tiny scale: the loaders really iterate
+"""Training benchmark (genrobust.benchmark.training) at a tiny scale: the loaders really iterate
 whole epochs of the drawn images (last partial batch dropped), the training-step figures belong to
 the requested model and settings, and bad options fail with a message that says what to fix."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genrobust import benchmark_training as bt
 from genrobust import beton as B
+from genrobust.benchmark import synthetic
+from genrobust.benchmark import training as bt
 
 # numba prints a harmless KeyError when a freed ffcv pipeline's dispatchers are finalised
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -21,6 +22,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 IMAGES, BATCH = 70, 16  # 70 images -> 4 full batches of 16 = 64 images per epoch (drop_last)
 TINY = ["--device", "cpu", "--threads", "1", "--images", str(IMAGES), "--image-size", "32",
         "--batch-size", str(BATCH), "--res", "32", "--epochs", "1", "--workers", "2"]
+
+
+def main(argv):
+    """What `python -m genrobust benchmark-training ARGV` runs, returning its exit code."""
+    return bt.run(bt.build_parser().parse_args(argv))
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +42,7 @@ def _finite_positive(x) -> bool:
 
 def test_tiny_run_reports_whole_epochs_and_the_right_model(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = bt.main([*TINY, "--arch", "resnet18", "--steps", "2", "--warmup-steps", "1",
+    rc = main([*TINY, "--arch", "resnet18", "--steps", "2", "--warmup-steps", "1",
                   "--num-classes", "10", "--json-out", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
@@ -76,7 +82,7 @@ def test_tiny_run_reports_whole_epochs_and_the_right_model(tmp_path, capsys):
 def test_without_ffcv_the_plain_loader_is_reported_alone(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(B, "ffcv_available", lambda: False)
     out = tmp_path / "bench.json"
-    assert bt.main([*TINY, "--skip-training", "--json-out", str(out)]) == 0
+    assert main([*TINY, "--skip-training", "--json-out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["loaders"]["ffcv_available"] is False and report["loaders"]["data"]["beton"] is None
     assert [r["backend"] for r in report["loaders"]["results"]] == ["plain"]
@@ -87,12 +93,12 @@ def test_without_ffcv_the_plain_loader_is_reported_alone(tmp_path, capsys, monke
 
 def test_manifest_with_paths_relative_to_its_folder(tmp_path, monkeypatch):
     data = tmp_path / "data"
-    frame = bt.draw_images(data / "images", 20, 24, num_classes=3)
+    frame = synthetic.draw_images(data / "images", 20, 24, num_classes=3)
     frame["path"] = [str(Path(p).relative_to(data)) for p in frame["path"]]
     frame.to_csv(data / "train.csv", index=False)
     monkeypatch.chdir(tmp_path)  # the paths do not exist from here, only from the manifest's folder
     out = tmp_path / "bench.json"
-    assert bt.main(["--device", "cpu", "--threads", "1", "--manifest", str(data / "train.csv"),
+    assert main(["--device", "cpu", "--threads", "1", "--manifest", str(data / "train.csv"),
                     "--backends", "plain", "--batch-size", "8", "--res", "24", "--epochs", "1",
                     "--workers", "0", "--skip-training", "--json-out", str(out)]) == 0
     [r] = json.loads(out.read_text())["loaders"]["results"]
@@ -100,24 +106,24 @@ def test_manifest_with_paths_relative_to_its_folder(tmp_path, monkeypatch):
 
 
 def test_errors_say_what_to_fix(tmp_path, capsys):
-    assert bt.main(["--device", "cpu", "--arch", "resnet18", "resnett50", "--skip-loaders"]) == 2
+    assert main(["--device", "cpu", "--arch", "resnet18", "resnett50", "--skip-loaders"]) == 2
     err = capsys.readouterr().err
     assert "unknown architecture 'resnett50'" in err and "resnet50" in err and "list_models" in err
     with pytest.raises(ValueError, match="unknown architecture"):
         bt.benchmark_training_step("no_such_net_xyz", resolution=32, batch_size=2, device="cpu")
 
-    assert bt.main(["--device", "cpu", "--images", "10", "--batch-size", "16", "--skip-training",
+    assert main(["--device", "cpu", "--images", "10", "--batch-size", "16", "--skip-training",
                     "--backends", "plain", "--work-dir", str(tmp_path / "w")]) == 2
     assert "too few images for one full batch of 16" in capsys.readouterr().err
-    assert bt.main(["--device", "cpu", "--beton", str(tmp_path / "x.beton"), "--skip-training"]) == 2
+    assert main(["--device", "cpu", "--beton", str(tmp_path / "x.beton"), "--skip-training"]) == 2
     assert "--beton needs --manifest" in capsys.readouterr().err
-    assert bt.main(["--skip-loaders", "--skip-training"]) == 2
+    assert main(["--skip-loaders", "--skip-training"]) == 2
     if not torch.cuda.is_available():
-        assert bt.main(["--device", "cuda", "--skip-loaders"]) == 2
+        assert main(["--device", "cuda", "--skip-loaders"]) == 2
         assert "no CUDA" in capsys.readouterr().err
 
 
-def test_cli_subcommand_and_standalone_script():
+def test_cli_subcommand():
     from genrobust.cli import build_parser
 
     args = build_parser().parse_args(["benchmark-training", "--arch", "resnet50", "--res", "176",
@@ -125,9 +131,31 @@ def test_cli_subcommand_and_standalone_script():
     assert (args.arch, args.res, args.batch_size, args.precision) == (["resnet50"], 176, 256, "bf16")
     assert args.func.__name__ == "cmd_benchmark_training"
 
-    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "benchmark_training.py"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                          env=env, timeout=60)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "workflow"))  # as the rules
+    done = subprocess.run([sys.executable, "-m", "genrobust", "benchmark-training", "--help"],
+                          capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "--skip-loaders" in done.stdout and "--precision" in done.stdout
+
+
+def test_options_mapping_is_parsed_like_the_flags(capsys):
+    """--options (config `benchmarks: training:` as the rule passes it) overrides the flags it names
+    and is checked by the same parser; unknown names and bad values fail with exit code 2."""
+    from genrobust.benchmark import generation
+    from genrobust.benchmark.options import apply_options
+
+    parser = bt.build_parser()
+    args = parser.parse_args(["--res", "64", "--options", json.dumps(
+        {"res": 32, "arch": ["resnet18"], "skip_loaders": True, "compile": False, "loader_res": None})])
+    args = apply_options(args, parser)
+    assert (args.res, args.arch, args.skip_loaders) == (32, ["resnet18"], True)
+    assert not args.compile and args.loader_res is None
+    gen = generation.build_parser()
+    args = apply_options(gen.parse_args(["--options", '{"batch_size": 4, "dtype": "float32"}']), gen)
+    assert (args.batch_size, args.dtype) == ([4], "float32")
+
+    assert main(["--options", '{"no_such_option": 1}']) == 2
+    assert "unknown option 'no_such_option'" in capsys.readouterr().err
+    assert main(["--options", '{"precision": "fp8"}']) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["--options", '{"json_out": "x.json"}']) == 2

@@ -13,6 +13,7 @@ import torch
 
 from conftest import draw_labelled_images
 from genrobust import beton as B
+from genrobust.beton import draws, ffcv_backend
 
 needs_ffcv = pytest.mark.skipif(not B.ffcv_available(), reason="ffcv is not installed")
 # numba prints a harmless KeyError when a freed ffcv pipeline's dispatchers are finalised
@@ -165,7 +166,7 @@ def test_module_works_without_ffcv(data):
         "assert l.backend == 'plain' and len(l) == 4\n"
         "print(next(iter(l))[0].shape)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(B.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(B.__file__).parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 0, out.stderr
@@ -175,14 +176,15 @@ def test_module_works_without_ffcv(data):
 @needs_ffcv
 def test_draws_agree_between_python_and_numba():
     """The plain loader's crop boxes are FFCV's: same functions, compiled or not."""
-    nb = B._compiled_draws()
-    py = (B._batch_key, B._sample_seed, B._uniforms, B._flip_draw, B._random_crop_box)
+    nb = ffcv_backend._compiled_draws()
+    py = (draws.batch_key, draws.sample_seed, draws.uniforms, draws.flip_draw,
+          draws.random_crop_box)
     ids = np.array([5, 1, 30, 7], dtype=np.uint64)
     key = py[0](3, ids)
     assert key == nb[0](np.int64(3), ids)
     for pos in range(4):
-        seed = py[1](key, pos, B._SALT_CROP)
-        assert seed == nb[1](key, pos, B._SALT_CROP)
+        seed = py[1](key, pos, draws.SALT_CROP)
+        assert seed == nb[1](key, pos, draws.SALT_CROP)
         assert py[3](key, pos) == nb[3](key, pos)
         assert py[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed) == \
             tuple(int(v) for v in nb[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed))

@@ -11,6 +11,8 @@ import pytest
 from genrobust import datasets as ds
 from genrobust.datasets import DatasetError
 
+from conftest import subset_for_classes
+
 WNIDS = ds.imagenet_wnids()
 KIT_FOX = "n02119789"
 
@@ -214,12 +216,12 @@ def test_subset_for_classes():
         "wnids": ["n02085620;n02106550", "n02119789", "n01558993", "n02106550"],
     })
     # a 10-class model that knows Chihuahua and robin but not Rottweiler or kit fox
-    df, mask = ds.subset_for_classes(index, ["n01558993", "n02085620", "n03594734"])
+    df, mask = subset_for_classes(index, ["n01558993", "n02085620", "n03594734"])
     assert df["path"].tolist() == ["a", "c"] and df["wnids"].tolist() == ["n02085620", "n01558993"]
     assert mask == ["n01558993", "n02085620"]  # jean is a model class but absent from the test set
     # an ImageNet-1K model: every image, mask = the test set's classes (ImageNet-R's 200, ObjectNet's 125)
-    df, mask = ds.subset_for_classes(index, WNIDS)
+    df, mask = subset_for_classes(index, WNIDS)
     assert len(df) == 4 and mask == ["n01558993", "n02085620", "n02106550", "n02119789"]
     assert df["wnids"][0] == "n02085620;n02106550"
-    df, mask = ds.subset_for_classes(index, ["n03594734"])
+    df, mask = subset_for_classes(index, ["n03594734"])
     assert df.empty and mask == []

@@ -15,6 +15,8 @@ from genrobust import datasets as ds
 from genrobust import io
 from genrobust.demo import data
 
+from conftest import subset_for_classes
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = sorted(io.read_lines(ROOT / "config" / "demo_classes.txt"))
 IN_R = sorted(set(CLASSES) & set(ds.imagenet_r_wnids()))
@@ -95,10 +97,10 @@ def test_demo_objectnet(demo):
     assert len(both_demo) == 1 and len(both_demo[0].split(";")) == 2  # any-of over two demo classes
 
     # a 10-class demo model is scored on the folders it knows, over the demo classes present
-    sub, mask = ds.subset_for_classes(df, CLASSES)
+    sub, mask = subset_for_classes(df, CLASSES)
     assert len(sub) == len(df) and set(mask) < set(CLASSES) and len(mask) == 5
     # an ImageNet-1K model also gets the mapped non-demo class in its mask
-    _, mask1k = ds.subset_for_classes(df, ds.imagenet_wnids())
+    _, mask1k = subset_for_classes(df, ds.imagenet_wnids())
     assert len(mask1k) == 6 and set(mask) < set(mask1k)
 
     im = np.asarray(Image.open(df["path"][0]))

@@ -20,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from genrobust import architectures
+from genrobust.tokenizer import build_tokenizer
 from genrobust.demo import models
 
 GENERATORS = ["sd", "image_variation", "dit", "clip"]
@@ -78,7 +80,7 @@ def test_build_all_layout_and_sizes(model_root):
     assert index["safety_checker"] == [None, None] and index["requires_safety_checker"] is False
     scheduler = json.loads((model_root / "sd" / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["_class_name"] == "PNDMScheduler"
-    assert {k: scheduler[k] for k in models.sd15_scheduler_config()} == models.sd15_scheduler_config()
+    assert {k: scheduler[k] for k in architectures.sd15_scheduler_config()} == architectures.sd15_scheduler_config()
     assert all(f.stat().st_mode & 0o044 == 0o044 for f in model_root.rglob("*") if f.is_file())  # shareable
 
 
@@ -86,7 +88,7 @@ def test_tokenizer_is_the_real_clip_bpe(tmp_path):
     import open_clip
     from transformers import CLIPTokenizer
 
-    models.build_tokenizer(tmp_path / "tok")
+    build_tokenizer(tmp_path / "tok")
     assert folder_mb(tmp_path / "tok") < MAX_FOLDER_MB["tokenizer"]
     tokenizer = CLIPTokenizer.from_pretrained(tmp_path / "tok")
     assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
@@ -257,9 +259,9 @@ def test_sd15_configs_build_on_meta_without_memory():
 
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**models.sd15_unet_config())
-        vae = AutoencoderKL(**models.sd15_vae_config())
-        text = CLIPTextModel(CLIPTextConfig(**models.sd15_text_config()))
+        unet = UNet2DConditionModel(**architectures.sd15_unet_config())
+        vae = AutoencoderKL(**architectures.sd15_vae_config())
+        text = CLIPTextModel(CLIPTextConfig(**architectures.sd15_text_config()))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_kb) / 1024
     assert grown_mb < 300  # the real fp32 weights would be ~4.3 GB
 

@@ -1,4 +1,4 @@
-"""Unit tests of genrobust.evaluate: masking, any-of scoring, subsets, unreadable images."""
+"""Unit tests of genrobust.evaluate and genrobust.scoring: masking, any-of scoring, subsets, unreadable images."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from genrobust.evaluate import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TestImages,
-    evaluate_classifier,
-    score_logits,
-    select_test_subset,
-    write_result,
-)
+from genrobust.datasets import IMAGENET_MEAN, IMAGENET_STD
+from genrobust.evaluate import TestImages, evaluate_classifier, write_result
+from genrobust.scoring import score_logits, select_test_subset
 
 WNIDS = [f"n{i:08d}" for i in range(10)]
 SMALL = dict(res=32, crop_ratio=0.875, batch_size=3, num_workers=0, device="cpu")

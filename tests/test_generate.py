@@ -220,7 +220,8 @@ def kinds_setup(tmp_path_factory):
     """Tiny models of every kind, a mixing set, random DeepAugment weights and 6 real images."""
     from PIL import Image
 
-    from genrobust.baselines import write_fractal_mixing_set, write_random_deepaugment_weights
+    from genrobust.demo.deepaugment_weights import write_random_deepaugment_weights
+    from genrobust.demo.fractals import write_fractal_mixing_set
     from genrobust.demo.models import build_all
 
     root = tmp_path_factory.mktemp("kinds")

@@ -10,7 +10,11 @@ import torch
 from torch import nn
 
 from conftest import draw_labelled_images
+import dataclasses
+
 from genrobust import beton as B
+from genrobust import classifiers as C
+from genrobust import recipe as R
 from genrobust import train as T
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -25,65 +29,65 @@ ARCHS = ["resnet18", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0",
 
 
 def recipe(**kw):
-    return {**PAPER, **kw}
+    return R.Recipe.from_dict({**PAPER, **kw})
 
 
 # ---------------------------------------------------------------------------- schedules
 
 def test_lr_40_epochs():
     r = recipe(epochs=40)
-    assert T.lr_at(0, r) == pytest.approx(5e-5)
-    assert T.lr_at(1, r) == pytest.approx((5e-5 + 0.5) / 2)
-    assert T.lr_at(2, r) == pytest.approx(0.5)
-    assert T.lr_at(21, r) == pytest.approx(0.25)  # halfway down from epoch 2 to 40
-    assert T.lr_at(30.5, r) == pytest.approx(0.5 * 9.5 / 38)
-    assert T.lr_at(40, r) == 0.0
+    assert R.lr_at(0, r) == pytest.approx(5e-5)
+    assert R.lr_at(1, r) == pytest.approx((5e-5 + 0.5) / 2)
+    assert R.lr_at(2, r) == pytest.approx(0.5)
+    assert R.lr_at(21, r) == pytest.approx(0.25)  # halfway down from epoch 2 to 40
+    assert R.lr_at(30.5, r) == pytest.approx(0.5 * 9.5 / 38)
+    assert R.lr_at(40, r) == 0.0
     # per iteration: iteration 250 of 1000 in epoch 0 is epoch 0.25
-    assert T.lr_at(0 + 250 / 1000, r) == pytest.approx(5e-5 + (0.5 - 5e-5) * 0.125)
-    lrs = [T.lr_at(e + i / 10, r) for e in range(40) for i in range(10)]
+    assert R.lr_at(0 + 250 / 1000, r) == pytest.approx(5e-5 + (0.5 - 5e-5) * 0.125)
+    lrs = [R.lr_at(e + i / 10, r) for e in range(40) for i in range(10)]
     assert np.argmax(lrs) == 20 and all(a > b for a, b in zip(lrs[20:], lrs[21:]))
 
 
 def test_lr_88_epochs_and_scaling():
     r = recipe(epochs=88)
-    assert T.lr_at(0, r) == pytest.approx(5e-5)
-    assert T.lr_at(2, r) == pytest.approx(0.5)
-    assert T.lr_at(45, r) == pytest.approx(0.25)
-    assert T.lr_at(66.5, r) == pytest.approx(0.5 * 21.5 / 86)
-    assert T.lr_at(88, r) == 0.0
-    assert T.peak_lr(r, 512) == 0.5
-    assert T.peak_lr(r, 1024) == 1.0
-    assert T.peak_lr(recipe(scale_lr=False), 1024) == 0.5
-    assert T.lr_at(2, r, peak=T.peak_lr(r, 256)) == pytest.approx(0.25)
-    assert T.lr_at(0, r, peak=0.25) == pytest.approx(2.5e-5)
+    assert R.lr_at(0, r) == pytest.approx(5e-5)
+    assert R.lr_at(2, r) == pytest.approx(0.5)
+    assert R.lr_at(45, r) == pytest.approx(0.25)
+    assert R.lr_at(66.5, r) == pytest.approx(0.5 * 21.5 / 86)
+    assert R.lr_at(88, r) == 0.0
+    assert R.peak_lr(r, 512) == 0.5
+    assert R.peak_lr(r, 1024) == 1.0
+    assert R.peak_lr(recipe(scale_lr=False), 1024) == 0.5
+    assert R.lr_at(2, r, peak=R.peak_lr(r, 256)) == pytest.approx(0.25)
+    assert R.lr_at(0, r, peak=0.25) == pytest.approx(2.5e-5)
 
 
 def test_resolution_40_and_88_epochs():
     r40, r88 = recipe(epochs=40), recipe(epochs=88)
-    assert T.ramp(r40) == (29, 34) and T.ramp(r88) == (65, 76)
-    res40 = [T.resolution_at(e, r40) for e in range(40)]
+    assert R.ramp(r40) == (29, 34) and R.ramp(r88) == (65, 76)
+    res40 = [R.resolution_at(e, r40) for e in range(40)]
     assert res40 == [160] * 32 + [192] * 8  # 30: 166.4 -> 160, 31: 172.8 -> 160, 32: 179.2 -> 192
-    res88 = [T.resolution_at(e, r88) for e in range(88)]
+    res88 = [R.resolution_at(e, r88) for e in range(88)]
     assert res88[:66] == [160] * 66 and res88[76:] == [192] * 12
     assert res88 == [160] * 71 + [192] * 17
     for res in res40 + res88:
         assert res % 32 == 0
     # explicit ramps and res_step win over the defaults
     r = recipe(epochs=10, start_ramp=2, end_ramp=6, min_res=64, max_res=192, res_step=16)
-    assert [T.resolution_at(e, r) for e in range(10)] == [64, 64, 64, 96, 128, 160, 192, 192,
+    assert [R.resolution_at(e, r) for e in range(10)] == [64, 64, 64, 96, 128, 160, 192, 192,
                                                           192, 192]
 
 
 def test_default_ramp():
-    for epochs, expected in T.FFCV_RAMPS.items():
-        assert T.default_ramp(epochs) == expected
-    assert T.default_ramp(100) == (74, 86)  # 88's fractions (65/88, 76/88) held beyond 88
-    assert T.default_ramp(8) == (6, 6)  # 16's fractions below 16
-    start, end = T.default_ramp(60)  # between 56 and 88
+    for epochs, expected in R.FFCV_RAMPS.items():
+        assert R.default_ramp(epochs) == expected
+    assert R.default_ramp(100) == (74, 86)  # 88's fractions (65/88, 76/88) held beyond 88
+    assert R.default_ramp(8) == (6, 6)  # 16's fractions below 16
+    start, end = R.default_ramp(60)  # between 56 and 88
     assert 41 / 56 * 60 - 1 <= start <= 65 / 88 * 60 + 1 and end <= 59 and start < end
     previous = (0, 0)
     for epochs in range(1, 120):
-        start, end = T.default_ramp(epochs)
+        start, end = R.default_ramp(epochs)
         assert 0 <= start <= end <= max(epochs - 1, 0)
         assert start >= previous[0] and end >= previous[1]
         previous = (start, end)
@@ -95,31 +99,31 @@ def test_default_ramp():
 def test_head_sizes(arch):
     for n in (10, 100):
         with torch.device("meta"):  # no memory, no init cost: resnext101 is big
-            model = T.create_model(arch, n)
-        head = T.classifier_head(model)
+            model = C.create_model(arch, n)
+        head = C.classifier_head(model)
         assert head.out_features == n
-        assert any(isinstance(m, T.BlurPoolConv2d) for m in model.modules())
+        assert any(isinstance(m, C.BlurPoolConv2d) for m in model.modules())
 
 
 def test_blurpool_and_forward():
-    model = T.create_model("resnet18", 10)
-    wrapped = [m.conv for m in model.modules() if isinstance(m, T.BlurPoolConv2d)]
+    model = C.create_model("resnet18", 10)
+    wrapped = [m.conv for m in model.modules() if isinstance(m, C.BlurPoolConv2d)]
     assert len(wrapped) == 6  # layer2-4: first conv and downsample conv
     assert all(max(c.stride) > 1 and c.in_channels >= 16 for c in wrapped)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
-    plain = T.create_model("resnet18", 10, blurpool=False)
-    assert not any(isinstance(m, T.BlurPoolConv2d) for m in plain.modules())
+    plain = C.create_model("resnet18", 10, blurpool=False)
+    assert not any(isinstance(m, C.BlurPoolConv2d) for m in plain.modules())
 
 
 def test_unknown_arch_suggests():
     with pytest.raises(ValueError, match="resnet18"):
-        T.create_model("resnet19", 10)
+        C.create_model("resnet19", 10)
     with pytest.raises(ValueError, match="unknown architecture"):
-        T.create_model("torchvision:mobilenetv2_100", 10)  # timm's name, torchvision asked
+        C.create_model("torchvision:mobilenetv2_100", 10)  # timm's name, torchvision asked
 
 
 def _groups_by_name(model, wd=5e-5):
-    groups = T.parameter_groups(model, wd)
+    groups = C.parameter_groups(model, wd)
     ids = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
     assert len(ids) == sum(1 for _ in model.parameters())
     return {name: ids[id(p)] for name, p in model.named_parameters()}
@@ -136,7 +140,7 @@ def _norm_param_names(model):
                                   "mobilenetv2_100"])
 def test_weight_decay_groups(arch):
     with torch.device("meta"):
-        model = T.create_model(arch, 10)
+        model = C.create_model(arch, 10)
     wd = _groups_by_name(model)
     norm_names = _norm_param_names(model)
     assert norm_names
@@ -200,16 +204,20 @@ def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
-    def crash(epoch, iteration):
-        if epoch == 1 and iteration == 1:  # mid-way through the second epoch
-            raise Killed
+    real_step, steps = T.train_step, []
 
-    monkeypatch.setattr(T, "_fault_hook", crash)
+    def crash_in_second_epoch(*args):
+        steps.append(1)
+        if len(steps) == 5:  # 3 steps per epoch: the second step of the second epoch
+            raise Killed
+        return real_step(*args)
+
+    monkeypatch.setattr(T, "train_step", crash_in_second_epoch)
     with pytest.raises(Killed):
         _run(dataset, tmp_path, "resumed")
     assert (tmp_path / "resumed.ckpt").exists() and not (tmp_path / "resumed.pt").exists()
     assert len(T.read_metrics(tmp_path / "resumed.jsonl")) == 1
-    monkeypatch.setattr(T, "_fault_hook", None)
+    monkeypatch.setattr(T, "train_step", real_step)
     resumed = _run(dataset, tmp_path, "resumed")
 
     a = torch.load(tmp_path / "full.pt", weights_only=True)
@@ -226,17 +234,21 @@ def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
         assert 0 <= m["val_top1"] <= m["val_top5"] <= 1 and np.isfinite(m["train_loss"])
     assert full[-1]["train_loss"] < full[0]["train_loss"]
 
-    model, wnids = T.load_classifier(tmp_path / "full.pt", "cpu")
+    model, wnids = C.load_classifier(tmp_path / "full.pt", "cpu")
     assert wnids == WNIDS and not model.training
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
     assert json.loads((tmp_path / "full.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+    record = json.loads((tmp_path / "run.json").read_text())  # the resumed run's
+    assert record["recipe"] == TINY.as_dict() and record["resolved"]["ramp"] == [0, 1]
+    assert (record["train_rows"], record["processes"], record["threads"]) == (24, 1, 2)
+    assert record["resolved"]["peak_lr"] == pytest.approx(0.5 * 8 / 512)
 
 
 def test_divergence_stops_with_a_clear_error(dataset, tmp_path):
     beton_path, manifest_path = dataset
     with pytest.raises(ValueError, match=r"diverged in epoch \d: mean training loss (nan|inf).*Lower recipe.lr"):
         T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS, "resnet18",
-                           {**TINY, "lr": 1e12}, 7, tmp_path / "d.pt", tmp_path / "d.jsonl",
+                           dataclasses.replace(TINY, lr=1e12), 7, tmp_path / "d.pt", tmp_path / "d.jsonl",
                            tmp_path / "d.ckpt", device="cpu", threads=2)
     assert not (tmp_path / "d.pt").exists()
     assert all(np.isfinite(m["train_loss"]) for m in T.read_metrics(tmp_path / "d.jsonl"))
@@ -250,12 +262,28 @@ def test_checkpoint_from_another_run_is_refused(dataset, tmp_path):
 
 def test_recipe_checks(dataset, tmp_path):
     with pytest.raises(ValueError, match="lacks"):
-        T.check_recipe({k: v for k, v in TINY.items() if k != "res_step"})
+        R.Recipe.from_dict({k: v for k, v in TINY.as_dict().items() if k != "res_step"})
+    with pytest.raises(ValueError, match="unknown keys.*'epoch'"):
+        R.Recipe.from_dict({**TINY.as_dict(), "epoch": 3})
+    with pytest.raises(ValueError, match="min_res 96 > recipe.max_res 64"):
+        R.Recipe.from_dict({**TINY.as_dict(), "min_res": 96})
+    with pytest.raises(ValueError, match="precision"):
+        R.Recipe.from_dict({**TINY.as_dict(), "precision": "fp8"})
     beton_path, manifest_path = dataset
     with pytest.raises(ValueError, match="classes"):
         T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS[:3], "resnet18",
                            TINY, 0, tmp_path / "m.pt", tmp_path / "m.jsonl",
                            tmp_path / "m.ckpt", device="cpu")
+
+
+def test_recipe_keys_are_the_schemas():
+    import yaml
+    from pathlib import Path
+
+    schema = yaml.safe_load((Path(R.__file__).parents[1] / "schemas" / "config.schema.yaml").read_text())
+    recipe_schema = schema["$defs"]["recipe"]
+    fields = [f.name for f in dataclasses.fields(R.Recipe)]
+    assert set(recipe_schema["properties"]) == set(fields) == set(recipe_schema["required"])
 
 
 DDP_SCRIPT = """
@@ -281,7 +309,7 @@ def test_data_parallel_under_torchrun(dataset, tmp_path):
     script.write_text(DDP_SCRIPT)
     indices = list(range(0, 32, 2)) + [1, 3, 5, 7, 9, 11, 13, 15]  # 24 rows: 3 steps of 8 (2 x 4)
     args = {"beton": str(beton_path) if beton_path else None, "manifest": str(manifest_path),
-            "indices": indices, "wnids": WNIDS, "recipe": {**TINY, "epochs": 2},
+            "indices": indices, "wnids": WNIDS, "recipe": {**TINY.as_dict(), "epochs": 2},
             "out": str(tmp_path / "ddp")}
     env = {**os.environ, "PYTHONPATH": str(Path(T.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
@@ -292,6 +320,6 @@ def test_data_parallel_under_torchrun(dataset, tmp_path):
     assert [m["epoch"] for m in metrics] == [0, 1]
     assert [(m["processes"], m["images"]) for m in metrics] == [(2, 24), (2, 24)]  # 2 x 3 steps x 4
     assert all(np.isfinite(m["train_loss"]) and 0 <= m["val_top1"] <= 1 for m in metrics)
-    model, wnids = T.load_classifier(tmp_path / "ddp.pt", "cpu")
+    model, wnids = C.load_classifier(tmp_path / "ddp.pt", "cpu")
     assert wnids == WNIDS and model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
     assert not (tmp_path / "ddp.ckpt").exists()

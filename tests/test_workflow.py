@@ -107,6 +107,8 @@ def test_demo_runs_end_to_end(workdir):
     run = out / "train/demo10/mix~real_100/arch~resnet18/seed~0"
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == list(range(demo["datasets"]["demo10"]["recipe"]["epochs"]))
+    record = json.loads((run / "run.json").read_text())  # the resolved recipe beside the metrics
+    assert record["recipe"] == demo["datasets"]["demo10"]["recipe"] and record["train_rows"] == 400
     evaluation = json.loads((out / "eval/demo10/mix~real_100/arch~resnet18/seed~0/evaluation.json").read_text())
     assert set(evaluation) == {"meta", "imagenet_val", "sketch", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c"}
     assert set(evaluation["imagenet_c"]["per_corruption"]) == {"gaussian_noise", "motion_blur", "contrast"}
@@ -144,6 +146,16 @@ def test_demo_runs_end_to_end(workdir):
     # Everything is up to date: a second run has nothing to do.
     again = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_benchmark_rules_are_planned_only_when_config_asks(workdir):
+    (workdir / "benchmarks.yaml").write_text("benchmarks:\n  training: {steps: 2}\n")
+    common = ("-n", "--quiet", "rules", "--configfile", "config/config.yaml")
+    plain = snakemake(*common, "--config", "check_paths=False", cwd=workdir)
+    asked = snakemake(*common, "benchmarks.yaml", "--config", "check_paths=False", cwd=workdir)
+    assert plain.returncode == 0 and asked.returncode == 0, asked.stderr[-3000:]
+    assert "benchmark_training" not in plain.stdout and "benchmark_generation" not in plain.stdout
+    assert "benchmark_training" in asked.stdout and "benchmark_generation" not in asked.stdout
 
 
 @pytest.mark.parametrize("gpus", [1, 2])

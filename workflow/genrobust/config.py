@@ -93,12 +93,33 @@ REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
 
 
+# Where a run's outputs live under each stage folder (train/, eval/, checkpoints/): DESIGN.md's
+# key~value grid, the one spelling of it. Its fields are the Snakemake wildcards of the rules.
+RUN_DIR = "{dataset}/mix~{mix}/arch~{arch}/seed~{seed}"
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     dataset: str
     mix: str
     arch: str
     seed: int
+
+    @property
+    def dir(self) -> str:
+        return RUN_DIR.format(dataset=self.dataset, mix=self.mix, arch=self.arch, seed=self.seed)
+
+    @classmethod
+    def of_path(cls, path: str | Path) -> TrainingRun:
+        """The run a per-run file belongs to, from its path <stage>/RUN_DIR/<file>."""
+        parts = Path(path).parts
+        values = {"dataset": parts[-5]}
+        for part in parts[-4:-1]:
+            key, sep, value = part.partition("~")
+            if not sep or key not in ("mix", "arch", "seed"):
+                raise ValueError(f"{path} is not under a run folder {RUN_DIR}")
+            values[key] = value
+        return cls(values["dataset"], values["mix"], values["arch"], int(values["seed"]))
 
 
 def _percent(value: float) -> str:

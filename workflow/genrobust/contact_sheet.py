@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,26 +40,16 @@ def _text_size(draw, text: str, font) -> tuple[int, int]:
     return right - left, bottom - top
 
 
-def _read_generated(manifest: str | os.PathLike) -> dict[str, list[str]]:
-    """wnid -> image paths of a generated manifest (paths relative to the manifest's folder)."""
-    frame = io.read_csv(manifest)
+def _paths_by_class(table: str | os.PathLike, what: str, generated: bool) -> dict[str, list[str]]:
+    """wnid -> image paths of a generated manifest (paths relative to its folder) or of a real
+    index (paths as given)."""
+    frame = io.read_csv(table)
     for column in ("path", "wnid"):
         if column not in frame.columns:
-            raise ValueError(f"manifest {manifest} has no '{column}' column")
+            raise ValueError(f"{what} {table} has no '{column}' column")
+    paths = io.resolve_manifest_paths(frame, table) if generated else frame["path"].astype(str)
     out: dict[str, list[str]] = {}
-    for path, wnid in zip(io.resolve_manifest_paths(frame, manifest), frame["wnid"].astype(str)):
-        out.setdefault(wnid, []).append(path)
-    return out
-
-
-def _read_real(index: str | os.PathLike) -> dict[str, list[str]]:
-    """wnid -> image paths of a real index (paths as given)."""
-    frame = io.read_csv(index)
-    for column in ("path", "wnid"):
-        if column not in frame.columns:
-            raise ValueError(f"real index {index} has no '{column}' column")
-    out: dict[str, list[str]] = {}
-    for path, wnid in zip(frame["path"].astype(str), frame["wnid"].astype(str)):
+    for path, wnid in zip(paths, frame["wnid"].astype(str)):
         out.setdefault(wnid, []).append(path)
     return out
 
@@ -102,6 +94,135 @@ def _tile(path: str | None, tile: int):
         return image, "missing"
 
 
+def _read_sources(manifests: dict[str, str], real_index: str | None) -> dict[str, dict[str, list[str]]]:
+    """Group label -> wnid -> image paths: "Real" first (if given), then each strategy's manifest."""
+    sources: dict[str, dict[str, list[str]]] = {}
+    if real_index is not None:
+        sources["Real"] = _paths_by_class(real_index, "real index", generated=False)
+    for label, manifest in manifests.items():
+        if label in sources:
+            raise ValueError(f"strategy label '{label}' is used twice")
+        sources[label] = _paths_by_class(manifest, "manifest", generated=True)
+    if not sources:
+        raise ValueError("contact_sheet needs at least one manifest or a real index")
+    return sources
+
+
+def _class_names(classes: list[str], class_names: dict | None) -> dict[str, str]:
+    """wnid -> display name: class_names if given, else the CLIP ImageNet names, else the wnid."""
+    if class_names is None:
+        from .prompts import load_class_names
+
+        try:
+            class_names = load_class_names(classes, "clip")
+        except (ValueError, RuntimeError, ImportError):  # not ImageNet wnids: label rows by wnid
+            class_names = {}
+    return {w: str(class_names.get(w, w)) for w in classes}
+
+
+def _pick_cells(sources: dict[str, dict[str, list[str]]], classes: list[str], per_class: int,
+                seed: int) -> dict[str, dict[str, list[str | None]]]:
+    """group -> wnid -> per_class picked paths, padded with None (an empty tile) where too few."""
+    return {g: {w: (pick(sources[g].get(w, []), per_class, seed, g, w) + [None] * per_class)[:per_class]
+                for w in classes} for g in sources}
+
+
+@dataclass
+class _Layout:
+    """The sheet's geometry: a label column on the left, a header row with the group titles, thin
+    gaps between tiles and a wider one between groups, and an optional title on top."""
+
+    tile: int
+    gap: int
+    group_gap: int
+    margin: int
+    font: Any
+    header_font: Any
+    title_font: Any
+    labels: dict[str, str]
+    headers: dict[str, str]
+    label_w: int
+    group_w: int
+    header_h: int
+    title_h: int
+    width: int
+    height: int
+
+    def group_x(self, gi: int) -> int:
+        """x of the first tile of the gi-th column group."""
+        return self.margin + self.label_w + gi * (self.group_w + self.group_gap)
+
+    def row_y(self, ri: int) -> int:
+        """y of the tiles of the ri-th row."""
+        return self.title_h + self.header_h + ri * (self.tile + self.gap)
+
+
+def _layout(groups: list[str], classes: list[str], names: dict[str, str], title: str | None,
+            per_class: int, tile: int, gap: int, group_gap: int) -> _Layout:
+    """Measure the labels, headers and title and lay the sheet out around them."""
+    from PIL import Image, ImageDraw
+
+    font = _font(max(10, tile // 7))
+    header_font = _font(max(11, tile // 6))
+    title_font = _font(max(12, tile // 5))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrap = max(8, int(1.6 * tile // max(1, _text_size(probe, "n", font)[0])))
+    labels = {w: "\n".join(textwrap.wrap(names[w], wrap)[:3] + [f"({w})"] if names[w] != w else [w])
+              for w in classes}
+    margin = max(4, tile // 12)
+    label_w = max(_text_size(probe, labels[w], font)[0] for w in classes) + 2 * margin
+    group_w = per_class * tile + (per_class - 1) * gap
+    header_wrap = max(4, group_w // max(1, _text_size(probe, "n", header_font)[0]))
+    headers = {g: "\n".join(textwrap.wrap(g, header_wrap)) or g for g in groups}
+    header_h = max(_text_size(probe, headers[g], header_font)[1] for g in groups) + 2 * margin
+    title_h = _text_size(probe, title, title_font)[1] + 2 * margin if title else 0
+    width = margin + label_w + len(groups) * group_w + (len(groups) - 1) * group_gap + margin
+    height = title_h + header_h + len(classes) * tile + (len(classes) - 1) * gap + margin
+    return _Layout(tile=tile, gap=gap, group_gap=group_gap, margin=margin, font=font,
+                   header_font=header_font, title_font=title_font, labels=labels, headers=headers,
+                   label_w=label_w, group_w=group_w, header_h=header_h, title_h=title_h,
+                   width=width, height=height)
+
+
+def _draw_title(draw, layout: _Layout, title: str | None) -> None:
+    """The title, centred above the header row (nothing without one)."""
+    if title:
+        tw, _ = _text_size(draw, title, layout.title_font)
+        draw.text(((layout.width - tw) // 2, layout.margin), title, fill=TEXT, font=layout.title_font)
+
+
+def _draw_groups(sheet, draw, layout: _Layout, cells: dict[str, dict[str, list[str | None]]],
+                 classes: list[str]) -> tuple[dict[str, dict[str, tuple[int, int]]], int, int]:
+    """Each group's header and tiles; return (origin, missing, empty) as contact_sheet reports them."""
+    tile = layout.tile
+    missing = empty = 0
+    origin: dict[str, dict[str, tuple[int, int]]] = {g: {} for g in cells}
+    for gi, group in enumerate(cells):
+        x0 = layout.group_x(gi)
+        tw, _ = _text_size(draw, layout.headers[group], layout.header_font)
+        draw.multiline_text((x0 + (layout.group_w - tw) // 2, layout.title_h + layout.margin),
+                            layout.headers[group], fill=TEXT, font=layout.header_font, spacing=2,
+                            align="center")
+        for ri, wnid in enumerate(classes):
+            y = layout.row_y(ri)
+            origin[group][wnid] = (x0, y)
+            for ci, path in enumerate(cells[group][wnid]):
+                image, status = _tile(path, tile)
+                missing += status == "missing"
+                empty += status == "empty"
+                sheet.paste(image, (x0 + ci * (tile + layout.gap), y))
+    return origin, missing, empty
+
+
+def _draw_labels(draw, layout: _Layout, classes: list[str]) -> None:
+    """Each row's class label in the left column, centred on its tiles."""
+    for ri, wnid in enumerate(classes):
+        y = layout.row_y(ri)
+        _, th = _text_size(draw, layout.labels[wnid], layout.font)
+        draw.multiline_text((layout.margin, y + (layout.tile - th) // 2), layout.labels[wnid], fill=TEXT,
+                            font=layout.font, spacing=2)
+
+
 def contact_sheet(manifests: dict[str, str], out_png: str | os.PathLike, classes: list[str] | None = None,
                   per_class: int = 4, max_classes: int = 8, real_index: str | None = None,
                   class_names: dict | None = None, seed: int = 0, *, tile: int = 96, gap: int = 2,
@@ -122,81 +243,27 @@ def contact_sheet(manifests: dict[str, str], out_png: str | os.PathLike, classes
 
     if per_class < 1:
         raise ValueError("per_class must be at least 1")
-    sources: dict[str, dict[str, list[str]]] = {}
-    if real_index is not None:
-        sources["Real"] = _read_real(real_index)
-    for label, manifest in manifests.items():
-        if label in sources:
-            raise ValueError(f"strategy label '{label}' is used twice")
-        sources[label] = _read_generated(manifest)
-    if not sources:
-        raise ValueError("contact_sheet needs at least one manifest or a real index")
+    sources = _read_sources(manifests, real_index)
     classes = list(classes) if classes is not None else _choose_classes(sources, max_classes, seed)
     if not classes:
         raise ValueError("no classes to draw (the manifests are empty)")
-    if class_names is None:
-        from .prompts import load_class_names
-
-        try:
-            class_names = load_class_names(classes, "clip")
-        except (ValueError, RuntimeError, ImportError):  # not ImageNet wnids: label rows by wnid
-            class_names = {}
-    names = {w: str(class_names.get(w, w)) for w in classes}
-
+    names = _class_names(classes, class_names)
     groups = list(sources)
-    cells = {g: {w: (pick(sources[g].get(w, []), per_class, seed, g, w) + [None] * per_class)[:per_class]
-                 for w in classes} for g in groups}
+    cells = _pick_cells(sources, classes, per_class, seed)
 
-    # Layout: a label column on the left, a header row with the group titles, thin gaps between
-    # tiles and a wider one between groups.
-    font = _font(max(10, tile // 7))
-    header_font = _font(max(11, tile // 6))
-    title_font = _font(max(12, tile // 5))
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    wrap = max(8, int(1.6 * tile // max(1, _text_size(probe, "n", font)[0])))
-    labels = {w: "\n".join(textwrap.wrap(names[w], wrap)[:3] + [f"({w})"] if names[w] != w else [w])
-              for w in classes}
-    margin = max(4, tile // 12)
-    label_w = max(_text_size(probe, labels[w], font)[0] for w in classes) + 2 * margin
-    group_w = per_class * tile + (per_class - 1) * gap
-    header_wrap = max(4, group_w // max(1, _text_size(probe, "n", header_font)[0]))
-    headers = {g: "\n".join(textwrap.wrap(g, header_wrap)) or g for g in groups}
-    header_h = max(_text_size(probe, headers[g], header_font)[1] for g in groups) + 2 * margin
-    title_h = _text_size(probe, title, title_font)[1] + 2 * margin if title else 0
-    width = margin + label_w + len(groups) * group_w + (len(groups) - 1) * group_gap + margin
-    height = title_h + header_h + len(classes) * tile + (len(classes) - 1) * gap + margin
-    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    layout = _layout(groups, classes, names, title, per_class, tile, gap, group_gap)
+    sheet = Image.new("RGB", (layout.width, layout.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    if title:
-        tw, _ = _text_size(draw, title, title_font)
-        draw.text(((width - tw) // 2, margin), title, fill=TEXT, font=title_font)
-
-    missing = empty = 0
-    origin: dict[str, dict[str, tuple[int, int]]] = {g: {} for g in groups}
-    for gi, group in enumerate(groups):
-        x0 = margin + label_w + gi * (group_w + group_gap)
-        tw, _ = _text_size(draw, headers[group], header_font)
-        draw.multiline_text((x0 + (group_w - tw) // 2, title_h + margin), headers[group], fill=TEXT,
-                            font=header_font, spacing=2, align="center")
-        for ri, wnid in enumerate(classes):
-            y = title_h + header_h + ri * (tile + gap)
-            origin[group][wnid] = (x0, y)
-            for ci, path in enumerate(cells[group][wnid]):
-                image, status = _tile(path, tile)
-                missing += status == "missing"
-                empty += status == "empty"
-                sheet.paste(image, (x0 + ci * (tile + gap), y))
-    for ri, wnid in enumerate(classes):
-        y = title_h + header_h + ri * (tile + gap)
-        _, th = _text_size(draw, labels[wnid], font)
-        draw.multiline_text((margin, y + (tile - th) // 2), labels[wnid], fill=TEXT, font=font, spacing=2)
+    _draw_title(draw, layout, title)
+    origin, missing, empty = _draw_groups(sheet, draw, layout, cells, classes)
+    _draw_labels(draw, layout, classes)
 
     with io.atomic_path(out_png, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     if missing:
         print(f"[contact-sheet] {missing} missing or unreadable images drawn as grey X tiles", file=sys.stderr)
     return {
-        "path": str(out_png), "width": width, "height": height, "rows": len(classes),
+        "path": str(out_png), "width": layout.width, "height": layout.height, "rows": len(classes),
         "columns": len(groups) * per_class, "groups": groups, "classes": classes, "tile": tile,
         "cells": cells, "origin": origin, "missing": missing, "empty": empty,
     }

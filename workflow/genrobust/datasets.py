@@ -3,7 +3,7 @@
 Every test set is reduced to one table: `path` and `wnids` (the image's correct classes joined
 by ';', usually one; ObjectNet images can have several), plus `corruption`/`severity` for
 ImageNet-C. Class subsets (ImageNet-R's 200, ObjectNet's 125, a 100-class model) are then
-handled in one place, `subset_for_classes`, instead of one special case per test set.
+handled in one place, `scoring.select_test_subset`, instead of one special case per test set.
 
 Indexing uses os.scandir only (no glob, no per-file stat) so ImageNet train (1.28M files)
 indexes in seconds, and everything is sorted so the same tree gives the same table.
@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -339,18 +340,20 @@ def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFram
     return _index_imagenet_c(root, options.get("severities") or [5], options.get("corruptions"))
 
 
-def subset_for_classes(index_df: pd.DataFrame, class_wnids: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Restrict a test index to what a model over class_wnids can be scored on.
+def write_dataset_index(root: str | os.PathLike, classes: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
+    """The index stage of a train/val set: path, wnid and label (position in the class list)."""
+    wnids = load_class_list(classes)
+    index = index_image_folder(root, wnids)
+    index["label"] = index["wnid"].map({w: i for i, w in enumerate(wnids)})
+    io.write_csv(out, index)
+    print(f"[index] {root}: {len(index)} images of {index['wnid'].nunique()} classes", file=sys.stderr)
+    return index
 
-    Keeps the images with at least one correct class among class_wnids (their `wnids` reduced to
-    those), and returns the logit mask: the sorted classes of the model that occur in the test set.
-    Predictions are the argmax over the mask only; a hit is any of the image's wnids. This gives
-    ImageNet-R's 200-class masking, ObjectNet's 125-class any-of, and IN-100 overlaps alike."""
-    classes = set(class_wnids)
-    kept = index_df["wnids"].map(lambda s: ";".join(w for w in s.split(";") if w in classes))
-    keep = kept != ""
-    df = index_df.loc[keep].copy()
-    df["wnids"] = kept[keep]
-    df = df.reset_index(drop=True)
-    mask = sorted({w for s in index_df["wnids"] for w in s.split(";")} & classes)
-    return df, mask
+
+def write_test_set_index(kind: str, root: str | os.PathLike, out: str | os.PathLike, **options) -> pd.DataFrame:
+    """The index stage of a test set (see index_test_set); options left None are not passed."""
+    index = index_test_set(kind, root, **{k: v for k, v in options.items() if v})
+    io.write_csv(out, index)
+    n_classes = len({w for v in index["wnids"] for w in str(v).split(";") if w})
+    print(f"[index] {kind} {root}: {len(index)} images, {n_classes} classes", file=sys.stderr)
+    return index

@@ -1,14 +1,12 @@
-"""Accuracy of one classifier on one indexed test set (ImageNet val, V2, Sketch, R, ObjectNet, C).
+"""Evaluation: the accuracy of one trained classifier on every test set of its dataset.
 
 Contract
-- A test set is a DataFrame with `path`, `wnids` (the image's correct classes joined by ';';
-  ObjectNet images may have several, any of which counts) and, for ImageNet-C, `corruption`
-  and `severity`.
-- A classifier has an ordered `class_wnids`: logit i is class_wnids[i].
-- Subset rule: keep the images whose wnids intersect class_wnids; predict over the logit mask
-  = (union of the index's wnids) & class_wnids, in logit order. This one rule gives ImageNet-R's
-  200-class masking, ObjectNet's 125-class any-of scoring, and ImageNet-100 models scored on
-  the overlapping classes only.
+- A test set is an index (DataFrame) with `path`, `wnids` (the image's correct classes joined
+  by ';'; ObjectNet images may have several, any of which counts) and, for ImageNet-C,
+  `corruption` and `severity`.
+- A classifier has an ordered `class_wnids`: logit i is class_wnids[i]. Which images and
+  logits count is `genrobust.scoring`'s subset rule (ImageNet-R's 200-class masking,
+  ObjectNet's any-of, ImageNet-100 models on the overlapping classes).
 - Unreadable images (corrupt, truncated, missing) do not stop the run: they are left out of
   every denominator and listed in the result (`n_unreadable`, `unreadable`), with a warning
   on stderr. A set where no image could be read is an error.
@@ -22,7 +20,6 @@ set, so val is read once per model.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -36,14 +33,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
-from genrobust.io import write_json
+from genrobust import io
+from genrobust.datasets import IMAGENET_MEAN, IMAGENET_STD
+from genrobust.scoring import TOP_K, masked_hits, predict_logits, select_test_subset, split_wnids, target_matrix
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_RES = 224
 DEFAULT_CROP_RATIO = 224 / 256
-TOP_K = 5
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_LISTED_WARNINGS = 20
 
 
@@ -112,93 +107,127 @@ class TestImages(Dataset):
             return torch.zeros(3, self.res, self.res), i, f"{type(err).__name__}: {err}"
 
 
-# ---------------------------------------------------------------- scoring
-
-
-def _target_matrix(targets: Sequence[Sequence[int]], n_classes: int, device) -> torch.Tensor:
-    """Dense bool [N, C] with True at each image's correct classes."""
-    rows = [r for r, t in enumerate(targets) for _ in t]
-    cols = [c for t in targets for c in t]
-    matrix = torch.zeros(len(targets), n_classes, dtype=torch.bool)
-    if cols:
-        if min(cols) < 0 or max(cols) >= n_classes:
-            raise IndexError(f"target class out of range for {n_classes} logits")
-        matrix[rows, cols] = True
-    return matrix.to(device, non_blocking=True)
-
-
-def _masked_hits(logits: torch.Tensor, target_matrix: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Hit if any of the k best logits among the columns `mask` is a target class."""
-    k = min(k, mask.numel())
-    top_columns = logits.index_select(1, mask).topk(k, dim=1).indices
-    top_classes = mask[top_columns]
-    return target_matrix.gather(1, top_classes).any(dim=1)
-
-
-def score_logits(
-    logits: torch.Tensor, targets: Sequence[set[int]], mask: Sequence[int], k: int = 1
-) -> torch.Tensor:
-    """Bool [N]: is the argmax (top-k when k > 1) over the masked logits in the image's target set?
-
-    Logits outside `mask` are ignored (as if -inf); any target counts (ObjectNet's any-of).
-    With fewer than k masked classes, all of them are the top-k.
-    """
-    if logits.ndim != 2 or logits.shape[0] != len(targets):
-        raise ValueError(f"logits {tuple(logits.shape)} do not match {len(targets)} targets")
-    if not len(mask):
-        raise ValueError("empty logit mask")
-    mask_t = torch.as_tensor(list(mask), dtype=torch.long, device=logits.device)
-    matrix = _target_matrix([sorted(t) for t in targets], logits.shape[1], logits.device)
-    return _masked_hits(logits.float(), matrix, mask_t, k)
-
-
-def split_wnids(value) -> list[str]:
-    """'n1;n2' -> ['n1', 'n2'] (order kept, blanks dropped)."""
-    return [w.strip() for w in str(value).split(";") if w.strip()]
-
-
-def select_test_subset(
-    index_df: pd.DataFrame, class_wnids: Sequence[str]
-) -> tuple[pd.DataFrame, list[list[int]], list[int]]:
-    """Apply the subset rule.
-
-    Returns (kept rows, per-row targets as logit indices in wnid-list order, logit mask).
-    """
-    for col in ("path", "wnids"):
-        if col not in index_df.columns:
-            raise KeyError(f"test index has no {col!r} column (columns: {list(index_df.columns)})")
-    position = {w: i for i, w in enumerate(class_wnids)}
-    if len(position) != len(class_wnids):
-        raise ValueError("class_wnids has duplicates")
-    targets_all = [[position[w] for w in split_wnids(v) if w in position] for v in index_df["wnids"]]
-    keep = np.array([bool(t) for t in targets_all], dtype=bool)
-    kept = index_df.loc[keep].reset_index(drop=True)
-    targets = [t for t in targets_all if t]
-    mask = sorted({c for t in targets for c in t})
-    return kept, targets, mask
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    dtype = PRECISIONS[precision]
-    # Reduced precision only where it pays (CUDA); elsewhere the model runs in fp32.
-    if dtype is None or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
-
-
-def _check_logits(logits, n_classes: int) -> None:
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != n_classes:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"model output {shape} does not match its {n_classes} class_wnids")
+# ---------------------------------------------------------------- one test set
 
 
 def _fraction(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if hits.size else None
+
+
+def _subset_masks(id_subsets: Mapping[str, Sequence[str]] | None, class_wnids: Sequence[str],
+                  targets: list[list[int]], device) -> dict[str, tuple[torch.Tensor | None, np.ndarray]]:
+    """Per ID subset: its logit mask (None if the model has none of its classes) and which kept
+    images belong to it (bool [N]: O(N) bytes)."""
+    position = {w: i for i, w in enumerate(class_wnids)}
+    subsets = {}
+    for name, wnids in (id_subsets or {}).items():
+        sub_mask = sorted({position[w] for w in wnids if w in position})
+        member = np.zeros(len(targets), dtype=bool)
+        if sub_mask:
+            allowed = set(sub_mask)
+            member = np.fromiter((any(c in allowed for c in t) for t in targets), dtype=bool,
+                                 count=len(targets))
+        subsets[name] = (torch.tensor(sub_mask, dtype=torch.long, device=device) if sub_mask else None,
+                         member)
+    return subsets
+
+
+class _Hits:
+    """Per kept image: readable, top-1 and top-5 hit, hit within each ID subset; read errors."""
+
+    def __init__(self, n_rows: int, subset_names):
+        self.readable = np.zeros(n_rows, dtype=bool)
+        self.top1 = np.zeros(n_rows, dtype=bool)
+        self.top5 = np.zeros(n_rows, dtype=bool)
+        self.subsets = {name: np.zeros(n_rows, dtype=bool) for name in subset_names}
+        self.errors: dict[int, str] = {}
+
+
+def _score_images(model, loader, targets, mask, subsets, n_classes, device, precision, flip_tta) -> _Hits:
+    """Run the model over the loader and record every image's hits."""
+    hits = _Hits(len(targets), subsets)
+    mask_t = torch.tensor(mask, dtype=torch.long, device=device)
+    live = {name: v for name, v in subsets.items() if v[0] is not None and v[1].any()}
+    interactive = sys.stderr.isatty()
+    progress = tqdm(loader, desc="evaluate", unit="batch", mininterval=0.5 if interactive else 30, file=sys.stderr)
+    with torch.inference_mode():
+        for images, rows, batch_errors in progress:
+            rows_np = rows.numpy()
+            hits.errors.update({int(r): e for r, e in zip(rows_np, batch_errors) if e})
+            ok = np.array([not e for e in batch_errors], dtype=bool)
+            if not ok.any():
+                continue
+            if not ok.all():
+                rows_np = rows_np[ok]
+                images = images[torch.from_numpy(ok)]
+            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            logits = predict_logits(model, images, flip_tta=flip_tta, precision=precision, n_classes=n_classes)
+            matrix = target_matrix([targets[r] for r in rows_np], n_classes, device)
+            # Every score of the batch in one device-to-host copy; a subset's hits on images
+            # outside it are computed but never read.
+            scores = [masked_hits(logits, matrix, mask_t, 1), masked_hits(logits, matrix, mask_t, TOP_K)]
+            scores += [masked_hits(logits, matrix, m, 1) for m, _ in live.values()]
+            scores = torch.stack(scores).cpu().numpy()
+            hits.readable[rows_np] = True
+            hits.top1[rows_np], hits.top5[rows_np] = scores[0], scores[1]
+            for (name, (_, member)), sub_hits in zip(live.items(), scores[2:]):
+                in_sub = member[rows_np]
+                hits.subsets[name][rows_np[in_sub]] = sub_hits[in_sub]
+    return hits
+
+
+def _report_unreadable(kept: pd.DataFrame, errors: dict[int, str]) -> list[str]:
+    unreadable = [kept["path"].iat[r] for r in sorted(errors)]
+    if unreadable:
+        for r in sorted(errors)[:MAX_LISTED_WARNINGS]:
+            print(f"WARNING: unreadable image {kept['path'].iat[r]}: {errors[r]}", file=sys.stderr)
+        print(f"WARNING: {len(unreadable)} of {len(kept)} test images could not be read; "
+              "they are excluded from every accuracy (listed under 'unreadable' in the result)",
+              file=sys.stderr)
+    if len(unreadable) == len(kept):
+        raise RuntimeError(f"none of the {len(kept)} test images could be read; first error: "
+                           f"{next(iter(errors.values()))}")
+    return unreadable
+
+
+def _per_class(targets, hits: _Hits, mask, class_wnids) -> dict[str, list[int]]:
+    """[correct, total] per class, by each image's first target wnid (in the index's order)."""
+    first = np.fromiter((t[0] for t in targets), dtype=np.int64, count=len(targets))
+    correct = np.bincount(first[hits.readable & hits.top1], minlength=len(class_wnids))
+    total = np.bincount(first[hits.readable], minlength=len(class_wnids))
+    return {class_wnids[c]: [int(correct[c]), int(total[c])] for c in mask}
+
+
+def _corruption_summary(kept: pd.DataFrame, hits: _Hits) -> dict:
+    """ImageNet-C: top-1 per corruption (and per severity), and their mean."""
+    corruption = kept["corruption"].astype(str).to_numpy()
+    per_corruption, per_corruption_severity = {}, {}
+    for name in sorted(set(corruption)):
+        sel = hits.readable & (corruption == name)
+        if not sel.any():
+            continue
+        per_corruption[name] = _fraction(hits.top1[sel])
+        if "severity" in kept.columns:
+            severity = kept["severity"].astype(str).to_numpy()
+            per_corruption_severity[name] = {
+                s: _fraction(hits.top1[sel & (severity == s)])
+                for s in sorted(set(severity[sel]), key=lambda s: (len(s), s))
+            }
+    summary = {"per_corruption": per_corruption,
+               "mean_corruption_top1": float(np.mean(list(per_corruption.values()))) if per_corruption else None}
+    if per_corruption_severity:
+        summary["per_corruption_severity"] = per_corruption_severity
+    return summary
+
+
+def _subset_summary(subsets, hits: _Hits) -> dict:
+    summary = {"id_subsets": {}, "id_subsets_n": {}, "id_subsets_classes": {}}
+    for name, (sub_mask, member) in subsets.items():
+        sel = hits.readable & member
+        summary["id_subsets"][name] = _fraction(hits.subsets[name][sel])
+        summary["id_subsets_n"][name] = int(sel.sum())
+        summary["id_subsets_classes"][name] = 0 if sub_mask is None else int(sub_mask.numel())
+    return summary
 
 
 def evaluate_classifier(
@@ -228,134 +257,60 @@ def evaluate_classifier(
             f"no test image has a class of this model ({len(index_df)} images, "
             f"{len(class_wnids)} model classes): wrong index or class list?"
         )
-    n_rows, n_classes = len(kept), len(class_wnids)
-    position = {w: i for i, w in enumerate(class_wnids)}
-
-    # Per-subset logit masks and image memberships (bool [N] each: O(N) bytes).
-    subsets: dict[str, tuple[torch.Tensor | None, np.ndarray]] = {}
-    for name, wnids in (id_subsets or {}).items():
-        sub_mask = sorted({position[w] for w in wnids if w in position})
-        member = np.zeros(n_rows, dtype=bool)
-        if sub_mask:
-            allowed = set(sub_mask)
-            member = np.fromiter((any(c in allowed for c in t) for t in targets), dtype=bool, count=n_rows)
-        subsets[name] = (
-            torch.tensor(sub_mask, dtype=torch.long, device=device) if sub_mask else None,
-            member,
-        )
-
-    mask_t = torch.tensor(mask, dtype=torch.long, device=device)
-    readable = np.zeros(n_rows, dtype=bool)
-    top1 = np.zeros(n_rows, dtype=bool)
-    top5 = np.zeros(n_rows, dtype=bool)
-    subset_hits = {name: np.zeros(n_rows, dtype=bool) for name in subsets}
-    errors: dict[int, str] = {}
-    live_subsets = {name: v for name, v in subsets.items() if v[0] is not None and v[1].any()}
-
+    subsets = _subset_masks(id_subsets, class_wnids, targets, device)
     dataset = TestImages(kept["path"].tolist(), res=res, crop_ratio=crop_ratio, border_crop=border_crop)
-    on_cuda = device.type == "cuda"
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=on_cuda,
-        persistent_workers=False,
-    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
     model = model.to(device, memory_format=torch.channels_last).eval()
-    interactive = sys.stderr.isatty()
-    progress = tqdm(loader, desc="evaluate", unit="batch", mininterval=0.5 if interactive else 30, file=sys.stderr)
-    with torch.inference_mode():
-        for images, rows, batch_errors in progress:
-            rows_np = rows.numpy()
-            for r, e in zip(rows_np, batch_errors):
-                if e:
-                    errors[int(r)] = e
-            ok = np.array([not e for e in batch_errors], dtype=bool)
-            if not ok.any():
-                continue
-            if not ok.all():
-                rows_np = rows_np[ok]
-                images = images[torch.from_numpy(ok)]
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with _autocast(device, precision):
-                logits = model(images)
-                _check_logits(logits, n_classes)
-                if flip_tta:
-                    logits = (logits.float() + model(images.flip(3)).float()) / 2
-            logits = logits.float()
-            matrix = _target_matrix([targets[r] for r in rows_np], n_classes, device)
-            # Every score of the batch in one device-to-host copy; a subset's hits on images
-            # outside it are computed but never read.
-            hits = [_masked_hits(logits, matrix, mask_t, 1), _masked_hits(logits, matrix, mask_t, TOP_K)]
-            hits += [_masked_hits(logits, matrix, m, 1) for m, _ in live_subsets.values()]
-            hits = torch.stack(hits).cpu().numpy()
-            readable[rows_np] = True
-            top1[rows_np], top5[rows_np] = hits[0], hits[1]
-            for (name, (_, member)), sub_hits in zip(live_subsets.items(), hits[2:]):
-                in_sub = member[rows_np]
-                subset_hits[name][rows_np[in_sub]] = sub_hits[in_sub]
-
-    unreadable = [kept["path"].iat[r] for r in sorted(errors)]
-    if unreadable:
-        for r in sorted(errors)[:MAX_LISTED_WARNINGS]:
-            print(f"WARNING: unreadable image {kept['path'].iat[r]}: {errors[r]}", file=sys.stderr)
-        print(
-            f"WARNING: {len(unreadable)} of {n_rows} test images could not be read; "
-            "they are excluded from every accuracy (listed under 'unreadable' in the result)",
-            file=sys.stderr,
-        )
-    if not readable.any():
-        raise RuntimeError(f"none of the {n_rows} test images could be read; first error: {next(iter(errors.values()))}")
-
+    hits = _score_images(model, loader, targets, mask, subsets, len(class_wnids), device, precision, flip_tta)
+    unreadable = _report_unreadable(kept, hits.errors)
     result: dict = {
-        "n": int(readable.sum()),
+        "n": int(hits.readable.sum()),
         "n_indexed": int(len(index_df)),
-        "n_outside_classes": int(len(index_df) - n_rows),
-        "top1": _fraction(top1[readable]),
-        "top5": _fraction(top5[readable]),
+        "n_outside_classes": int(len(index_df) - len(kept)),
+        "top1": _fraction(hits.top1[hits.readable]),
+        "top5": _fraction(hits.top5[hits.readable]),
         "n_unreadable": len(unreadable),
         "unreadable": unreadable,
         "classes": len(mask),
+        "per_class": _per_class(targets, hits, mask, class_wnids),
     }
-
-    # Per class, by each image's first target wnid (in the index's order).
-    first = np.fromiter((t[0] for t in targets), dtype=np.int64, count=n_rows)
-    correct = np.bincount(first[readable & top1], minlength=n_classes)
-    total = np.bincount(first[readable], minlength=n_classes)
-    result["per_class"] = {class_wnids[c]: [int(correct[c]), int(total[c])] for c in mask}
-
     if "corruption" in kept.columns:
-        corruption = kept["corruption"].astype(str).to_numpy()
-        per_corruption, per_corruption_severity = {}, {}
-        for name in sorted(set(corruption)):
-            sel = readable & (corruption == name)
-            if not sel.any():
-                continue
-            per_corruption[name] = _fraction(top1[sel])
-            if "severity" in kept.columns:
-                severity = kept["severity"].astype(str).to_numpy()
-                per_corruption_severity[name] = {
-                    s: _fraction(top1[sel & (severity == s)])
-                    for s in sorted(set(severity[sel]), key=lambda s: (len(s), s))
-                }
-        result["per_corruption"] = per_corruption
-        result["mean_corruption_top1"] = (
-            float(np.mean(list(per_corruption.values()))) if per_corruption else None
-        )
-        if per_corruption_severity:
-            result["per_corruption_severity"] = per_corruption_severity
-
+        result.update(_corruption_summary(kept, hits))
     if subsets:
-        result["id_subsets"] = {}
-        result["id_subsets_n"] = {}
-        result["id_subsets_classes"] = {}
-        for name, (sub_mask, member) in subsets.items():
-            sel = readable & member
-            result["id_subsets"][name] = _fraction(subset_hits[name][sel])
-            result["id_subsets_n"][name] = int(sel.sum())
-            result["id_subsets_classes"][name] = 0 if sub_mask is None else int(sub_mask.numel())
+        result.update(_subset_summary(subsets, hits))
     return result
+
+
+# ---------------------------------------------------------------- one model, all its test sets
+
+
+def evaluate_model(model_path, test_sets: Mapping[str, str], *, id_test_set: str,
+                   id_subsets: Sequence[str] = (), border_crops: Mapping[str, int] | None = None,
+                   options: Mapping, threads: int | None, out) -> dict:
+    """Score the trained model at `model_path` on every indexed test set (name -> index CSV) and
+    write one JSON {test set: result, meta}. The ID set is also scored on the classes of each
+    set named in `id_subsets` (effective robustness needs ID accuracy on R's and ObjectNet's
+    classes). `options` is config's `evaluation` section."""
+    from genrobust.classifiers import load_classifier
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, class_wnids = load_classifier(model_path, device)
+    indexes = {name: io.read_csv(path) for name, path in test_sets.items()}
+    results = {}
+    for name, index in indexes.items():
+        subsets = None
+        if name == id_test_set and id_subsets:
+            subsets = {s: sorted({w for v in indexes[s]["wnids"] for w in split_wnids(v)}) for s in id_subsets}
+        result = evaluate_classifier(
+            model, class_wnids, index, batch_size=options["batch_size"], num_workers=min(threads or 4, 8),
+            device=device, res=options["res"], crop_ratio=options["crop_ratio"],
+            border_crop=(border_crops or {}).get(name, 0), flip_tta=options["flip_tta"],
+            id_subsets=subsets, precision=options["precision"])
+        results[name] = result
+        print(f"[evaluate] {name}: top-1 {100 * result['top1']:.2f}% on {result['n']} images", file=sys.stderr)
+    write_result(out, results, {"model": str(model_path), "indexes": dict(test_sets)})
+    return results
 
 
 def _json_safe(obj):
@@ -376,4 +331,4 @@ def write_result(path: str | os.PathLike, result_dict: Mapping, meta: Mapping) -
     """Atomically write {**result_dict, "meta": meta} as JSON (non-finite floats become null)."""
     if "meta" in result_dict:
         raise KeyError("result_dict already has a 'meta' key")
-    write_json(path, _json_safe({**result_dict, "meta": dict(meta)}))
+    io.write_json(path, _json_safe({**result_dict, "meta": dict(meta)}))

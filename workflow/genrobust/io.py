@@ -43,7 +43,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     old = tmp.with_name(tmp.name + ".old")
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a results tree is for sharing
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; a results tree is for sharing
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
@@ -53,7 +53,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

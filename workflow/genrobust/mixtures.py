@@ -10,6 +10,7 @@ one, which keeps comparisons across the mixture grid free of extra sampling nois
 
 from __future__ import annotations
 
+import sys
 
 import numpy as np
 import pandas as pd
@@ -70,3 +71,32 @@ def sample_mixture(pool: pd.DataFrame, mix: str, seed: int) -> np.ndarray:
         order = np.random.default_rng(derive_seed(seed, "mixture", source)).permutation(len(rows))
         chosen.append(rows[order[:n]])
     return np.sort(np.concatenate(chosen))
+
+
+def write_pool(real_index: str, generated: dict[str, str], classes: str, out_manifest: str,
+               out_beton: str, options: dict, threads: int) -> pd.DataFrame:
+    """The convert stage of a training (or val) set: the pool manifest and its beton."""
+    from .beton import write_beton
+    from .datasets import load_class_list
+
+    pool = build_pool(real_index, generated, load_class_list(classes))
+    io.write_csv(out_manifest, pool)
+    print(f"[beton] {len(pool)} images {pool['source'].value_counts().to_dict()} -> {out_beton}", file=sys.stderr)
+    write_beton(pool, out_beton, num_workers=threads, **options)
+    return pool
+
+
+def write_mixture(pool_manifest: str, mix: str, seed: int, out: str) -> np.ndarray:
+    """The pool rows of one training mixture, as a one-column CSV (`index`)."""
+    pool = io.read_csv(pool_manifest)
+    indices = sample_mixture(pool, mix, seed)
+    io.write_csv(out, pd.DataFrame({"index": indices}))
+    print(f"[mixture] {mix}: {len(indices)} images {pool.iloc[indices]['source'].value_counts().to_dict()}",
+          file=sys.stderr)
+    return indices
+
+
+def read_mixture(path: str) -> np.ndarray:
+    """Pool row indices written by write_mixture."""
+    return io.read_csv(path)["index"].to_numpy()
+

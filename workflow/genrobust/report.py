@@ -7,6 +7,7 @@ the standard deviation over those runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,20 +15,35 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .config import TrainingRun
 
 # Figure 2's colours: real (green), generated (blue), real + generated (orange), then others.
 COLOURS = ["#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#999999"]
 
 
 def run_of(path: str) -> dict:
-    """dataset, mix, arch and seed of a per-run results file, from its path
-    <out>/<stage>/<dataset>/mix~<m>/arch~<a>/seed~<s>/<file> (DESIGN.md's key~value grid)."""
-    parts = Path(path).parts
-    run = {"dataset": parts[-5]}
-    for part in parts[-4:-1]:
-        key, _, value = part.partition("~")
-        run[key] = int(value) if key == "seed" else value
-    return run
+    """dataset, mix, arch and seed of a per-run results file, from its path."""
+    return dataclasses.asdict(TrainingRun.of_path(path))
+
+
+def collect_accuracy(evaluations: list[str], out: str) -> pd.DataFrame:
+    """The collect stage: one row per (run, test set) of top-1/top-5 from evaluation JSONs, and
+    one per ID subset (test set 'val@imagenet_r' ...: ID accuracy on a shift set's classes).
+    ImageNet-C's top-1 is its mean over corruptions."""
+    rows = []
+    for path in evaluations:
+        run = run_of(path)
+        for test_set, result in io.read_json(path).items():
+            if test_set == "meta":
+                continue
+            top1 = result.get("mean_corruption_top1") or result["top1"]
+            rows.append({**run, "test_set": test_set, "top1": top1, "top5": result.get("top5"), "n": result["n"]})
+            for name, value in (result.get("id_subsets") or {}).items():
+                rows.append({**run, "test_set": f"{test_set}@{name}", "top1": value, "top5": None,
+                             "n": (result.get("id_subsets_n") or {}).get(name)})
+    frame = pd.DataFrame(rows)
+    io.write_csv(out, frame)
+    return frame
 
 
 def _runs_of(frame: pd.DataFrame, report: dict, mix: str) -> pd.DataFrame:

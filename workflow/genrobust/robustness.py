@@ -14,10 +14,13 @@ ImageNet val restricted to (and with logits masked to) those classes: the accura
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from . import io
 
 EPS = 1e-3
 RUN_KEYS = ["dataset", "mix", "arch", "seed"]
@@ -102,3 +105,14 @@ def robustness_table(accuracy: pd.DataFrame, id_test_set: str, reference_mixture
                              "effective_robustness": float(run[test_set] - pred), "slope": fit.slope,
                              "intercept": fit.intercept, "n_reference": fit.n_points})
     return pd.DataFrame(rows)
+
+
+def write_robustness_table(accuracy_csv: str, spec: dict, out: str) -> pd.DataFrame:
+    """The fit stage: effective robustness of every model in the accuracy table (spec: config's
+    `robustness` section plus `id_test_set`)."""
+    table = robustness_table(io.read_csv(accuracy_csv), spec["id_test_set"], spec["reference_mixtures"],
+                             spec.get("reference_csv"))
+    io.write_csv(out, table)
+    print(f"[robustness] {len(table)} (model, shift set) pairs -> {out}", file=sys.stderr)
+    return table
+

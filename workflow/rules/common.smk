@@ -9,7 +9,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from genrobust.config import (
     CLASS_CONDITIONED_KINDS,
+    RUN_DIR,
     ConfigError,
+    TrainingRun,
     active_reports,
     check_config,
     generated_datasets,
@@ -38,6 +40,7 @@ PYTHON = "PYTHONPATH={}{}${{PYTHONPATH:-}} {}".format(
     "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else sys.executable,
 )
 GENROBUST = f"{PYTHON} -m genrobust"
+DEMO_CLI = f"{PYTHON} -m genrobust.demo"  # the demo's stand-ins for downloads
 
 
 def train_launcher(wildcards, resources):
@@ -197,7 +200,8 @@ def beton_options(wildcards):
 
 
 def checkpoint_path(wildcards):
-    return f"{OUT}/checkpoints/{run_dir(wildcards)}/last.pt"
+    run = TrainingRun(wildcards.dataset, wildcards.mix, wildcards.arch, int(wildcards.seed))
+    return f"{OUT}/checkpoints/{run.dir}/last.pt"
 
 
 def dataset_classes(wildcards):
@@ -205,10 +209,6 @@ def dataset_classes(wildcards):
 
 
 # ----------------------------------------------------------------------------- evaluate
-
-
-def run_dir(wildcards):
-    return f"{wildcards.dataset}/mix~{wildcards.mix}/arch~{wildcards.arch}/seed~{wildcards.seed}"
 
 
 def test_set_indices(wildcards):
@@ -235,19 +235,11 @@ def evaluation_set_args(wildcards, input):
 
 
 def dataset_evaluations(wildcards):
-    return [
-        f"{OUT}/eval/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/evaluation.json"
-        for run in RUNS
-        if run.dataset == wildcards.dataset
-    ]
+    return [f"{OUT}/eval/{run.dir}/evaluation.json" for run in RUNS if run.dataset == wildcards.dataset]
 
 
 def dataset_metrics(wildcards):
-    return [
-        f"{OUT}/train/{run.dataset}/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}/metrics.jsonl"
-        for run in RUNS
-        if run.dataset == wildcards.dataset
-    ]
+    return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in RUNS if run.dataset == wildcards.dataset]
 
 
 def report_spec(name):
@@ -281,7 +273,7 @@ def report_metrics(name):
     if spec["kind"] != "loss_curves":
         return []
     return [
-        f"{OUT}/train/{spec['dataset']}/mix~{mix}/arch~{arch}/seed~{seed}/metrics.jsonl"
+        f"{OUT}/train/{TrainingRun(spec['dataset'], mix, arch, seed).dir}/metrics.jsonl"
         for mix in report_rows(spec).values()
         for arch in spec["archs"]
         for seed in spec["seeds"]
@@ -297,8 +289,10 @@ def final_outputs():
         f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
         for dataset, strategy, split in generated_datasets(config)
     ]
-    targets += sorted({f"{OUT}/figure6_{dataset}.png" for dataset, _, split in generated_datasets(config)
-                       if split == "train"})
+    targets += sorted(
+        {f"{OUT}/figure6_{dataset}.png" for dataset, _, split in generated_datasets(config) if split == "train"}
+    )
     for name in REPORTS:
         targets += [t for t in report_outputs(name) if t not in targets]
+    targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
     return targets

@@ -10,21 +10,21 @@ rule write_train_beton:
     output:
         manifest=f"{OUT}/beton/{{dataset}}/train.csv",
         beton=protected(f"{OUT}/beton/{{dataset}}/train.beton"),
+    log:
+        f"{OUT}/logs/write_train_beton/{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/write_train_beton/{{dataset}}.tsv"
+    conda:
+        ENV
+    threads: 16
+    resources:
+        mem_mb=32000,
+        runtime=600,
     params:
         cli=GENROBUST,
         generated=pool_generated_args,
         classes=dataset_classes,
         beton=beton_options,
-    log:
-        f"{OUT}/logs/write_train_beton/{{dataset}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/write_train_beton/{{dataset}}.tsv"
-    threads: 16
-    resources:
-        mem_mb=32000,
-        runtime=600,
-    conda:
-        ENV
     shell:
         "{params.cli} write-beton --real {input.real} --generated {params.generated} "
         "--classes {params.classes:q} --options {params.beton:q} --threads {threads} "
@@ -37,20 +37,20 @@ rule write_val_beton:
     output:
         manifest=f"{OUT}/beton/{{dataset}}/val.csv",
         beton=protected(f"{OUT}/beton/{{dataset}}/val.beton"),
-    params:
-        cli=GENROBUST,
-        classes=dataset_classes,
-        beton=beton_options,
     log:
         f"{OUT}/logs/write_val_beton/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/write_val_beton/{{dataset}}.tsv"
+    conda:
+        ENV
     threads: 16
     resources:
         mem_mb=16000,
         runtime=120,
-    conda:
-        ENV
+    params:
+        cli=GENROBUST,
+        classes=dataset_classes,
+        beton=beton_options,
     shell:
         "{params.cli} write-beton --real {input.real} --classes {params.classes:q} "
         "--options {params.beton:q} --threads {threads} "
@@ -62,14 +62,14 @@ rule sample_mixture:
         pool=f"{OUT}/beton/{{dataset}}/train.csv",
     output:
         f"{OUT}/mix/{{dataset}}/mix~{{mix}}.csv",
+    log:
+        f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
+    localrule: True
+    conda:
+        ENV
     params:
         cli=GENROBUST,
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
-    conda:
-        ENV
-    localrule: True
     shell:
         "{params.cli} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
         "--out {output} 2> {log}"

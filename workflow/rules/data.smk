@@ -7,36 +7,35 @@ if DEMO:
     rule make_demo_data:
         output:
             f"{DEMO['data']}/demo_data.json",
-        params:
-            cli=GENROBUST,
-            root=parent_folder,
-            demo=json.dumps(DEMO),
-            seed=config["seed"],
         log:
             f"{OUT}/logs/make_demo_data.log",
         benchmark:
             f"{OUT}/benchmarks/make_demo_data.tsv"
         conda:
             ENV
+        params:
+            cli=DEMO_CLI,
+            root=parent_folder,
+            demo=json.dumps(DEMO),
+            seed=config["seed"],
         shell:
-            "{params.cli} demo-data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
-
+            "{params.cli} data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
 
     rule build_demo_models:
         output:
             f"{DEMO['models']}/models.json",
-        params:
-            cli=GENROBUST,
-            root=parent_folder,
-            seed=config["seed"],
         log:
             f"{OUT}/logs/build_demo_models.log",
         benchmark:
             f"{OUT}/benchmarks/build_demo_models.tsv"
         conda:
             ENV
+        params:
+            cli=DEMO_CLI,
+            root=parent_folder,
+            seed=config["seed"],
         shell:
-            "{params.cli} demo-models --out {params.root} --seed {params.seed} 2> {log}"
+            "{params.cli} models --out {params.root} --seed {params.seed} 2> {log}"
 
 
 rule index_dataset:
@@ -44,16 +43,16 @@ rule index_dataset:
         dataset_source_inputs,
     output:
         f"{OUT}/index/{{dataset}}/{{split}}.csv",
-    params:
-        cli=GENROBUST,
-        root=dataset_root,
-        classes=dataset_classes,
     log:
         f"{OUT}/logs/index_dataset/{{dataset}}-{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/index_dataset/{{dataset}}-{{split}}.tsv"
     conda:
         ENV
+    params:
+        cli=GENROBUST,
+        root=dataset_root,
+        classes=dataset_classes,
     shell:
         "{params.cli} index-dataset --root {params.root:q} --classes {params.classes:q} --out {output} 2> {log}"
 
@@ -63,16 +62,16 @@ rule index_test_set:
         test_set_source_inputs,
     output:
         f"{OUT}/index/test/{{test_set}}.csv",
-    params:
-        cli=GENROBUST,
-        kind=test_set_kind,
-        root=test_set_root,
-        options=test_set_options,
     log:
         f"{OUT}/logs/index_test_set/{{test_set}}.log",
     benchmark:
         f"{OUT}/benchmarks/index_test_set/{{test_set}}.tsv"
     conda:
         ENV
+    params:
+        cli=GENROBUST,
+        kind=test_set_kind,
+        root=test_set_root,
+        options=test_set_options,
     shell:
         "{params.cli} index-test-set --kind {params.kind} --root {params.root:q} {params.options} --out {output} 2> {log}"

@@ -5,24 +5,24 @@
 rule evaluate_model:
     input:
         unpack(test_set_indices),
-        model=f"{OUT}/train/{{dataset}}/mix~{{mix}}/arch~{{arch}}/seed~{{seed}}/model.pt",
+        model=f"{OUT}/train/{RUN_DIR}/model.pt",
     output:
-        ensure(f"{OUT}/eval/{{dataset}}/mix~{{mix}}/arch~{{arch}}/seed~{{seed}}/evaluation.json", non_empty=True),
-    params:
-        cli=GENROBUST,
-        sets=evaluation_set_args,
-        options=json.dumps(config["evaluation"]),
+        ensure(f"{OUT}/eval/{RUN_DIR}/evaluation.json", non_empty=True),
     log:
-        f"{OUT}/logs/evaluate_model/{{dataset}}/{{mix}}-{{arch}}-{{seed}}.log",
+        f"{OUT}/logs/evaluate_model/{RUN_DIR}.log",
     benchmark:
-        f"{OUT}/benchmarks/evaluate_model/{{dataset}}/{{mix}}-{{arch}}-{{seed}}.tsv"
+        f"{OUT}/benchmarks/evaluate_model/{RUN_DIR}.tsv"
+    conda:
+        ENV
     threads: 8
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=240,
-    conda:
-        ENV
+    params:
+        cli=GENROBUST,
+        sets=evaluation_set_args,
+        options=json.dumps(config["evaluation"]),
     shell:
         "{params.cli} evaluate --model {input.model} {params.sets} --options {params.options:q} "
         "--threads {threads} --out {output} 2> {log}"

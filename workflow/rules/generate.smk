@@ -7,21 +7,21 @@ rule generate_shard:
         unpack(generation_inputs),
     output:
         f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/shard~{{shard}}/manifest.csv",
-    params:
-        cli=GENROBUST,
-        spec=strategy_spec,
-        real_index=real_index_arg,
     log:
         f"{OUT}/logs/generate_shard/{{dataset}}/{{strategy}}-{{split}}-{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/generate_shard/{{dataset}}/{{strategy}}-{{split}}-{{shard}}.tsv"
+    conda:
+        ENV
     threads: 4
     resources:
         gpu=1,
         mem_mb=32000,
         runtime=720,
-    conda:
-        ENV
+    params:
+        cli=GENROBUST,
+        spec=strategy_spec,
+        real_index=real_index_arg,
     shell:
         "{params.cli} generate-shard --spec {params.spec:q} --strategy {wildcards.strategy} "
         "--split {wildcards.split} --shard {wildcards.shard} {params.real_index} --threads {threads} "
@@ -34,13 +34,13 @@ rule gather_generated:
     output:
         manifest=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
         summary=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/summary.json",
-    params:
-        cli=GENROBUST,
     log:
         f"{OUT}/logs/gather_generated/{{dataset}}/{{strategy}}-{{split}}.log",
+    localrule: True
     conda:
         ENV
-    localrule: True
+    params:
+        cli=GENROBUST,
     shell:
         "{params.cli} gather --out {output.manifest} --summary {output.summary} {input} 2> {log}"
 
@@ -51,15 +51,15 @@ rule make_contact_sheet:
         real=f"{OUT}/index/{{dataset}}/train.csv",
     output:
         report(f"{OUT}/figure6_{{dataset}}.png", caption="../report/contact_sheet.rst", category="Figure 6"),
+    log:
+        f"{OUT}/logs/make_contact_sheet/{{dataset}}.log",
+    localrule: True
+    conda:
+        ENV
     params:
         cli=GENROBUST,
         manifests=contact_sheet_args,
         seed=config["seed"],
-    log:
-        f"{OUT}/logs/make_contact_sheet/{{dataset}}.log",
-    conda:
-        ENV
-    localrule: True
     shell:
         "{params.cli} contact-sheet --real {input.real} {params.manifests} --seed {params.seed} "
         "--title {wildcards.dataset:q} --out {output} 2> {log}"

@@ -12,16 +12,16 @@ for name, spec in REPORTS.items():
         output:
             table=f"{OUT}/{name}.csv",
             figure=report(report_figure(name), caption="../report/figures.rst", category=name),
+        log:
+            f"{OUT}/logs/make_{name}.log",
+        localrule: True
+        conda:
+            ENV
         params:
             cli=GENROBUST,
             kind=spec["kind"],
             spec=report_spec(name),
             metrics=report_metrics_arg,
-        log:
-            f"{OUT}/logs/make_{name}.log",
-        conda:
-            ENV
-        localrule: True
         shell:
             "{params.cli} report --kind {params.kind} --accuracy {input.accuracy} --robustness {input.robustness} "
             "{params.metrics} --spec {params.spec:q} --out-table {output.table} --out-figure {output.figure} 2> {log}"

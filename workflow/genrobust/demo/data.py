@@ -19,8 +19,6 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from genrobust import datasets
+from genrobust import datasets, io
 
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 TEXTURES = ("solid", "stripes", "dots")
@@ -352,9 +350,6 @@ def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: i
     concepts = {w: concept_for(i, len(classes)) for i, w in enumerate(classes)}
     index_of = {w: i for i, w in enumerate(datasets.imagenet_wnids())}
     in_r = set(datasets.imagenet_r_wnids())
-    out_root = Path(out_root)
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.", dir=out_root.parent))
     counts: dict[str, int] = {}
 
     def emit(key: str, path: Path, im: Image.Image) -> None:
@@ -368,7 +363,7 @@ def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: i
             for k in range(n):
                 emit(key, tmp / path_of(ci, w, k), render(_rng(seed, split, w, k), concepts[w], size))
 
-    try:
+    with io.atomic_dir(out_root) as tmp:
         per_class("imagenet/train", "train", n_train, render_photo, lambda ci, w, k: f"imagenet/train/{w}/{w}_{k}.JPEG")
         per_class("imagenet/val", "val", n_val, render_photo,
                   lambda ci, w, k: f"imagenet/val/{w}/ILSVRC2012_val_{ci * n_val + k + 1:08d}.JPEG")
@@ -395,15 +390,4 @@ def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: i
                     for sev in SEVERITIES:
                         rng = _rng(seed, f"imagenet-c/{corruption}/{sev}", w, k)
                         emit("imagenet-c", tmp / f"imagenet-c/{corruption}/{sev}/{w}/{name}", corrupt(base, corruption, sev, rng))
-
-        old = None
-        if out_root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_root.name}.old.", dir=out_root.parent))
-            os.replace(out_root, old / "tree")
-        os.replace(tmp, out_root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return counts

@@ -4,8 +4,8 @@ Two independent measurements, printed as tables (and written as JSON with --json
 
 1. Loaders. The training loaders of genrobust.beton (`create_train_loader`, backend "ffcv" and
    "plain": random-resized crop, flip, normalisation, on the device) iterate over the SAME images:
-   by default N procedural labelled images drawn here (the demo's renderer) into a temporary
-   folder, with a manifest CSV and a beton written from it; or an existing manifest and beton
+   by default N procedural labelled images drawn here (genrobust.benchmark.synthetic) into a
+   temporary folder, with a manifest CSV and a beton written from it; or an existing manifest and beton
    (--manifest, --beton; a manifest alone gets a beton written from it). The first epoch is timed
    on its own (FFCV compiles its pipeline with numba in it; the plain loader starts its worker
    processes in every epoch, as in training), then --epochs timed epochs. Epochs drop the last
@@ -18,20 +18,20 @@ Two independent measurements, printed as tables (and written as JSON with --json
 If the training steps are slower than the loader, the GPU (or CPU) is the bottleneck; if the
 loader is slower, more loader workers (or FFCV) pay off.
 
-Commands (or `python -m genrobust benchmark-training ...`):
+Commands (the optional rule benchmark_training runs the same with config `benchmarks: training:`):
 
     # CPU, defaults (~30 s on 2 cores): 512 images at 64 px, batch 32, res 64, 2 workers, a warm-up
     # + 2 timed epochs; resnet18 + resnet50, fp32, 2 warm-up + 5 timed steps
-    PYTHONPATH=workflow python workflow/scripts/benchmark_training.py --device cpu --threads 2
+    python -m genrobust benchmark-training --device cpu --threads 2
 
     # H100: the paper's ResNet-50 step at res 176, batch 256, bf16 (+ loaders at 176 px)
-    PYTHONPATH=workflow python workflow/scripts/benchmark_training.py --device cuda --arch resnet50 \\
+    python -m genrobust benchmark-training --device cuda --arch resnet50 \\
         --res 176 --batch-size 256 --precision bf16 --steps 50 --warmup-steps 10 \\
         --images 4096 --image-size 256 --epochs 3 --workers 12 --json-out benchmark_training.json
     # (drawing 4096 images of 256 px takes ~40 s on one core; --skip-loaders for the step alone)
 
     # the demo's own data (its beton was written with max_resolution 64)
-    PYTHONPATH=workflow python workflow/scripts/benchmark_training.py --skip-training \\
+    python -m genrobust benchmark-training --skip-training \\
         --manifest results/demo/beton/demo10/train.csv --beton results/demo/beton/demo10/train.beton \\
         --max-resolution 64
 """
@@ -39,16 +39,21 @@ Commands (or `python -m genrobust benchmark-training ...`):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from . import system
+from .options import apply_options
+from .report import format_loaders, format_training
+from .synthetic import draw_images
+from .system import BenchmarkError
 
+NAME = "benchmark-training"
 BACKENDS = ("ffcv", "plain")
 PRECISIONS = ("fp32", "bf16", "fp16")
 ARCH_HINT = ("names: python -c \"import timm; print(timm.list_models('resnet*'))\" or "
@@ -56,71 +61,19 @@ ARCH_HINT = ("names: python -c \"import timm; print(timm.list_models('resnet*'))
              "prefix 'timm:' or 'torchvision:' to pick the library")
 
 
-class BenchmarkError(ValueError):
-    """A problem the user must fix (no CUDA, unknown architecture, too few images for a batch)."""
-
-
 def _log(msg: str) -> None:
-    print(f"[benchmark-training] {msg}", file=sys.stderr, flush=True)
-
-
-def _load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def _device(device: str | None):
-    import torch
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise BenchmarkError(f"bad --device {device!r} ({e}); use cpu or cuda") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BenchmarkError("--device cuda, but torch sees no CUDA device (use --device cpu)")
-    if dev.type not in ("cpu", "cuda"):
-        raise BenchmarkError(f"--device must be cpu or cuda, not {device!r}")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _device_name(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    system.log(NAME, msg)
 
 
 def _versions() -> dict:
-    import torch
+    """Versions of the training stack; ffcv's only where it imports (beton.ffcv_available)."""
+    import importlib.metadata
 
-    from .beton import ffcv_available
+    from ..beton import ffcv_available
 
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
-    for name in ("timm", "torchvision", "numba"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 - optional
-            out[name] = None
+    out = system.versions("timm", "torchvision", "numba")
     out["ffcv"] = None
     if ffcv_available():
-        import importlib.metadata
-
         try:
             out["ffcv"] = importlib.metadata.version("ffcv")
         except importlib.metadata.PackageNotFoundError:
@@ -131,37 +84,14 @@ def _versions() -> dict:
 # ----------------------------------------------------------------------------- data
 
 
-def draw_images(root, n: int, size: int, num_classes: int = 10, seed: int = 0):
-    """Write n procedural labelled JPEGs (the demo's photo renderer: one shape x texture x
-    colour concept per class, classes in turn) of size x size under root; returns the manifest
-    (path, label)."""
-    import pandas as pd
-
-    from .demo.data import JPEG_QUALITY, concept_for, render_photo
-
-    if n < 1 or size < 8:
-        raise BenchmarkError(f"need at least 1 image of at least 8 px (got {n} at {size} px)")
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    concepts = [concept_for(c, num_classes) for c in range(num_classes)]
-    rows = []
-    for i in range(n):
-        label = i % num_classes
-        im = render_photo(np.random.default_rng([seed, i]), concepts[label], size)
-        path = root / f"{label:03d}_{i:06d}.jpg"
-        im.save(path, format="JPEG", quality=JPEG_QUALITY)
-        rows.append((str(path), label))
-    return pd.DataFrame(rows, columns=["path", "label"])
-
-
 def _usable_manifest(manifest_path, work_dir: Path) -> Path:
     """The manifest itself if its image paths exist from here, else a copy (in work_dir) with the
     paths made relative to the manifest's folder (as generated manifests store them)."""
-    from . import io
-    from .beton import _manifest_columns
+    from .. import io
+    from ..beton import manifest_columns
 
     frame = io.read_csv(manifest_path)
-    paths, _ = _manifest_columns(frame)
+    paths, _ = manifest_columns(frame)
     if not paths:
         raise BenchmarkError(f"manifest {manifest_path} is empty")
     probe = paths[:: max(1, len(paths) // 20)]
@@ -183,8 +113,8 @@ def prepare_data(work_dir, *, n_images: int, image_size: int, num_classes: int, 
                  max_resolution: int, workers: int, manifest=None, beton_path=None,
                  need_beton: bool = True) -> dict:
     """Manifest CSV and (if need_beton and ffcv is there) beton to benchmark the loaders on."""
-    from . import io
-    from .beton import ffcv_available, num_rows, write_beton
+    from .. import io
+    from ..beton import ffcv_available, num_rows, write_beton
 
     work_dir = Path(work_dir)
     info = {"source": "drawn", "images": None, "image_size": None}
@@ -232,9 +162,9 @@ def benchmark_loader(backend: str, beton_path, manifest_path, *, batch_size: int
                      workers: int, epochs: int, device=None, seed: int = 0,
                      max_resolution: int = 256) -> dict:
     """images/s of one training loader: a warm-up epoch timed on its own, then `epochs` epochs."""
-    from . import beton
+    from .. import beton
 
-    device = _device(device)
+    device = system.resolve_device(device)
     if epochs < 1:
         raise BenchmarkError("--epochs must be at least 1")
     if backend == "ffcv":
@@ -261,7 +191,7 @@ def benchmark_loader(backend: str, beton_path, manifest_path, *, batch_size: int
                 raise RuntimeError(f"{backend} loader gave images of shape {tuple(images.shape)}")
             seen += int(labels.shape[0])
             n_batches += 1
-        _sync(device)
+        system.sync(device)
         return time.perf_counter() - start, seen, n_batches
 
     _log(f"{backend}: warm-up epoch ({batches} batches of {batch_size} at {resolution} px, "
@@ -298,12 +228,40 @@ def check_arch(arch: str) -> None:
         return
     if source in (None, "torchvision") and name in tvm.list_models():
         return
-    from .train import create_model
+    from ..train import create_model
 
     try:
         create_model(arch, 2, blurpool=False)  # raises, with its "did you mean" hint
     except ValueError as e:
         raise BenchmarkError(f"--arch: {e}; {ARCH_HINT}") from e
+
+
+def _step_precision(device, precision: str, *, steps: int, warmup_steps: int, batch_size: int,
+                    resolution: int) -> str:
+    """The precision the step runs in (fp32 on the CPU), after checking the step's options."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise BenchmarkError(f"--precision must be one of {PRECISIONS}, not {precision!r}")
+    if steps < 1 or warmup_steps < 0 or batch_size < 1 or resolution < 8:
+        raise BenchmarkError("need --steps >= 1, --warmup-steps >= 0, --batch-size >= 1, --res >= 8")
+    if device.type != "cuda" and precision != "fp32":
+        _log(f"{precision} autocast is CUDA-only in genrobust.train: timing fp32 on the CPU")
+        return "fp32"
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise BenchmarkError("this GPU does not support bf16; use --precision fp16 or fp32")
+    return precision
+
+
+def _timed(step, n: int, device) -> tuple[float, object]:
+    """Seconds of n calls of step (GPU synchronised before and after), and the last result."""
+    out = None
+    system.sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        out = step()
+    system.sync(device)
+    return time.perf_counter() - start, out
 
 
 def benchmark_training_step(arch: str, *, resolution: int, batch_size: int, device=None,
@@ -315,19 +273,12 @@ def benchmark_training_step(arch: str, *, resolution: int, batch_size: int, devi
     import torch
     from torch import nn
 
-    from .train import create_model, parameter_groups, train_step
+    from ..train import create_model, parameter_groups, train_step
 
-    device = _device(device)
-    if precision not in PRECISIONS:
-        raise BenchmarkError(f"--precision must be one of {PRECISIONS}, not {precision!r}")
-    if steps < 1 or warmup_steps < 0 or batch_size < 1 or resolution < 8:
-        raise BenchmarkError("need --steps >= 1, --warmup-steps >= 0, --batch-size >= 1, --res >= 8")
+    device = system.resolve_device(device)
     requested = precision
-    if device.type != "cuda" and precision != "fp32":
-        _log(f"{precision} autocast is CUDA-only in genrobust.train: timing fp32 on the CPU")
-        precision = "fp32"
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        raise BenchmarkError("this GPU does not support bf16; use --precision fp16 or fp32")
+    precision = _step_precision(device, precision, steps=steps, warmup_steps=warmup_steps,
+                                batch_size=batch_size, resolution=resolution)
     check_arch(arch)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -353,20 +304,10 @@ def benchmark_training_step(arch: str, *, resolution: int, batch_size: int, devi
         torch.cuda.reset_peak_memory_stats(device)
     _log(f"{arch}: {warmup_steps} warm-up steps (batch {batch_size}, res {resolution}, {precision}"
          f"{', torch.compile' if compile else ''})")
-    _sync(device)
-    start = time.perf_counter()
-    loss = None
-    for _ in range(warmup_steps):
-        loss = step()
-    _sync(device)
-    warmup_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    _sync(device)
-    seconds = time.perf_counter() - start
-    loss_value = float(loss.detach().float().cpu()) if loss is not None else None
-    if loss_value is not None and not math.isfinite(loss_value):
+    warmup_s, _ = _timed(step, warmup_steps, device)
+    seconds, loss = _timed(step, steps, device)
+    loss_value = float(loss.detach().float().cpu())
+    if not math.isfinite(loss_value):
         _log(f"{arch}: warning: the loss is {loss_value} (timings still stand)")
     result = {"arch": arch, "resolution": resolution, "batch_size": batch_size,
               "precision": precision, "requested_precision": requested, "device": str(device),
@@ -382,68 +323,27 @@ def benchmark_training_step(arch: str, *, resolution: int, batch_size: int, devi
     return result
 
 
-# ----------------------------------------------------------------------------- tables
-
-
-def format_loaders(loaders: dict) -> str:
-    rows = loaders["results"]
-    lines = []
-    if rows:
-        r = rows[0]
-        lines.append(f"== loaders: {loaders['data']['images']} images, batch {r['batch_size']}, "
-                     f"res {r['resolution']}, {r['workers']} workers, {r['device']} "
-                     "(last partial batch dropped)")
-        lines.append(f"{'backend':8} {'warm-up s':>9} {'epochs':>6} {'images/epoch':>12} "
-                     f"{'s/epoch':>8} {'images/s':>9}")
-        for r in rows:
-            lines.append(f"{r['backend']:8} {r['warmup_s']:9.2f} {r['epochs']:6d} "
-                         f"{r['images_per_epoch'][0]:12d} {np.mean(r['epoch_s']):8.3f} "
-                         f"{r['images_per_s']:9.0f}")
-    if not loaders["ffcv_available"]:
-        lines.append("ffcv is not importable in this environment: plain loader only "
-                     "(install ffcv to compare)")
-    if loaders.get("ffcv_over_plain") is not None:
-        lines.append(f"ffcv / plain: {loaders['ffcv_over_plain']:.2f}x images/s")
-    return "\n".join(lines)
-
-
-def format_training(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    r = rows[0]
-    layout = "channels_last" if r["channels_last"] else "contiguous"
-    compiled = ", torch.compile" if r["compile"] else ""
-    lines = [f"== training steps (forward + backward + SGD, random batch on {r['device']}, "
-             + f"{layout}{compiled})",
-             f"{'arch':24} {'res':>4} {'batch':>5} {'precision':>9} {'images/s':>9} "
-             + f"{'ms/step':>8} {'peak mem':>9}"]
-    for r in rows:
-        mem = "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.2f} GiB"
-        lines.append(f"{r['arch']:24} {r['resolution']:4d} {r['batch_size']:5d} "
-                     f"{r['precision']:>9} {r['images_per_s']:9.1f} {r['ms_per_step']:8.1f} "
-                     f"{mem:>9}")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- command line
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The benchmark's options (add_help=False to reuse it as a parent of a CLI subcommand)."""
-    p = argparse.ArgumentParser(prog="benchmark_training", description=__doc__.splitlines()[0],
-                                add_help=add_help)
+    p = argparse.ArgumentParser(prog=NAME, description=__doc__.splitlines()[0], add_help=add_help)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--batch-size", type=int, default=32, help="training-step batch (and loader batch)")
     p.add_argument("--res", type=int, default=64, help="training-step resolution (and loader output side)")
     p.add_argument("--json-out", default=None, help="write every figure as JSON here")
+    p.add_argument("--options", type=json.loads, default=None, metavar="JSON",
+                   help="options as a JSON mapping of option names (batch_size, arch, ...) to values, "
+                        "as config 'benchmarks: training:' holds them; they override the flags")
     p.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("loaders")
     g.add_argument("--skip-loaders", action="store_true")
     g.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     g.add_argument("--images", type=int, default=512, help="number of images to draw")
     g.add_argument("--image-size", type=int, default=64, help="side of the drawn images in px")
-    g.add_argument("--classes", type=int, default=10, help="classes of the drawn images (at most 15)")
+    g.add_argument("--classes", type=int, default=10, help="classes of the drawn images")
     g.add_argument("--manifest", default=None, help="use this manifest (path, label) instead of drawing")
     g.add_argument("--beton", default=None, help="the beton of --manifest's images (else one is written)")
     g.add_argument("--max-resolution", type=int, default=256,
@@ -471,91 +371,95 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+def _settings(args, device) -> dict:
+    import torch
+
+    load, cores = system.load_average(), os.cpu_count() or 1
+    _log(f"{system.device_name(device)}, {torch.get_num_threads()} torch threads, load average "
+         f"{load} on {cores} cores")
+    system.warn_if_busy(device, NAME)
+    return {"device": str(device), "device_name": system.device_name(device),
+            "torch_threads": torch.get_num_threads(), "cpu_count": cores, "load_average_start": load,
+            "options": {k: v for k, v in vars(args).items() if not callable(v)}, **_versions()}
+
+
+def _run_loaders(args, device, has_ffcv: bool) -> dict:
+    backends = list(dict.fromkeys(args.backends))
+    if "ffcv" in backends and not has_ffcv:
+        print("ffcv is NOT importable here: benchmarking the plain PyTorch loader only", flush=True)
+        backends.remove("ffcv")
+    if not backends:
+        raise BenchmarkError("no loader backend left to benchmark (ffcv is not importable)")
+    batch = args.loader_batch_size or args.batch_size
+    res = args.loader_res or args.res
+    with tempfile.TemporaryDirectory(prefix="benchmark-training-") as tmp:
+        work = Path(args.work_dir) if args.work_dir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data = prepare_data(work, n_images=args.images, image_size=args.image_size,
+                            num_classes=args.classes, seed=args.seed,
+                            max_resolution=args.max_resolution, workers=args.workers,
+                            manifest=args.manifest, beton_path=args.beton,
+                            need_beton="ffcv" in backends)
+        results = [benchmark_loader(b, data["beton"], data["manifest"], batch_size=batch,
+                                    resolution=res, workers=args.workers, epochs=args.epochs,
+                                    device=device, seed=args.seed, max_resolution=args.max_resolution)
+                   for b in backends]
+    by = {r["backend"]: r for r in results}
+    ratio = (by["ffcv"]["images_per_s"] / by["plain"]["images_per_s"]
+             if {"ffcv", "plain"} <= set(by) else None)
+    return {"ffcv_available": has_ffcv, "data": data, "results": results, "ffcv_over_plain": ratio}
+
+
+def _run_training(args, device) -> list[dict]:
+    import torch
+
+    rows = []
+    for arch in args.arch:
+        try:
+            rows.append(benchmark_training_step(
+                arch, resolution=args.res, batch_size=args.batch_size, device=device,
+                precision=args.precision, steps=args.steps, warmup_steps=args.warmup_steps,
+                num_classes=args.num_classes, compile=args.compile, compile_mode=args.compile_mode,
+                channels_last=not args.no_channels_last, seed=args.seed))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the model and its optimizer state are gone
+        except torch.OutOfMemoryError as err:
+            _log(f"{arch}: out of GPU memory at batch {args.batch_size} ({err}); try a smaller --batch-size")
+            torch.cuda.empty_cache()
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed options (build_parser); prints the tables, returns an exit code."""
     import torch
 
-    from . import io
-    from .beton import ffcv_available
+    from .. import io
+    from ..beton import ffcv_available
 
     has_ffcv = ffcv_available()  # importing ffcv resets torch's thread count: before --threads
-    if args.threads:
-        torch.set_num_threads(max(1, args.threads))
     report = {"settings": {}, "loaders": None, "training": []}
     try:
+        args = apply_options(args, build_parser())
+        if args.threads:
+            torch.set_num_threads(max(1, args.threads))
         if args.skip_loaders and args.skip_training:
             raise BenchmarkError("--skip-loaders and --skip-training together leave nothing to run")
-        device = _device(args.device)
+        device = system.resolve_device(args.device)
         if not args.skip_training:
             for arch in args.arch:  # fail before the (slower) loader part
                 check_arch(arch)
-        load, cores = _load_average(), os.cpu_count() or 1
-        report["settings"] = {"device": str(device), "device_name": _device_name(device),
-                              "torch_threads": torch.get_num_threads(), "cpu_count": cores,
-                              "load_average_start": load,
-                              "options": {k: v for k, v in vars(args).items() if not callable(v)},
-                              **_versions()}
-        _log(f"{_device_name(device)}, {torch.get_num_threads()} torch threads, load average "
-             f"{load} on {cores} cores")
-        if device.type == "cpu" and load is not None and load + 1 > cores + 0.5:
-            _log(f"the machine is busy (load {load:.1f} on {cores} cores): CPU figures will be "
-                 "low and noisy")
-
+        report["settings"] = _settings(args, device)
         if not args.skip_loaders:
-            backends = list(dict.fromkeys(args.backends))
-            if "ffcv" in backends and not has_ffcv:
-                print("ffcv is NOT importable here: benchmarking the plain PyTorch loader only",
-                      flush=True)
-                backends.remove("ffcv")
-            if not backends:
-                raise BenchmarkError("no loader backend left to benchmark (ffcv is not importable)")
-            batch = args.loader_batch_size or args.batch_size
-            res = args.loader_res or args.res
-            with tempfile.TemporaryDirectory(prefix="benchmark-training-") as tmp:
-                work = Path(args.work_dir) if args.work_dir else Path(tmp)
-                work.mkdir(parents=True, exist_ok=True)
-                data = prepare_data(work, n_images=args.images, image_size=args.image_size,
-                                    num_classes=args.classes, seed=args.seed,
-                                    max_resolution=args.max_resolution, workers=args.workers,
-                                    manifest=args.manifest, beton_path=args.beton,
-                                    need_beton="ffcv" in backends)
-                results = [benchmark_loader(b, data["beton"], data["manifest"], batch_size=batch,
-                                            resolution=res, workers=args.workers,
-                                            epochs=args.epochs, device=device, seed=args.seed,
-                                            max_resolution=args.max_resolution)
-                           for b in backends]
-            by = {r["backend"]: r for r in results}
-            ratio = (by["ffcv"]["images_per_s"] / by["plain"]["images_per_s"]
-                     if {"ffcv", "plain"} <= set(by) else None)
-            report["loaders"] = {"ffcv_available": has_ffcv, "data": data, "results": results,
-                                 "ffcv_over_plain": ratio}
+            report["loaders"] = _run_loaders(args, device, has_ffcv)
             print(format_loaders(report["loaders"]), flush=True)
-
         if not args.skip_training:
-            for arch in args.arch:
-                try:
-                    report["training"].append(benchmark_training_step(
-                        arch, resolution=args.res, batch_size=args.batch_size, device=device,
-                        precision=args.precision, steps=args.steps,
-                        warmup_steps=args.warmup_steps, num_classes=args.num_classes,
-                        compile=args.compile, compile_mode=args.compile_mode,
-                        channels_last=not args.no_channels_last, seed=args.seed))
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()  # the model and its optimizer state are gone
-                except torch.OutOfMemoryError as err:
-                    _log(f"{arch}: out of GPU memory at batch {args.batch_size} ({err}); try a "
-                         "smaller --batch-size")
-                    torch.cuda.empty_cache()
+            report["training"] = _run_training(args, device)
             if report["loaders"] is not None:
                 print()
             print(format_training(report["training"]), flush=True)
-        report["settings"]["load_average_end"] = _load_average()
+        report["settings"]["load_average_end"] = system.load_average()
     except (BenchmarkError, FileNotFoundError) as err:
-        print(f"benchmark-training: error: {err}", file=sys.stderr)
+        print(f"{NAME}: error: {err}", file=sys.stderr)
         return 2
     if args.json_out:
         io.write_json(args.json_out, report)
@@ -563,7 +467,3 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_training and not report["training"]:
         return 3  # every architecture ran out of memory
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Diffusers pipelines: loading one by class name, and running a batch with defective images retried."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .plan import GenerationError, retry_seed
+
+MAX_ATTEMPTS = 5  # per image: a NaN / all-black / flagged image is retried with the next seed
+
+
+def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler: str | None,
+                  dtype: str, device: str, safety_checker: bool, compile_unet: bool = False):
+    """Load a diffusers pipeline by class name from a hub id or a local folder, ready to run fast."""
+    import diffusers
+    import torch
+    import transformers
+
+    # One tqdm bar per shard; the libraries' own loading and per-step bars would drown it.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    pipeline_class = getattr(diffusers, pipeline, None)
+    if pipeline_class is None or not isinstance(pipeline_class, type):
+        raise GenerationError(f"unknown diffusers pipeline class '{pipeline}' (strategies.*.pipeline); "
+                              "e.g. StableDiffusionPipeline, StableDiffusionXLPipeline")
+    scheduler_class = None
+    if scheduler:
+        scheduler_class = getattr(diffusers, scheduler, None)
+        if scheduler_class is None or not hasattr(scheduler_class, "from_config"):
+            raise GenerationError(f"unknown diffusers scheduler '{scheduler}' (strategies.*.scheduler); "
+                                  "e.g. PNDMScheduler, DPMSolverMultistepScheduler, DDIMScheduler")
+    local = Path(model_id).expanduser()
+    if local.exists() or model_id.startswith((".", "/", "~")):
+        if not (local / "model_index.json").is_file():
+            raise GenerationError(f"model folder '{model_id}' does not exist or has no model_index.json "
+                                  "(models.*.id must be a hub id or a diffusers save_pretrained folder)")
+    if device == "cpu" and dtype != "float32":
+        print(f"[generate] {dtype} on the CPU is slow or unsupported; using float32", file=sys.stderr)
+        dtype = "float32"
+    kwargs = {"dtype": getattr(torch, dtype)}
+    if revision:
+        kwargs["revision"] = revision
+    if not safety_checker:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        pipe = pipeline_class.from_pretrained(model_id, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as err:
+        raise GenerationError(f"could not load '{model_id}' (revision {revision}) as {pipeline}: {err}") from err
+    if scheduler_class is not None:
+        pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)  # one bar per shard instead of one per batch
+    pipe = pipe.to(device)
+    if device.startswith("cuda"):
+        unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        if unet is not None:
+            unet.to(memory_format=torch.channels_last)
+            if compile_unet:
+                compiled = torch.compile(unet, mode="max-autotune", fullgraph=True)
+                if hasattr(pipe, "unet"):
+                    pipe.unet = compiled
+                else:
+                    pipe.transformer = compiled
+    return pipe
+
+
+def is_defective(image: np.ndarray) -> str:
+    """Why a generated float image (H, W, 3 in 0..1) must be regenerated, or '' if it is fine."""
+    if not np.isfinite(image).all():
+        return "nan"
+    if image.max() < 0.02:  # the safety checker's black square, or a collapsed sample
+        return "black"
+    return ""
+
+
+def _generate_with_retries(call, seeds: list[int], device: str):
+    """Run `call(pending, generators)` for the batch; regenerate NaN/black/flagged images with
+    their next seed, recording the attempt and the reason."""
+    import torch
+
+    n = len(seeds)
+    images: list = [None] * n
+    attempts = [0] * n
+    reasons = [""] * n
+    pending = list(range(n))
+    for attempt in range(MAX_ATTEMPTS):
+        if not pending:
+            break
+        generators = [torch.Generator(device).manual_seed(retry_seed(seeds[i], attempt)) for i in pending]
+        out = call(pending, generators)
+        flagged = getattr(out, "nsfw_content_detected", None) or [False] * len(pending)
+        still = []
+        for j, i in enumerate(pending):
+            reason = "safety" if flagged[j] else is_defective(out.images[j])
+            if reason:
+                reasons[i] = reasons[i] or reason
+                still.append(i)
+                continue
+            images[i] = (np.clip(out.images[j], 0, 1) * 255).round().astype(np.uint8)
+            attempts[i] = attempt
+        pending = still
+    if pending:
+        raise GenerationError(f"{len(pending)} images stayed NaN/black/flagged after {MAX_ATTEMPTS} seeds "
+                              f"(seeds {[seeds[i] for i in pending][:3]}); check the model and dtype "
+                              "(fp16 VAEs can overflow: try bfloat16)")
+    return images, attempts, reasons

@@ -1,0 +1,218 @@
+"""The shard runner: fixed batches, a background JPEG writer, a progress log to resume from, the
+shard's manifest once every image is on disk; and the gather of shard manifests into one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from .. import io
+from .plan import GenerationError, ImageSpec, plan_shard
+from .renderers import RENDERERS
+from .spec import StrategySpec
+
+MANIFEST_COLUMNS = [
+    "id", "path", "wnid", "k", "source", "prompt", "template", "class_id", "seed", "attempt",
+    "regenerated_because", "model", "revision", "pipeline", "scheduler", "steps", "guidance",
+    "strength", "height", "width",
+]
+
+
+class BackgroundWriter:
+    """Encodes and saves images on a thread, then records the batch, so the GPU never waits on JPEG."""
+
+    def __init__(self, progress_path: Path):
+        self.progress_path = progress_path
+        self.jobs: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def submit(self, images: list, paths: list[Path], rows: list[dict], quality: int, size: int) -> None:
+        if self.error:
+            raise self.error
+        self.jobs.put((images, paths, rows, quality, size))
+
+    def _run(self) -> None:
+        from PIL import Image
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                images, paths, rows, quality, size = job
+                for image, path in zip(images, paths):
+                    pil = Image.fromarray(image)
+                    if pil.size != (size, size):
+                        pil = pil.resize((size, size), Image.Resampling.BICUBIC)
+                    with io.atomic_path(path) as tmp:
+                        pil.save(tmp, format="JPEG", quality=quality)
+                with open(self.progress_path, "a") as f:
+                    f.write(json.dumps({"rows": rows}) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException as err:  # surfaced on the next submit / close
+                self.error = err
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+        if self.error:
+            raise self.error
+
+
+def read_progress(progress_path: Path) -> dict[str, dict]:
+    """Rows of the batches already complete. A line cut by a kill is dropped from the file (its
+    batch is redone), so that the next appended line starts on a line of its own."""
+    done: dict[str, dict] = {}
+    if progress_path.exists():
+        data = progress_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(progress_path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+        for line in progress_path.read_text().splitlines():
+            try:
+                rows = json.loads(line)["rows"]
+            except (json.JSONDecodeError, KeyError):
+                continue
+            done.update({row["id"]: row for row in rows})
+    return done
+
+
+def _start_afresh_if_settings_changed(shard_dir: Path, settings: dict) -> None:
+    """Discard the shard's images and progress when they were made under other settings."""
+    settings_path = shard_dir / "settings.json"
+    if settings_path.exists() and io.read_json(settings_path) != json.loads(json.dumps(settings)):
+        print(f"[generate] {shard_dir}: settings changed since the last run; starting the shard afresh",
+              file=sys.stderr)
+        (shard_dir / "progress.jsonl").unlink(missing_ok=True)
+        for old in shard_dir.glob("*.jpg"):
+            old.unlink()
+    io.write_json(settings_path, settings)
+
+
+def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_manifest: str, save_size: int,
+              jpeg_quality: int, desc: str, settings: dict, max_batches: int | None = None) -> pd.DataFrame | None:
+    """Generate `items` in fixed batches with `render(batch) -> (uint8 images, manifest rows)`,
+    resuming from the shard's progress log; `prepare()` (model loading) runs only if work is left.
+    Writes the images and, once all are on disk, the manifest. `max_batches` stops early (tests).
+    Progress made under different `settings` (the strategy changed in config) is discarded."""
+    from tqdm import tqdm
+
+    out_manifest = Path(out_manifest)
+    shard_dir = out_manifest.parent
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    progress_path = shard_dir / "progress.jsonl"
+    _start_afresh_if_settings_changed(shard_dir, {
+        **settings, "batch_size": batch_size, "save_size": save_size, "jpeg_quality": jpeg_quality,
+        "ids": hashlib.sha256("\n".join(s.id for s in items).encode()).hexdigest()})
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    done = read_progress(progress_path)
+    todo = [b for b in batches if not all(s.id in done for s in b)]
+    n_done = len(items) - sum(len(b) for b in todo)
+    print(f"[generate] {desc}: {len(items)} images, {n_done} already done", file=sys.stderr)
+    start = time.time()
+    if todo:
+        prepare()
+        writer = BackgroundWriter(progress_path)
+        bar = tqdm(total=len(items), initial=n_done, unit="img", desc=desc, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for n_batch, batch in enumerate(todo):
+                if max_batches is not None and n_batch >= max_batches:
+                    break
+                images, rows = render(batch)
+                for s, row in zip(batch, rows):
+                    # Paths are relative to the split folder (where the gathered manifest lives).
+                    row.update(id=s.id, path=f"{shard_dir.name}/{s.id}.jpg", wnid=s.wnid, k=s.k, source=s.source)
+                writer.submit(images, [shard_dir / f"{s.id}.jpg" for s in batch], rows, jpeg_quality, save_size)
+                bar.update(len(batch))
+        finally:
+            writer.close()
+            bar.close()
+        if max_batches is not None and len(todo) > max_batches:
+            return None
+    return _write_manifest(items, shard_dir, out_manifest, n_done, start)
+
+
+def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path, n_done: int,
+                    start: float) -> pd.DataFrame:
+    """The shard's manifest and stats, once every image of the plan is recorded and on disk."""
+    done = read_progress(shard_dir / "progress.jsonl")
+    missing = [s.id for s in items if s.id not in done or not (shard_dir / f"{s.id}.jpg").is_file()]
+    if missing:
+        raise GenerationError(f"shard {shard_dir} is missing {len(missing)} images after generation "
+                              f"(first: {missing[0]}); re-run the job to resume")
+    manifest = pd.DataFrame([done[s.id] for s in items], columns=MANIFEST_COLUMNS)
+    io.write_csv(out_manifest, manifest)
+    regenerated = int((manifest["attempt"] > 0).sum())
+    elapsed = time.time() - start
+    io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
+                                             "generated_now": len(items) - n_done, "seconds": round(elapsed, 2)})
+    print(f"[generate] {shard_dir}: {len(manifest)} images, {regenerated} regenerated, {elapsed:.1f} s",
+          file=sys.stderr)
+    return manifest
+
+
+def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[str, Any], wnids: list[str],
+                   n_shards: int, shard: int, global_seed: int, out_manifest: str, real_index: str | None = None,
+                   device: str | None = None, max_batches: int | None = None) -> pd.DataFrame | None:
+    """One planned shard of any strategy kind (see RENDERERS). `spec` is a StrategySpec or the
+    strategy's JSON as the CLI receives it."""
+    import torch
+
+    if not isinstance(spec, StrategySpec):
+        spec = StrategySpec.from_dict(spec)
+    if spec.kind not in RENDERERS:
+        raise GenerationError(f"strategy {strategy}: unknown kind '{spec.kind}' (one of {sorted(RENDERERS)})")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    items = plan_shard(spec.kind, strategy, split, spec, wnids, n_shards, shard, global_seed, real_index)
+    renderer = RENDERERS[spec.kind](spec, sorted(wnids), device)
+    return run_shard(items=items, render=renderer, prepare=renderer.prepare, batch_size=spec.batch_size,
+                     settings=spec.settings(), out_manifest=out_manifest, save_size=spec.save_size,
+                     jpeg_quality=spec.jpeg_quality, max_batches=max_batches,
+                     desc=f"{strategy}/{split} shard {shard + 1}/{n_shards} ({device})")
+
+
+def generate_class_label_shard(*, strategy: str, split: str, spec: Mapping[str, Any], wnids: list[str],
+                               per_class: int, n_shards: int, shard: int, global_seed: int, out_manifest: str,
+                               device: str | None = None, max_batches: int | None = None) -> pd.DataFrame | None:
+    """generate_shard for a class-label strategy given its per-class count."""
+    spec = {"kind": "class_labels", **spec, "per_class": per_class}
+    return generate_shard(strategy=strategy, split=split, spec=spec, wnids=wnids, n_shards=n_shards, shard=shard,
+                          global_seed=global_seed, out_manifest=out_manifest, device=device, max_batches=max_batches)
+
+
+def gather_manifests(shard_manifests: Iterable[str], out_manifest: str, out_summary: str | None = None) -> pd.DataFrame:
+    """Concatenate shard manifests (already relative to the split folder) into one, and
+    summarise the dataset: images per class, regenerations and why, generation time."""
+    frames = [io.read_csv(p) for p in shard_manifests]
+    manifest = pd.concat(frames, ignore_index=True)
+    if manifest["id"].duplicated().any():
+        raise GenerationError(f"duplicate image ids across shards: {manifest['id'][manifest['id'].duplicated()].tolist()[:3]}")
+    io.write_csv(out_manifest, manifest)
+    counts = manifest.groupby("wnid").size()
+    regenerated = manifest[manifest["attempt"] > 0]
+    seconds = sum(io.read_json(stats)["seconds"] for p in shard_manifests
+                  if (stats := Path(p).with_name("stats.json")).exists())
+    summary = {"images": len(manifest), "classes": len(counts), "shards": len(frames),
+               "per_class": {"min": int(counts.min()), "max": int(counts.max()),
+                             "counts": {w: int(n) for w, n in counts.items()}},
+               "regenerated": len(regenerated),
+               "regenerated_because": regenerated["regenerated_because"].value_counts().to_dict(),
+               "generation_seconds": round(seconds, 1),
+               "images_per_second": round(len(manifest) / seconds, 3) if seconds else None}
+    if out_summary:
+        io.write_json(out_summary, summary)
+    print(f"[gather] {out_manifest}: {len(manifest)} images, {len(counts)} classes "
+          f"({counts.min()}-{counts.max()} per class), {len(regenerated)} regenerated, "
+          f"{seconds:.0f} s of generation", file=sys.stderr)
+    return manifest
