@@ -10,11 +10,12 @@ SNAKEMAKE := PATH=$(BIN):$$PATH $(BIN)/snakemake
 setup:
 	@bash envs/setup.sh
 
-## demo: the whole workflow at toy scale, offline (tables and figures in results/demo/)
+## demo: the whole workflow at toy scale, offline (tables, figures and report.html in results/demo/)
 demo: setup
 	@start=$$(date +%s); \
-	$(SNAKEMAKE) --profile workflow/profiles/demo --cores $(CORES); status=$$?; \
-	echo "== demo wall time: $$(( $$(date +%s) - start )) s (results in results/demo/)"; exit $$status
+	$(SNAKEMAKE) --profile workflow/profiles/demo --cores $(CORES) \
+	  && $(SNAKEMAKE) --profile workflow/profiles/demo --report results/demo/report.html --quiet all; status=$$?; \
+	echo "== demo wall time: $$(( $$(date +%s) - start )) s (results and report.html in results/demo/)"; exit $$status
 
 ## test: the test suite, including one end-to-end demo run through Snakemake
 test: setup

@@ -8,6 +8,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # config/config.yaml unless --configfile names another (which then replaces it, not extends it).
 if not workflow.config_settings.configfiles:
 

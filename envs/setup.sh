@@ -2,7 +2,8 @@
 # Sets up .venv with the pinned stack (envs/requirements.txt). Idempotent: a stamp holding the
 # requirements' hash skips the work when nothing changed. FFCV compiles against OpenCV and
 # libjpeg-turbo: installed with apt-get when running as root, otherwise this says what to install
-# and sets up everything else (genrobust then uses its plain PyTorch loader).
+# and sets up everything else (genrobust then uses its plain PyTorch loader). It also links the
+# SLURM profile to ~/.config/snakemake/slurm (envs/link-slurm-profile.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ REQUIREMENTS=envs/requirements.txt
 APT_PACKAGES="libopencv-dev libturbojpeg0-dev pkg-config"
 stamp="$VENV/.genrobust-installed"
 want=$(cat "$REQUIREMENTS" pyproject.toml | sha256sum | cut -c1-16)
+
+bash envs/link-slurm-profile.sh   # `snakemake --profile slurm` (README: running on a cluster)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0

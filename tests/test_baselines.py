@@ -105,6 +105,27 @@ def test_deepaugment_shapes_and_seeding(nets, which):
     assert all(not np.array_equal(x, y) for x, y in zip(a, other))
 
 
+@pytest.mark.parametrize("which", ["edsr", "cae"])
+def test_deepaugment_input_scale(nets, which):
+    """edsr_input_size / cae_input_size set the short side fed to the net (the original's 128 /
+    512; small here to stay fast); None feeds EDSR the image at 1/4 size and the CAE at its own.
+    Either way the copy has its source's size, so it keeps the source's aspect."""
+    net = nets.edsr if which == "edsr" else nets.cae
+    seen = []
+    hook = net.register_forward_pre_hook(lambda module, args, kwargs: seen.append(tuple(args[0].shape[2:])),
+                                         with_kwargs=True)
+    try:
+        src = images(1)[0]  # 32 x 24 (w x h)
+        scaled = bl.deepaugment([src], [3], nets, which=which, edsr_input_size=12, cae_input_size=20)[0]
+        own = bl.deepaugment([src], [3], nets, which=which)[0]
+    finally:
+        hook.remove()
+    # EDSR: short side 12 (w 16); CAE: short side 20 (w 27), edge-padded to multiples of 4 (20 x 28).
+    expected = [(12, 16), (6, 8)] if which == "edsr" else [(20, 28), (24, 32)]
+    assert seen == expected
+    assert scaled.shape == own.shape == (24, 32, 3) and not np.array_equal(scaled, own)
+
+
 def test_deepaugment_tensor_input(nets):
     batch = torch.from_numpy(np.stack([np.asarray(im.resize((20, 16))) for im in images(2)]))
     out = bl.deepaugment(batch, [1, 2], nets, "cpu")

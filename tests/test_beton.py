@@ -190,3 +190,79 @@ def test_draws_agree_between_python_and_numba():
             tuple(int(v) for v in nb[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed))
         i, j, h, w = py[4](37, 45, 0.08, 1.0, 0.75, 4 / 3, seed)
         assert 0 <= i and 0 <= j and 0 < h and 0 < w and i + h <= 37 and j + w <= 45
+
+
+def test_split_batch_follows_the_mixture():
+    assert B.split_batch(8, {"real": 400, "cl80": 400}) == {"real": 4, "cl80": 4}
+    assert B.split_batch(512, {"real": 100, "cl80": 800}) == {"real": 57, "cl80": 455}  # 56.9 / 455.1
+    assert sum(B.split_batch(7, {"a": 1, "b": 1, "c": 1}).values()) == 7
+    with pytest.raises(ValueError, match="raise recipe.batch_size"):
+        B.split_batch(4, {"real": 1000, "cl80": 10})
+
+
+@pytest.mark.parametrize("backend", [pytest.param("ffcv", marks=needs_ffcv), "plain"])
+def test_mixture_loader_draws_each_source_in_its_share(data, backend):
+    """Two sources (here rows of one beton: 8 of labels 0-1, 16 of labels 2-3): every batch of 8
+    holds 3 of the first and 5 of the second, each from its own rows; an epoch ends with the
+    source that runs out first; the same epoch gives the same batches again (resume)."""
+    halves = {"a": np.flatnonzero(data["labels"] < 2)[:8], "b": np.flatnonzero(data["labels"] >= 2)}
+
+    def loader():
+        sources = {name: (data["beton"], data["manifest_path"], rows) for name, rows in halves.items()}
+        return B.create_mixture_loader(sources, 8, 32, 1, 5, "cpu", backend=backend)
+
+    first = loader()
+    shares = B.split_batch(8, {"a": 8, "b": 16})
+    assert shares == {"a": 3, "b": 5} and len(first) == min(8 // 3, 16 // 5) == 2
+    first.set_epoch(1)
+    batches = collect(first)
+    assert len(batches) == 2
+    for x, y in batches:
+        assert x.shape == (8, 3, 32, 32)
+        assert (y[:3] < 2).all() and (y[3:] >= 2).all()  # source order, each from its own rows
+    again = loader()
+    again.set_epoch(1)
+    for (x0, y0), (x1, y1) in zip(batches, collect(again)):
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    again.set_epoch(2)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(batches, collect(again)))
+
+
+@needs_ffcv
+def test_killed_writer_leaves_no_temporary_and_no_orphaned_workers(data, tmp_path):
+    """SIGKILL of a write-beton job mid-way: its workers die with it, and the next run removes
+    the temporary beton it left and writes the same rows as an uninterrupted run (same images
+    and labels; the byte layout depends on which worker finished a chunk first)."""
+    import signal
+    import time
+
+    many = data["manifest"].loc[np.repeat(np.arange(32), 150)].reset_index(drop=True)  # 4800 rows
+    many.to_csv(tmp_path / "many.csv", index=False)
+    code = ("import pandas as pd; from genrobust.beton import write_beton; "
+            f"write_beton(pd.read_csv({str(tmp_path / 'many.csv')!r}), {str(tmp_path / 'x.beton')!r}, num_workers=2)")
+    env = dict(os.environ, PYTHONPATH=str(Path(B.__file__).parents[2]))
+    job = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".x.beton.*")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the workers are running
+    children = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+
+    def alive():  # python's resource tracker exits on its own once its pipe closes; not a worker
+        return [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+                and "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()]
+
+    deadline = time.time() + 5
+    while alive() and time.time() < deadline:
+        time.sleep(0.1)
+    assert children and not alive(), f"orphaned writer workers {alive()}"
+    if list(tmp_path.glob(".x.beton.*")):  # killed before the rename (the usual case)
+        B.write_beton(many, tmp_path / "x.beton", num_workers=2)
+        assert not list(tmp_path.glob(".x.beton.*"))
+    B.write_beton(many, tmp_path / "y.beton", num_workers=2)
+    x, y = (collect(B.create_val_loader(tmp_path / f"{n}.beton", None, 256, 32, 1, "cpu")) for n in "xy")
+    assert len(x) == len(y) == 19
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(x, y))

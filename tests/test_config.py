@@ -63,8 +63,11 @@ def test_check_config_cross_references():
         check_config(config)
     bad = copy.deepcopy(FULL)
     bad["check_paths"] = False
-    bad["robustness"]["reference_mixtures"] = ["real_100+cl80_100"]
-    with pytest.raises(ConfigError, match="not real data only"):
+    bad["datasets"]["imagenet100"]["reference"]["mixtures"] = ["real_100+cl80_100"]
+    with pytest.raises(ConfigError, match="datasets.imagenet100.reference.mixtures: 'real_100.cl80_100' is not real"):
+        check_config(bad)
+    bad["datasets"]["imagenet100"]["reference"] = {"mixtures": [], "csv": None}
+    with pytest.raises(ConfigError, match="datasets.imagenet100.reference: an effective-robustness reference needs"):
         check_config(bad)
 
 

@@ -142,15 +142,29 @@ def test_imagenet_c(tmp_path):
         for sev in [1, 5]:
             touch(tmp_path / corruption / str(sev) / WNIDS[4] / "a.JPEG")
             touch(tmp_path / corruption / str(sev) / WNIDS[8] / "b.JPEG")
-    df = ds.index_test_set("imagenet_c", tmp_path)
+    # Without a list, the 15 standard corruptions are required, and named when missing.
+    with pytest.raises(DatasetError, match="shot_noise"):
+        ds.index_test_set("imagenet_c", tmp_path)
+    df = ds.index_test_set("imagenet_c", tmp_path, corruptions=["contrast", "gaussian_noise"])
     assert list(df.columns) == ["path", "wnids", "corruption", "severity"]
     assert len(df) == 4 and set(df["severity"]) == {5} and set(df["corruption"]) == {"contrast", "gaussian_noise"}
     df = ds.index_test_set("imagenet_c", tmp_path, severities=[1, 5], corruptions=["contrast"])
     assert df["severity"].tolist() == [1, 1, 5, 5] and df["wnids"].tolist() == [WNIDS[4], WNIDS[8]] * 2
     with pytest.raises(DatasetError, match=str(tmp_path / "contrast" / "3")):
-        ds.index_test_set("imagenet_c", tmp_path, severities=[3])
+        ds.index_test_set("imagenet_c", tmp_path, severities=[3], corruptions=["contrast"])
     with pytest.raises(DatasetError, match="options"):
         ds.index_test_set("imagenet", tmp_path, severities=[3])
+
+
+def test_imagenet_c_averages_the_15_standard_corruptions_not_the_extras(tmp_path):
+    extras = ["speckle_noise", "gaussian_blur", "spatter", "saturate"]
+    for corruption in [*ds.IMAGENET_C_CORRUPTIONS, *extras]:
+        touch(tmp_path / corruption / "5" / WNIDS[4] / "a.JPEG")
+    assert len(ds.IMAGENET_C_CORRUPTIONS) == 15 and not set(extras) & set(ds.IMAGENET_C_CORRUPTIONS)
+    df = ds.index_test_set("imagenet_c", tmp_path)
+    assert sorted(df["corruption"]) == sorted(ds.IMAGENET_C_CORRUPTIONS)
+    everything = ds.index_test_set("imagenet_c", tmp_path, corruptions=[*ds.IMAGENET_C_CORRUPTIONS, *extras])
+    assert everything["corruption"].nunique() == 19
 
 
 # --------------------------------------------------------------------------- ObjectNet
@@ -225,3 +239,25 @@ def test_subset_for_classes():
     assert df["wnids"][0] == "n02085620;n02106550"
     df, mask = subset_for_classes(index, ["n03594734"])
     assert df.empty and mask == []
+
+
+def test_empty_class_folders_and_incomplete_test_sets_are_reported(tmp_path, capsys):
+    from PIL import Image
+
+    classes = WNIDS[:3]
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    for i, wnid in enumerate(classes):
+        (tmp_path / "train" / wnid).mkdir(parents=True)
+        if i < 2:  # the third class folder is empty
+            Image.new("RGB", (8, 8)).save(tmp_path / "train" / wnid / f"{wnid}_0.JPEG")
+    with pytest.raises(DatasetError, match=r"1 of the 3 class folders hold no image \(n01484850\).*allow_empty_classes"):
+        ds.write_dataset_index(tmp_path / "train", tmp_path / "classes.txt", tmp_path / "train.csv")
+    assert not (tmp_path / "train.csv").exists()
+    index = ds.write_dataset_index(tmp_path / "train", tmp_path / "classes.txt", tmp_path / "train.csv",
+                                   allow_empty_classes=True)
+    assert len(index) == 2 and "WARNING" in capsys.readouterr().err
+    # a test set of 2 of ImageNet's 1000 classes: a warning, or an error when config wants it complete
+    ds.write_test_set_index("imagenet", tmp_path / "train", tmp_path / "t.csv")
+    assert "2 images in 2 of the 1000 classes" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="2 of the 1000 classes.*test_sets.<name>.complete: false"):
+        ds.write_test_set_index("imagenet", tmp_path / "train", tmp_path / "t2.csv", complete=True)

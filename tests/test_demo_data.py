@@ -71,10 +71,11 @@ def test_demo_shift_sets_indexed(demo):
     assert len(v2) == 100
     for path, wnid in zip(v2["path"], v2["wnids"]):
         assert ds.imagenet_wnids()[int(Path(path).parent.name)] == wnid
-    c = ds.index_test_set("imagenet_c", root / "imagenet-c", severities=[1, 2, 3, 4, 5])
+    c = ds.index_test_set("imagenet_c", root / "imagenet-c", severities=[1, 2, 3, 4, 5], corruptions=list(data.CORRUPTIONS))
     assert len(c) == 3 * 5 * 10 * 2 and set(c["corruption"]) == set(data.CORRUPTIONS)
     assert c.groupby(["corruption", "severity"]).size().eq(20).all()
-    assert len(ds.index_test_set("imagenet_c", root / "imagenet-c")) == 3 * 10 * 2  # default: severity 5
+    corruptions = list(data.CORRUPTIONS)  # config/demo.yaml lists the demo's three
+    assert len(ds.index_test_set("imagenet_c", root / "imagenet-c", corruptions=corruptions)) == 3 * 10 * 2  # severity 5
 
 
 def test_demo_objectnet(demo):
@@ -112,7 +113,7 @@ def test_demo_images_and_renderings(demo):
     root, _, _ = demo
     w = IN_R[0]
     val = Image.open(next((root / "imagenet" / "val" / w).iterdir()))
-    assert val.format == "JPEG" and val.mode == "RGB" and val.size == (64, 64)
+    assert val.format == "JPEG" and val.mode == "RGB" and max(val.size) == 64
     sketches = [np.asarray(Image.open(p), dtype=int) for p in (root / "sketch").rglob("*.JPEG")]
     grey = [np.abs(sk - sk.mean(axis=2, keepdims=True)).max() <= 12 for sk in sketches]  # up to JPEG chroma error
     assert 0.4 < np.mean(grey) < 0.8  # mostly grey pencil, some with a colour wash
@@ -121,6 +122,21 @@ def test_demo_images_and_renderings(demo):
     c1 = np.asarray(Image.open(next((root / "imagenet-c" / "contrast" / "1" / w).iterdir())), dtype=float)
     c5 = np.asarray(Image.open(next((root / "imagenet-c" / "contrast" / "5" / w).iterdir())), dtype=float)
     assert c5.std(axis=(0, 1)).mean() < c1.std(axis=(0, 1)).mean() / 3  # severity means something
+
+
+def test_imagenet_like_images_have_imagenets_varied_aspect_ratios(demo):
+    """Train, val and V2 images are mostly 4:3 with portraits and squares (longer side 64), so a
+    stage that squashes images to squares shows in the demo; the other sets are square like theirs."""
+    root, _, _ = demo
+    shapes = [Image.open(p).size for p in (root / "imagenet" / "train").rglob("*.JPEG")]
+    assert all(max(s) == 64 for s in shapes)
+    counts = {s: shapes.count(s) for s in set(shapes)}
+    assert {(64, 48), (48, 64), (64, 64), (64, 43), (43, 64)} == set(counts)
+    assert counts[(64, 48)] == max(counts.values())  # landscape 4:3 is the commonest, as in ImageNet
+    assert len({Image.open(p).size for p in (root / "imagenet" / "val").rglob("*.JPEG")}) > 2
+    assert len({Image.open(p).size for p in (root / "imagenetv2-matched-frequency-format-val").rglob("*.jpeg")}) > 2
+    for square in ("sketch", "imagenet-r", "imagenet-c"):
+        assert {Image.open(p).size for p in (root / square).rglob("*.*")} == {(64, 64)}, square
 
 
 def test_same_seed_same_bytes_other_seed_other_images(tmp_path):

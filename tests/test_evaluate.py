@@ -260,3 +260,56 @@ def test_write_result(tmp_path):
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
     with pytest.raises(KeyError):
         write_result(out, {"meta": 1}, {})
+
+
+def _framed(tmp_path, size: int = 224, frame: int = 12) -> str:
+    """An ImageNet-C-like image: a 224-px square, green, with a red frame `frame` px wide."""
+    im = Image.new("RGB", (size, size), (255, 0, 0))
+    im.paste(Image.new("RGB", (size - 2 * frame, size - 2 * frame), (0, 255, 0)), (frame, frame))
+    path = tmp_path / "framed.png"
+    im.save(path)
+    return str(path)
+
+
+def test_imagenet_c_field_of_view_is_kept_at_crop_ratio_1(tmp_path):
+    """ImageNet-C's images are already 224-px centre crops of val: at the configured res 256 and
+    crop_ratio 0.875 they would be resized to 293 and cropped again, losing ~6% per side (here the
+    red frame); at crop_ratio 1.0 the whole image is seen."""
+    path = _framed(tmp_path)
+
+    def red_at_edges(crop_ratio):
+        x, _, _ = TestImages([path], res=256, crop_ratio=crop_ratio)[0]
+        rgb = x * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
+        return bool((rgb[0, :, :4] > 0.9).all() and (rgb[1, :, :4] < 0.1).all())
+
+    assert red_at_edges(1.0) and not red_at_edges(0.875)
+
+
+def test_evaluate_model_applies_each_test_sets_crop_ratio(tmp_path, monkeypatch):
+    import genrobust.classifiers
+    from genrobust import evaluate
+
+    used = {}
+
+    def spy(model, class_wnids, index, **kwargs):
+        used[index["path"][0]] = kwargs["crop_ratio"]
+        return {"top1": 1.0, "n": len(index)}
+
+    monkeypatch.setattr(genrobust.classifiers, "load_classifier", lambda path, device: (ColourModel(10), WNIDS))
+    monkeypatch.setattr(evaluate, "evaluate_classifier", spy)
+    for name in ("val", "corrupt"):
+        pd.DataFrame({"path": [name], "wnids": [WNIDS[0]]}).to_csv(tmp_path / f"{name}.csv", index=False)
+    options = {"res": 256, "crop_ratio": 0.875, "test_set_crop_ratio": {"corrupt": 1.0}, "batch_size": 4,
+               "flip_tta": False, "precision": "fp32"}
+    results = evaluate.evaluate_model("m.pt", {n: str(tmp_path / f"{n}.csv") for n in ("val", "corrupt")},
+                                      id_test_set="val", options=options, threads=1, out=tmp_path / "e.json")
+    assert used == {"val": 0.875, "corrupt": 1.0}
+    assert results["corrupt"]["crop_ratio"] == 1.0 and results["val"]["crop_ratio"] == 0.875
+
+
+def test_corruption_mean_names_the_corruptions_averaged(tmp_path):
+    rows = [(WNIDS[1], 1)] * 4
+    index = make_index(tmp_path, rows, corruption=["fog", "fog", "snow", "snow"], severity=[5] * 4)
+    result = evaluate_classifier(ColourModel(10), WNIDS, index, **SMALL)
+    assert result["corruptions_averaged"] == ["fog", "snow"]
+    assert result["mean_corruption_top1"] == pytest.approx(np.mean(list(result["per_corruption"].values())))

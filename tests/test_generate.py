@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -86,6 +87,52 @@ def test_killed_and_rerun_shard_equals_uninterrupted(tiny_sd, tmp_path):
     assert resumed["id"].tolist() == manifest["id"].tolist()
 
 
+def test_resumed_shard_reports_its_real_speed(tiny_sd, tmp_path):
+    assert run_shard(tiny_sd, tmp_path, max_batches=1) is None
+    run_shard(tiny_sd, tmp_path)
+    stats = json.loads((tmp_path / "shard~0" / "stats.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "shard~0" / "progress.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["seconds"] > 0 for r in records)  # one batch per run
+    assert stats["seconds"] == pytest.approx(sum(r["seconds"] for r in records), abs=0.01)
+    assert stats["generated_now"] == 2 and stats["threads"] >= 1
+
+
+def test_a_truncated_image_of_a_finished_shard_is_redone(tiny_sd, tmp_path):
+    """Every file's size is in the progress record: a finished shard whose image was cut short
+    (or removed) is not taken at its word; the batch is redone, ending as an untouched shard."""
+    whole = run_shard(tiny_sd, tmp_path / "a")
+    before = file_hashes(tmp_path / "a" / "shard~0")
+    victim = tmp_path / "a" / "shard~0" / whole["path"].iloc[3].split("/")[1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    run_shard(tiny_sd, tmp_path / "a")
+    assert file_hashes(tmp_path / "a" / "shard~0") == before
+
+
+def test_full_disk_ends_with_one_line_and_keeps_finished_batches(tiny_sd, tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    real_save, saves = Image.Image.save, []
+
+    def save_until_the_disk_is_full(self, fp, *args, **kwargs):
+        saves.append(fp)
+        if len(saves) > 2:  # the first batch of 2 fits, the third image does not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_until_the_disk_is_full)
+    with pytest.raises(generate.GenerationError, match=r"disk full while writing .*shard~0 \(0\.\d MB"):
+        run_shard(tiny_sd, tmp_path)
+    assert len(saves) == 3
+    monkeypatch.undo()
+    shard = tmp_path / "shard~0"
+    assert len(file_hashes(shard)) == 2 and not list(shard.glob(".*"))  # no partial file anywhere
+    run_shard(tiny_sd, tmp_path)
+    run_shard(tiny_sd, tmp_path / "whole")
+    assert file_hashes(shard) == file_hashes(tmp_path / "whole" / "shard~0") and len(file_hashes(shard)) == 4
+
+
 def test_finished_shard_reruns_without_loading_the_model(tiny_sd, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_sd, model)
@@ -144,6 +191,18 @@ def test_bad_model_path_fails_with_a_clear_message(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(generate.GenerationError, match="no model_index.json"):
         generate.load_pipeline(str(tmp_path / "empty"), None, "StableDiffusionPipeline", None, "float32", "cpu", False)
+
+
+def test_stored_images_keep_their_aspect_and_are_only_shrunk():
+    from PIL import Image
+
+    from genrobust.generate.shard import fit_longer_side
+
+    assert fit_longer_side(Image.new("RGB", (500, 375)), 256).size == (256, 192)
+    assert fit_longer_side(Image.new("RGB", (375, 500)), 256).size == (192, 256)
+    assert fit_longer_side(Image.new("RGB", (512, 512)), 500).size == (500, 500)
+    small = Image.new("RGB", (200, 150))
+    assert fit_longer_side(small, 500) is small  # no upscaling: FFCV's max_resolution only shrinks too
 
 
 def test_defective_images_are_detected():
@@ -232,19 +291,23 @@ def kinds_setup(tmp_path_factory):
     for i, wnid in enumerate(WNIDS * 2):
         path = root / "real" / wnid / f"{wnid}_{i}.JPEG"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((40, 48, 3), 40 * i, np.uint8)).save(path)
+        h, w = (48, 64) if i % 2 == 0 else (64, 48)  # ImageNet-like 4:3 and 3:4 sources
+        yy, xx = np.mgrid[0:h, 0:w]
+        Image.fromarray(np.stack([xx * 4, yy * 4, np.full((h, w), 40 * i)], -1).astype(np.uint8)).save(path)
         rows.append({"path": str(path), "wnid": wnid})
     io.write_csv(root / "real.csv", pd.DataFrame(rows))
     return root, models
 
 
 KIND_SPECS = {
+    "class_labels": {"model": "sd", "pipeline": "StableDiffusionPipeline", "templates": "openai80",
+                     "guidance": 7.5, "per_class": 2, "width": 48},  # non-square by design: 48 x 32
     "img2img": {"model": "sd", "pipeline": "StableDiffusionImg2ImgPipeline", "templates": "openai80",
                 "strength": 0.75, "guidance": 7.5},
     "image_variation": {"model": "image_variation", "pipeline": "StableDiffusionImageVariationPipeline",
                         "guidance": 3.0},
     "class_conditional": {"model": "dit", "pipeline": "DiTPipeline", "guidance": 3.0, "per_class": 2},
-    "deepaugment": {},
+    "deepaugment": {"edsr_input_size": 12, "cae_input_size": 20},  # the original's 128 / 512 take seconds
     "pixmix": {},
 }
 
@@ -269,8 +332,18 @@ def test_every_strategy_kind_generates_a_complete_reproducible_shard(kinds_setup
     if kind == "class_conditional":
         from genrobust.datasets import imagenet_wnids
         assert manifest["class_id"].tolist() == [imagenet_wnids().index(w) for w in manifest["wnid"]]
-    else:  # one image per real image, which the manifest names
+    elif kind != "class_labels":  # one image per real image, which the manifest names
         assert sorted(manifest["source"]) == sorted(io.read_csv(root / "real.csv")["path"])
+    # Stored images keep their aspect, the longer side shrunk to save_size (32): copies of a 4:3
+    # or 3:4 source stay 4:3 or 3:4 like their real twins; pipeline outputs keep height x width.
+    from PIL import Image
+    for row in manifest.itertuples():
+        stored = Image.open(tmp_path / "a" / row.path).size
+        if kind in ("deepaugment", "pixmix"):
+            w, h = Image.open(row.source).size
+            assert stored == ((32, 24) if w > h else (24, 32)), row.path
+        else:
+            assert stored == {"class_labels": (32, 21)}.get(kind, (32, 32)), row.path
     if kind == "img2img":
         assert (manifest["strength"] == 0.75).all() and manifest["prompt"].str.len().min() > 0
     run(tmp_path / "b")  # the same config again: the same bytes

@@ -13,17 +13,19 @@ from genrobust.report import make_report, run_of
 NAMES = {"val": "ImageNet", "sketch": "ImageNet-Sketch", "imagenet_r": "ImageNet-R", "imagenet_c": "ImageNet-C"}
 
 
-def tables(tmp_path, runs: dict[str, dict[str, float]], seeds=(0, 1)):
-    """accuracy.csv and robustness.csv where run (mix, seed) scores value + seed/100 on every set;
-    effective robustness is accuracy - 0.5."""
+def tables(tmp_path, runs: dict[str, dict[str, float]], seeds=(0, 1), archs=("resnet18",), arch_offset=0.0):
+    """accuracy.csv and robustness.csv where run (mix, arch i, seed) scores value + seed/100 +
+    i * arch_offset on every set; effective robustness is accuracy - 0.5."""
     acc, er = [], []
     for mix, values in runs.items():
-        for seed in seeds:
-            for test_set, value in values.items():
-                run = {"dataset": "d", "mix": mix, "arch": "resnet18", "seed": seed, "test_set": test_set}
-                acc.append({**run, "top1": value + seed / 100})
-                if test_set != "val":
-                    er.append({**run, "effective_robustness": value + seed / 100 - 0.5})
+        for i, arch in enumerate(archs):
+            for seed in seeds:
+                for test_set, value in values.items():
+                    run = {"dataset": "d", "mix": mix, "arch": arch, "seed": seed, "test_set": test_set}
+                    top1 = value + seed / 100 + i * arch_offset
+                    acc.append({**run, "top1": top1})
+                    if test_set != "val":
+                        er.append({**run, "effective_robustness": top1 - 0.5})
     pd.DataFrame(acc).to_csv(tmp_path / "accuracy.csv", index=False)
     pd.DataFrame(er).to_csv(tmp_path / "robustness.csv", index=False)
     return str(tmp_path / "accuracy.csv"), str(tmp_path / "robustness.csv")
@@ -37,18 +39,54 @@ def spec(kind, **extra):
 
 
 def test_robustness_table_rows_columns_and_average(tmp_path):
+    report = spec("robustness_table", rows={"Real": "real_100", "Generated": "cl80_100",
+                                            "Real + Generated": "real_100+cl80_100"})
     accuracy, robustness = tables(tmp_path, {"real_100": {"val": 0.7, "sketch": 0.5, "imagenet_r": 0.6},
-                                             "cl80_100": {"val": 0.2, "sketch": 0.4, "imagenet_r": 0.7}})
-    report = spec("robustness_table", rows={"Real": "real_100", "Generated": "cl80_100"})
+                                             "cl80_100": {"val": 0.2, "sketch": 0.4, "imagenet_r": 0.7},
+                                             "real_100+cl80_100": {"val": 0.7, "sketch": 0.6, "imagenet_r": 0.7}})
     make_report("robustness_table", accuracy, robustness, report, str(tmp_path / "t.csv"), str(tmp_path / "t.png"))
     table = pd.read_csv(tmp_path / "t.csv", index_col=0)
-    assert list(table.index) == ["Real", "Generated"]
+    # The paper's Table 1 has no row for standard training (its ER is 0 by definition).
+    assert list(table.index) == ["Generated", "Real + Generated"]
     assert list(table.columns) == ["ImageNet-Sketch", "ImageNet-R", "Average"]
     # ER = acc - 0.5, mean over seeds 0 and 1 adds 0.5 points.
     assert table.loc["Generated"].tolist() == pytest.approx([-9.5, 20.5, 5.5])
     std = pd.read_csv(tmp_path / "t_std.csv", index_col=0)
-    assert std.loc["Real", "ImageNet-Sketch"] == pytest.approx(0.71, abs=0.01)  # std of (0, 1) points
+    assert std.loc["Generated", "ImageNet-Sketch"] == pytest.approx(0.71, abs=0.01)  # std of (0, 1) points
+    assert "Real" not in pd.read_csv(tmp_path / "t_per_arch.csv")["Training data"].tolist()
     assert (tmp_path / "t.png").stat().st_size > 5000
+    # and which line its ER is measured against, per shift set
+    assert sorted(pd.read_csv(tmp_path / "t_er_fit.csv")["test_set"]) == ["imagenet_r", "sketch"]
+
+
+def test_std_is_the_seed_std_not_the_spread_between_architectures(tmp_path):
+    """Three architectures 10 points apart, seeds 1 point apart: the paper's std is the seed
+    std (0.71 here for every architecture), not the std over all nine runs (~8.2)."""
+    accuracy, robustness = tables(tmp_path, {"real_100": {"val": 0.7, "sketch": 0.5, "imagenet_r": 0.6}},
+                                  archs=("resnet18", "resnext50_32x4d", "resnext101_32x8d"), arch_offset=0.1)
+    report = spec("accuracy_table", rows={"Real Data": "real_100"},
+                  archs=["resnet18", "resnext50_32x4d", "resnext101_32x8d"])
+    make_report("accuracy_table", accuracy, robustness, report, str(tmp_path / "a.csv"), str(tmp_path / "a.png"))
+    mean = pd.read_csv(tmp_path / "a.csv", index_col=0)
+    std = pd.read_csv(tmp_path / "a_std.csv", index_col=0)
+    assert mean.loc["Real Data", "ImageNet-Sketch"] == pytest.approx(60.5)  # 50 + 0.5 (seeds) + 10 (archs)
+    assert std.loc["Real Data"].tolist() == pytest.approx([0.71] * 4, abs=0.01)
+    per_arch = pd.read_csv(tmp_path / "a_per_arch.csv", index_col=[0, 1])
+    assert list(per_arch.index) == [("Real Data", a) for a in report["archs"]]
+    assert per_arch["ImageNet-Sketch"].tolist() == pytest.approx([50.5, 60.5, 70.5])
+    assert per_arch["ImageNet-Sketch std"].tolist() == pytest.approx([0.71] * 3, abs=0.01)
+    assert per_arch["seeds"].tolist() == [2, 2, 2]
+
+
+def test_column_names_relabel_the_test_sets_as_the_paper(tmp_path):
+    """Tables 3 and 4 label their columns Im-100, Im-Sketch-100, ... (not 'ImageNet')."""
+    accuracy, robustness = tables(tmp_path, {"real_100": {"val": 0.7, "sketch": 0.5, "imagenet_r": 0.6}})
+    report = spec("accuracy_table", rows={"Real Data": "real_100"},
+                  column_names={"val": "Im-100", "sketch": "Im-Sketch-100", "imagenet_r": "Im-R-100"})
+    make_report("accuracy_table", accuracy, robustness, report, str(tmp_path / "a.csv"), str(tmp_path / "a.png"))
+    table = pd.read_csv(tmp_path / "a.csv", index_col=0)
+    assert list(table.columns) == ["Im-100", "Im-Sketch-100", "Im-R-100", "Average"]
+    assert list(pd.read_csv(tmp_path / "a_std.csv", index_col=0).columns) == list(table.columns)
 
 
 def test_mixture_grid_places_every_cell(tmp_path):
@@ -89,9 +127,13 @@ def test_corruption_table(tmp_path, seeds):
     assert list(table.index) == ["Real Data", "Generated Data"]
     mean_seed = sum(seeds) / len(seeds)  # each seed adds seed/100
     assert table.loc["Generated Data", "Accuracy (%)"] == pytest.approx(5 + mean_seed)
-    assert table.loc["Real Data", "Effective Robustness (%)"] == pytest.approx(-30 + mean_seed)
+    assert table.loc["Generated Data", "Effective Robustness (%)"] == pytest.approx(-45 + mean_seed)
     assert list(table.columns) == ["Accuracy (%)", "Effective Robustness (%)", "Accuracy (%) std",
                                    "Effective Robustness (%) std"]
+    # The paper's Table 9 prints '-' for the ER of standard training.
+    written = pd.read_csv(tmp_path / "c.csv", index_col=0, dtype=str)
+    assert written.loc["Real Data", "Effective Robustness (%)"] == "-"
+    assert float(written.loc["Real Data", "Accuracy (%)"]) == pytest.approx(20 + mean_seed)
 
 
 def test_loss_curves_average_seeds_per_epoch(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 
 from genrobust.robustness import fit_logit_line, logit, robustness_table, sigmoid
 
-TESTBED = Path(__file__).resolve().parents[2] / "shared" / "data" / "testbed_shift_accuracies.csv"
+REPO = Path(__file__).resolve().parents[1]
+TESTBED = REPO.parent / "shared" / "data" / "testbed_shift_accuracies.csv"
 
 
 def test_fit_recovers_a_line_in_logit_space():
@@ -60,3 +61,36 @@ def test_subset_id_accuracy_is_used_for_subset_shift_sets():
     table = robustness_table(pd.DataFrame(rows), "val", ["real_100"])
     assert set(table["id_measure"]) == {"val@imagenet_r"}
     assert table["id_top1"].tolist() == [0.7, 0.8, 0.9]
+
+
+def test_logit_clips_at_imagenet_testbeds_1e6():
+    """A model at 0.05% must not be read as 0.1% (the clip used to be 1e-3)."""
+    assert logit(0.0005) == pytest.approx(np.log(0.0005 / 0.9995))
+    assert logit(0.0) == pytest.approx(np.log(1e-6 / (1 - 1e-6)))
+    assert logit(1.0) == pytest.approx(-np.log(1e-6 / (1 - 1e-6)))
+
+
+def test_shipped_testbed_reference_fits_and_states_its_points(tmp_path):
+    """config/config.yaml's IN-1K reference: the testbed's 82 STANDARD models, no runs of ours.
+    A generated-only model far below them gets its ER from the published line, and the fit
+    table says how many points and which ID range the line stands on."""
+    import yaml
+
+    from genrobust.robustness import fits_of, write_robustness_table
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    reference = {"id_test_set": "imagenet_val", **config["datasets"]["imagenet1k"]["reference"]}
+    reference["csv"] = {**reference["csv"], "path": str(REPO / reference["csv"]["path"])}
+    run = {"dataset": "imagenet1k", "mix": "cl80_100", "arch": "resnet18", "seed": 0}
+    accuracy = pd.DataFrame([{**run, "test_set": t, "top1": v} for t, v in (
+        ("imagenet_val", 0.30), ("sketch", 0.10), ("imagenet_val@imagenet_r", 0.45), ("imagenet_r", 0.20))])
+    accuracy.to_csv(tmp_path / "accuracy.csv", index=False)
+    table = write_robustness_table(str(tmp_path / "accuracy.csv"), reference, str(tmp_path / "er.csv"))
+    fits = fits_of(pd.read_csv(tmp_path / "er.csv")).set_index("test_set")
+    standard = pd.read_csv(REPO / "config/reference/imagenet_testbed_standard.csv")
+    assert len(standard) == 82 and set(standard["type"]) == {"STANDARD"}
+    assert fits.loc["sketch", "n_reference"] == 82 and fits.loc["sketch", "n_reference_runs"] == 0
+    assert fits.loc["sketch", "reference_id_min"] == pytest.approx(standard["val"].min() / 100)
+    assert fits.loc["imagenet_r", "id_measure"] == "imagenet_val@imagenet_r"
+    assert "imagenet-testbed" in fits.loc["sketch", "reference"]
+    assert set(table["test_set"]) == {"sketch", "imagenet_r"}

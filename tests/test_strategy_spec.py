@@ -55,7 +55,8 @@ def test_a_spec_given_with_every_key_round_trips():
              "scheduler": "DDIMScheduler", "templates": ["a photo of a {}.", "a {} drawing."], "class_names": "wordnet",
              "steps": 20, "guidance": 5.0, "height": 256, "width": 384, "batch_size": 4, "dtype": "bfloat16",
              "save_size": 128, "jpeg_quality": 90, "safety_checker": True, "compile": True, "strength": 0.5,
-             "images_per_real": 2, "weights": "/w", "mixing_set": "/m", "classes": "imagenet1k", "n_shards": 7,
+             "images_per_real": 2, "weights": "/w", "edsr_input_size": 64, "cae_input_size": None,
+             "mixing_set": "/m", "classes": "imagenet1k", "n_shards": 7,
              "seed": 3, "per_class": 10, "sources_per_class": 5}
     assert set(given) == set(StrategySpec.keys())
     spec = StrategySpec.from_dict(given)

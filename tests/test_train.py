@@ -24,8 +24,8 @@ PAPER = dict(epochs=40, batch_size=512, lr=0.5, scale_lr=True, momentum=0.9,
              blurpool=True, min_res=160, max_res=192, start_ramp=None, end_ramp=None,
              res_step=32, val_res=256, crop_ratio=224 / 256, precision="bf16",
              channels_last=True, num_workers=8)
-ARCHS = ["resnet18", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0",
-         "mobilenetv2_100"]
+ARCHS = ["resnet18", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0", "mobilenet_v2",
+         "mobilenetv2_100"]  # the last is timm's name: names only timm knows still work
 
 
 def recipe(**kw):
@@ -115,6 +115,32 @@ def test_blurpool_and_forward():
     assert not any(isinstance(m, C.BlurPoolConv2d) for m in plain.modules())
 
 
+def test_paper_names_resolve_to_torchvision_models():
+    """The paper and ffcv-imagenet build torchvision's models: no zero-init of the last BN of a
+    residual block (timm's default), dropout and stochastic depth in EfficientNet-B0, dropout in
+    MobileNet-V2; a name only timm knows, or the timm: prefix, still gives timm's."""
+    import timm.models
+    import torchvision.models as tvm
+    from torchvision.ops import StochasticDepth
+
+    model = C.create_model("resnet18", 100, blurpool=False)
+    assert type(model) is tvm.ResNet and model.fc.out_features == 100
+    assert all(torch.all(b.bn2.weight == 1) for b in model.modules() if isinstance(b, tvm.resnet.BasicBlock))
+    timm_model = C.create_model("timm:resnet18", 100, blurpool=False)
+    assert not isinstance(timm_model, tvm.ResNet)
+    assert all(torch.all(b.bn2.weight == 0) for b in timm_model.modules() if hasattr(b, "bn2"))
+    with torch.device("meta"):
+        effnet = C.create_model("efficientnet_b0", 100)
+        mobilenet = C.create_model("mobilenet_v2", 100)
+        timm_mobilenet = C.create_model("mobilenetv2_100", 100)
+    assert type(effnet) is tvm.EfficientNet and C.classifier_head(effnet).out_features == 100
+    assert any(isinstance(m, StochasticDepth) and m.p > 0 for m in effnet.modules())
+    assert [m.p for m in effnet.classifier if isinstance(m, nn.Dropout)] == [0.2]
+    assert type(mobilenet) is tvm.MobileNetV2 and C.classifier_head(mobilenet).out_features == 100
+    assert [m.p for m in mobilenet.classifier if isinstance(m, nn.Dropout)] == [0.2]
+    assert type(timm_mobilenet) is timm.models.efficientnet.EfficientNet  # timm builds it as an EfficientNet
+
+
 def test_unknown_arch_suggests():
     with pytest.raises(ValueError, match="resnet18"):
         C.create_model("resnet19", 10)
@@ -136,8 +162,8 @@ def _norm_param_names(model):
             for pname, _ in m.named_parameters(recurse=False)}
 
 
-@pytest.mark.parametrize("arch", ["torchvision:resnet18", "resnet18", "efficientnet_b0",
-                                  "mobilenetv2_100"])
+@pytest.mark.parametrize("arch", ["resnet18", "timm:resnet18", "efficientnet_b0", "timm:efficientnet_b0",
+                                  "mobilenet_v2", "mobilenetv2_100"])
 def test_weight_decay_groups(arch):
     with torch.device("meta"):
         model = C.create_model(arch, 10)
@@ -148,12 +174,12 @@ def test_weight_decay_groups(arch):
         assert decay == (0.0 if name in norm_names else 5e-5), name
     conv_weights = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert conv_weights and all(wd[n] == 5e-5 for n in conv_weights)
-    if arch == "torchvision:resnet18":
+    if arch == "resnet18":
         # ffcv-imagenet's `'bn' in name` rule would decay these
         assert wd["layer2.0.downsample.1.weight"] == 0.0
         assert wd["layer2.0.downsample.1.bias"] == 0.0
         assert wd["fc.weight"] == 5e-5
-    if arch == "efficientnet_b0":
+    if arch == "timm:efficientnet_b0":
         from timm.layers import BatchNormAct2d
 
         bnact = [n for n, m in model.named_modules() if isinstance(m, BatchNormAct2d)]
@@ -182,13 +208,13 @@ WNIDS = ["n01", "n02", "n03", "n04"]
 TIMING = ("images_per_s", "seconds")
 
 
-def _run(dataset, tmp_path, tag, **kw):
+def _run(dataset, tmp_path, tag, threads=2, **kw):
     beton_path, manifest_path = dataset
     indices = list(range(0, 32, 2)) + [1, 3, 5, 7, 9, 11, 13, 15]  # 24 rows: 3 batches
-    return T.train_classifier(beton_path, manifest_path, indices, beton_path, manifest_path,
-                              WNIDS, "resnet18", TINY, 7, tmp_path / f"{tag}.pt",
+    return T.train_classifier({"real": T.TrainingSource(beton_path, manifest_path, indices)},
+                              beton_path, manifest_path, WNIDS, "resnet18", TINY, 7, tmp_path / f"{tag}.pt",
                               tmp_path / f"{tag}.jsonl", tmp_path / f"{tag}.ckpt",
-                              device="cpu", threads=2, **kw)
+                              device="cpu", threads=threads, **kw)
 
 
 def _strip(metrics):
@@ -244,10 +270,32 @@ def test_kill_and_resume_is_exact(dataset, tmp_path, monkeypatch):
     assert record["resolved"]["peak_lr"] == pytest.approx(0.5 * 8 / 512)
 
 
+def test_resume_under_another_thread_count_says_so(dataset, tmp_path, monkeypatch, capsys):
+    class Killed(Exception):
+        pass
+
+    real_step, steps = T.train_step, []
+
+    def crash_in_second_epoch(*args):
+        steps.append(1)
+        if len(steps) == 4:
+            raise Killed
+        return real_step(*args)
+
+    monkeypatch.setattr(T, "train_step", crash_in_second_epoch)
+    with pytest.raises(Killed):
+        _run(dataset, tmp_path, "t")
+    monkeypatch.setattr(T, "train_step", real_step)
+    capsys.readouterr()
+    _run(dataset, tmp_path, "t", threads=1)
+    assert "with threads 2 -> 1" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run.json").read_text())["resumed_from"]["threads"] == 2
+
+
 def test_divergence_stops_with_a_clear_error(dataset, tmp_path):
     beton_path, manifest_path = dataset
     with pytest.raises(ValueError, match=r"diverged in epoch \d: mean training loss (nan|inf).*Lower recipe.lr"):
-        T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS, "resnet18",
+        T.train_classifier({"real": T.TrainingSource(beton_path, manifest_path)}, None, None, WNIDS, "resnet18",
                            dataclasses.replace(TINY, lr=1e12), 7, tmp_path / "d.pt", tmp_path / "d.jsonl",
                            tmp_path / "d.ckpt", device="cpu", threads=2)
     assert not (tmp_path / "d.pt").exists()
@@ -271,7 +319,7 @@ def test_recipe_checks(dataset, tmp_path):
         R.Recipe.from_dict({**TINY.as_dict(), "precision": "fp8"})
     beton_path, manifest_path = dataset
     with pytest.raises(ValueError, match="classes"):
-        T.train_classifier(beton_path, manifest_path, None, None, None, WNIDS[:3], "resnet18",
+        T.train_classifier({"real": T.TrainingSource(beton_path, manifest_path)}, None, None, WNIDS[:3], "resnet18",
                            TINY, 0, tmp_path / "m.pt", tmp_path / "m.jsonl",
                            tmp_path / "m.ckpt", device="cpu")
 
@@ -290,7 +338,7 @@ DDP_SCRIPT = """
 import json, sys
 from genrobust import train as T
 a = json.loads(sys.argv[1])
-T.train_classifier(a["beton"], a["manifest"], a["indices"], a["beton"], a["manifest"], a["wnids"],
+T.train_classifier({"real": T.TrainingSource(a["beton"], a["manifest"], a["indices"])}, a["beton"], a["manifest"], a["wnids"],
                    "resnet18", a["recipe"], 7, a["out"] + ".pt", a["out"] + ".jsonl",
                    a["out"] + ".ckpt", device="cpu", threads=2)
 """

@@ -95,13 +95,15 @@ def test_demo_runs_end_to_end(workdir):
     assert photo["prompt"].str.startswith("a photo of a ").all()
     assert (out / "figure6_demo10.png").read_bytes()[:4] == b"\x89PNG"
 
-    # Mixtures are exact index lists into one pool beton.
-    pool = pd.read_csv(out / "beton/demo10/train.csv")
-    assert pool["source"].value_counts().to_dict() == {s: 400 for s in ("real", "cl80") + strategies}
-    for mix, n in {"real_100": 400, "real_25": 100, "cl80_100": 400, "real_100+cl80_100": 800,
-                   "real_50+cl80_50": 400, "real_100+pixmix_100": 800}.items():
-        indices = pd.read_csv(out / f"mix/demo10/mix~{mix}.csv")["index"]
-        assert len(indices) == n and indices.is_unique
+    # One beton per source; mixtures are exact row lists of their sources.
+    for source in ("real", "cl80") + strategies:
+        assert len(pd.read_csv(out / f"beton/demo10/train/{source}.csv")) == 400, source
+        assert (out / f"beton/demo10/train/{source}.beton").is_file()
+    for mix, n in {"real_100": {"real": 400}, "real_25": {"real": 100}, "cl80_100": {"cl80": 400},
+                   "real_100+cl80_100": {"real": 400, "cl80": 400}, "real_50+cl80_50": {"real": 200, "cl80": 200},
+                   "real_100+pixmix_100": {"real": 400, "pixmix": 400}}.items():
+        rows = pd.read_csv(out / f"mix/demo10/mix~{mix}.csv")
+        assert rows.groupby("source").size().to_dict() == n and not rows.duplicated().any()
 
     # Training wrote one metrics line per epoch; evaluation scored val on R's and ObjectNet's classes.
     run = out / "train/demo10/mix~real_100/arch~resnet18/seed~0"
@@ -118,10 +120,13 @@ def test_demo_runs_end_to_end(workdir):
 
     # Table 1 in the paper's layout, and Figure 2.
     table = pd.read_csv(out / "table1.csv", index_col=0)
-    assert list(table.index) == ["Real Data", "Generated Data", "Real + Generated Data"]
+    assert list(table.index) == ["Generated Data", "Real + Generated Data"]  # the paper's: no real-only row
     assert list(table.columns) == ["ImageNet-Sketch", "ImageNet-R", "ImageNet-V2", "ObjectNet", "Average"]
     assert all(math.isfinite(v) for v in table.to_numpy().ravel())
-    assert table.loc["Real Data", "Average"] == pytest.approx(table.loc["Real Data"].iloc[:4].mean(), abs=0.02)
+    assert table.loc["Generated Data", "Average"] == pytest.approx(table.loc["Generated Data"].iloc[:4].mean(),
+                                                                   abs=0.02)
+    fit = pd.read_csv(out / "table1_er_fit.csv").set_index("test_set")  # the line ER is measured against
+    assert fit.loc["sketch", "n_reference_runs"] == 3 and fit.loc["sketch", "n_reference_published"] == 0
     table9 = pd.read_csv(out / "table9.csv", index_col=0)  # ImageNet-C severity 5, mean over corruptions
     assert list(table9.index) == ["Real Data", "Generated Data", "Real Data + Generated Data"]
     assert table9.loc["Real Data", "Accuracy (%)"] == pytest.approx(
@@ -130,7 +135,7 @@ def test_demo_runs_end_to_end(workdir):
         table = pd.read_csv(out / f"{name}.csv", index_col=0)
         assert len(table) == rows and table.index[0].startswith("Real") and "Average" in table.columns
         assert all(math.isfinite(v) for v in table.to_numpy().ravel())
-    assert table.loc["+ Generated data via Real images and Class labels", "ImageNet-Sketch"] == pytest.approx(
+    assert table.loc["+ Generated data via Real images and Class labels", "Im-Sketch-10"] == pytest.approx(
         100 * json.loads((out / "eval/demo10/mix~real_100+img2img_100/arch~resnet18/seed~0/evaluation.json")
                          .read_text())["sketch"]["top1"], abs=0.01)
     grid = pd.read_csv(out / "figure3.csv")  # 2 x 2 cells x (accuracy, ER) x (4 sets + average)
@@ -147,6 +152,21 @@ def test_demo_runs_end_to_end(workdir):
     again = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # A strategy and a report added to the finished study train only the new mixture.
+    added = yaml.safe_load((workdir / "config/demo.yaml").read_text())
+    added["strategies"]["cl80b"] = {**added["strategies"]["cl80"], "guidance": 2.0}
+    added["datasets"]["demo10"]["generate"]["cl80b"] = {"train_per_class": 40, "train_shards": 1, "val_shards": 0}
+    added["reports"]["guidance"] = {**added["reports"]["table3"], "rows": {"Real": "real_100", "+ cl80b": "real_100+cl80b_100"}}
+    (workdir / "config/added.yaml").write_text(yaml.safe_dump(added, sort_keys=False))
+    plan = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/added.yaml",
+                     cwd=workdir)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    counts = job_counts(plan.stdout)
+    assert counts["train_classifier"] == 1 and counts["generate_shard"] == 1, counts
+    assert "mix~real_100+cl80b_100" in plan.stdout and "write_val_beton" not in counts
+    # no existing report is rebuilt; the sample sheet of the dataset's strategies gains a column
+    assert {k for k in counts if k.startswith("make_")} == {"make_guidance", "make_contact_sheet"}
+
 
 def test_benchmark_rules_are_planned_only_when_config_asks(workdir):
     (workdir / "benchmarks.yaml").write_text("benchmarks:\n  training: {steps: 2}\n")
@@ -158,13 +178,37 @@ def test_benchmark_rules_are_planned_only_when_config_asks(workdir):
     assert "benchmark_training" in asked.stdout and "benchmark_generation" not in asked.stdout
 
 
+# What one report's target plans on the full config: (trainings, evaluations, generated strategies).
+TARGET_PLANS = {
+    "table1": (45, 45, {"cl80"}),        # 3 rows x 5 archs x 3 seeds; ER against the published testbed models
+    "table3": (45, 45, {"cl80", "ldm", "deepaugment", "pixmix"}),  # 5 rows x 3 x 3, accuracy only
+    "table4": (54, 54, {"photo", "rendition", "cl80", "variation", "img2img"}),  # 6 rows x 3 x 3
+    "table9": (45, 45, {"cl80"}),        # Table 1's runs; its ER reference is their real_100 runs
+    "figure3": (90, 90, {"cl80"}),       # 9 grid cells x 3 x 3, + real_100 (the IN-100 reference)
+    "figure11": (15, 15, {"cl80"}),      # 5 shares x ResNeXt-50 x 3 seeds
+    "figure12": (2, 0, {"cl80"}),        # loss curves: two trainings, no evaluation
+}
+
+
+@pytest.mark.parametrize("target", sorted(TARGET_PLANS))
+def test_a_report_target_plans_only_what_it_needs(workdir, target):
+    result = snakemake(f"results/{target}.csv", "-n", "--config", "check_paths=False", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    trainings, evaluations, strategies = TARGET_PLANS[target]
+    assert (counts["train_classifier"], counts.get("evaluate_model", 0)) == (trainings, evaluations)
+    planned = set(re.findall(r"generate/\w+/(\w+)/train/shard~\d+/manifest\.csv", result.stdout))
+    assert planned == strategies
+    assert "/val/shard~" not in result.stdout  # generated val sets feed no report of these
+
+
 @pytest.mark.parametrize("gpus", [1, 2])
 def test_training_on_more_gpus_launches_torchrun(workdir, gpus):
     target = "results/train/imagenet100/mix~real_100/arch~resnet18/seed~0/model.pt"
     result = snakemake(target, "-n", "-p", "--config", "check_paths=False", "--set-resources",
                        f"train_classifier:gpu={gpus}", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    train = [line for line in result.stdout.splitlines() if " train --beton " in line]
+    train = [line for line in result.stdout.splitlines() if " train --source " in line]
     assert len(train) == 1
     torchrun = "-m torch.distributed.run --standalone --nproc-per-node 2 -m genrobust train "
     assert (torchrun in train[0]) == (gpus == 2) and " -m genrobust train " in train[0]

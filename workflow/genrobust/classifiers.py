@@ -1,5 +1,10 @@
-"""Classifiers: any timm or torchvision architecture by name, with BlurPool and the right head;
+"""Classifiers: any torchvision or timm architecture by name, with BlurPool and the right head;
 the optimizer's weight-decay groups; loading a trained model.
+
+A name resolves to torchvision's model first, as the paper and ffcv-imagenet build theirs
+(`torchvision.models.<arch>()`): timm's models of the same name differ (they zero-init the last
+BatchNorm of each residual block; its EfficientNet-B0 and MobileNet-V2 have no dropout or
+stochastic depth by default). Names only timm knows (mobilenetv2_100) resolve to timm.
 
 Differences from ffcv-imagenet, on purpose (PAPER.md, "Training"): weight decay is switched off
 on normalisation layers by module type, not by `'bn' in name` (which misses torchvision's
@@ -47,19 +52,19 @@ def apply_blurpool(module: nn.Module) -> nn.Module:
 def create_model(arch: str, num_classes: int, blurpool: bool = True) -> nn.Module:
     """A randomly initialised classifier with a `num_classes` head.
 
-    timm's model of that name if timm knows it, else torchvision's; prefix the name with
-    'timm:' or 'torchvision:' to choose the library explicitly.
+    torchvision's model of that name if torchvision has it, else timm's; prefix the name with
+    'torchvision:' or 'timm:' to choose the library explicitly.
     """
     import timm
     import torchvision.models as tvm
 
     source, name = (arch.split(":", 1) if ":" in arch else (None, arch))
     if source not in (None, "timm", "torchvision"):
-        raise ValueError(f"unknown model library {source!r} in {arch!r} (timm: or torchvision:)")
-    if source in (None, "timm") and timm.is_model(name):
-        model = timm.create_model(name, pretrained=False, num_classes=int(num_classes))
-    elif source in (None, "torchvision") and name in tvm.list_models():
+        raise ValueError(f"unknown model library {source!r} in {arch!r} (torchvision: or timm:)")
+    if source in (None, "torchvision") and name in tvm.list_models(module=tvm):
         model = tvm.get_model(name, weights=None, num_classes=int(num_classes))
+    elif source in (None, "timm") and timm.is_model(name):
+        model = timm.create_model(name, pretrained=False, num_classes=int(num_classes))
     else:
         known = list(dict.fromkeys(list(timm.list_models()) + list(tvm.list_models())))
         close = difflib.get_close_matches(name, known, n=8, cutoff=0.6)

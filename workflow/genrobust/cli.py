@@ -18,6 +18,11 @@ def _json(text: str):
     return json.loads(text)
 
 
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    """['name=path', ...] -> {name: path}."""
+    return dict(item.split("=", 1) for item in items or [])
+
+
 def _threads(n: int | None) -> None:
     if n:
         import torch
@@ -31,13 +36,14 @@ def _threads(n: int | None) -> None:
 def cmd_index_dataset(args) -> None:
     from .datasets import write_dataset_index
 
-    write_dataset_index(args.root, args.classes, args.out)
+    write_dataset_index(args.root, args.classes, args.out, allow_empty_classes=args.allow_empty_classes)
 
 
 def cmd_index_test_set(args) -> None:
     from .datasets import write_test_set_index
 
-    write_test_set_index(args.kind, args.root, args.out, severities=args.severities, corruptions=args.corruptions)
+    write_test_set_index(args.kind, args.root, args.out, complete=args.complete, severities=args.severities,
+                         corruptions=args.corruptions)
 
 
 # ----------------------------------------------------------------------------- generate
@@ -84,16 +90,16 @@ def cmd_benchmark_training(args) -> None:
 
 
 def cmd_write_beton(args) -> None:
-    from .mixtures import write_pool
+    from .mixtures import write_source
 
-    generated = dict(item.split("=", 1) for item in (args.generated or []))
-    write_pool(args.real, generated, args.classes, args.out_manifest, args.out_beton, args.options, args.threads)
+    write_source(args.table, args.source, args.classes, args.out_manifest, args.out_beton, args.options,
+                 args.threads)
 
 
 def cmd_sample_mixture(args) -> None:
     from .mixtures import write_mixture
 
-    write_mixture(args.pool, args.mix, args.seed, args.out)
+    write_mixture(_pairs(args.table), args.mix, args.seed, args.out)
 
 
 # ----------------------------------------------------------------------------- train / evaluate
@@ -102,10 +108,15 @@ def cmd_sample_mixture(args) -> None:
 def cmd_train(args) -> None:
     from .datasets import load_class_list
     from .mixtures import read_mixture
-    from .train import train_classifier
+    from .train import TrainingSource, train_classifier
 
+    files = {name: (beton, manifest) for name, beton, manifest in args.source}
+    rows = read_mixture(args.mixture)
+    missing = sorted(set(rows) - set(files))
+    if missing:
+        raise ValueError(f"mixture {args.mixture} uses sources {missing} that no --source names")
     train_classifier(
-        train_beton=args.beton, train_manifest=args.manifest, train_indices=read_mixture(args.indices),
+        sources={name: TrainingSource(*files[name], indices) for name, indices in rows.items()},
         val_beton=args.val_beton, val_manifest=args.val_manifest, class_wnids=load_class_list(args.classes),
         arch=args.arch, recipe=args.recipe, seed=args.seed, out_model=args.out_model,
         out_metrics=args.out_metrics, out_run=args.out_run, checkpoint_path=args.checkpoint, threads=args.threads)
@@ -115,8 +126,8 @@ def cmd_evaluate(args) -> None:
     from .evaluate import evaluate_model
 
     _threads(args.threads)
-    borders = {name: int(px) for name, px in (item.split("=", 1) for item in args.border_crop or [])}
-    evaluate_model(args.model, dict(item.split("=", 1) for item in args.set), id_test_set=args.id_test_set,
+    borders = {name: int(px) for name, px in _pairs(args.border_crop).items()}
+    evaluate_model(args.model, _pairs(args.set), id_test_set=args.id_test_set,
                    id_subsets=args.id_subset or [], border_crops=borders, options=args.options,
                    threads=args.threads, out=args.out)
 
@@ -134,7 +145,7 @@ def cmd_collect(args) -> None:
 def cmd_robustness(args) -> None:
     from .robustness import write_robustness_table
 
-    write_robustness_table(args.accuracy, args.spec, args.out)
+    write_robustness_table(args.accuracy, args.reference, args.out)
 
 
 def cmd_report(args) -> None:
@@ -152,6 +163,7 @@ def _add_data_stages(stage) -> None:
     p = stage("index-dataset", cmd_index_dataset, "index ImageNet-style train/val folders")
     p.add_argument("--root", required=True)
     p.add_argument("--classes", required=True, help="'imagenet1k' or a file of wnids")
+    p.add_argument("--allow-empty-classes", action="store_true", help="warn about empty class folders, not fail")
     p.add_argument("--out", required=True)
 
     p = stage("index-test-set", cmd_index_test_set, "index a test set in its native layout")
@@ -159,6 +171,7 @@ def _add_data_stages(stage) -> None:
     p.add_argument("--root", required=True)
     p.add_argument("--severities", type=int, nargs="*")
     p.add_argument("--corruptions", nargs="*")
+    p.add_argument("--complete", action="store_true", help="a copy that lacks classes is an error")
     p.add_argument("--out", required=True)
 
 
@@ -179,17 +192,18 @@ def _add_generate_stages(stage) -> None:
 
 
 def _add_convert_stages(stage) -> None:
-    p = stage("write-beton", cmd_write_beton, "write the FFCV beton of real (+ generated) images")
-    p.add_argument("--real", required=True)
-    p.add_argument("--generated", nargs="*", help="strategy=manifest.csv ...")
+    p = stage("write-beton", cmd_write_beton, "write the FFCV beton of one training source (or of the val set)")
+    p.add_argument("--table", required=True, help="the real index, or a generated manifest")
+    p.add_argument("--source", required=True, help="'real' or the strategy")
     p.add_argument("--classes", required=True)
     p.add_argument("--options", type=_json, default={})
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--out-manifest", required=True)
     p.add_argument("--out-beton", required=True)
 
-    p = stage("sample-mixture", cmd_sample_mixture, "pool row indices of one training mixture")
-    p.add_argument("--pool", required=True)
+    p = stage("sample-mixture", cmd_sample_mixture, "the rows of each source in one training mixture")
+    p.add_argument("--table", action="append", required=True,
+                   help="source=CSV: the real index (real=...) and each generated source's manifest")
     p.add_argument("--mix", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
@@ -197,8 +211,10 @@ def _add_convert_stages(stage) -> None:
 
 def _add_train_evaluate_stages(stage) -> None:
     p = stage("train", cmd_train, "train one classifier with the ffcv-imagenet recipe")
-    for name in ("beton", "manifest", "indices", "val-beton", "val-manifest", "classes", "arch",
-                 "checkpoint", "out-model", "out-metrics", "out-run"):
+    p.add_argument("--source", nargs=3, action="append", required=True, metavar=("NAME", "BETON", "MANIFEST"),
+                   help="one per source of the mixture")
+    for name in ("mixture", "val-beton", "val-manifest", "classes", "arch", "checkpoint", "out-model",
+                 "out-metrics", "out-run"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--recipe", type=_json, required=True)
@@ -220,17 +236,17 @@ def _add_reduce_stages(stage) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("evaluations", nargs="+")
 
-    p = stage("robustness", cmd_robustness, "effective robustness of every model")
+    p = stage("robustness", cmd_robustness, "effective robustness of a report's models")
     p.add_argument("--accuracy", required=True)
-    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--reference", type=_json, required=True, help="{id_test_set, mixtures, csv} as JSON")
     p.add_argument("--out", required=True)
 
     p = stage("report", cmd_report, "one of the paper's tables or figures (CSV + PNG)")
     p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table", "mixture_grid",
                                                       "budget_curve", "corruption_table", "loss_curves"])
     p.add_argument("--metrics", nargs="*", help="loss_curves: the runs' metrics.jsonl files")
-    p.add_argument("--accuracy", required=True)
-    p.add_argument("--robustness", required=True)
+    p.add_argument("--accuracy", help="the report's accuracy table (every kind but loss_curves)")
+    p.add_argument("--robustness", help="its effective-robustness table (kinds that report ER)")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out-table", required=True)
     p.add_argument("--out-figure", required=True)

@@ -145,11 +145,29 @@ def report_rows(report: dict) -> dict[str, str]:
     return dict(report["rows"])
 
 
+# Report kinds with effective robustness, which needs a reference (the standard models' line).
+ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "corruption_table"}
+
+
+def report_reference(report: dict, config: dict) -> dict:
+    """The effective-robustness reference of a report: its own `reference`, else its dataset's:
+    {mixtures: real-only runs of the report's archs and seeds, csv: published points or null}."""
+    reference = report.get("reference") or config["datasets"][report["dataset"]]["reference"]
+    return {"mixtures": list(reference.get("mixtures") or []), "csv": reference.get("csv")}
+
+
 def report_mixtures(report: dict, config: dict) -> list[str]:
-    """Mixtures a report trains: its rows plus the standard models of the robustness fit."""
+    """Mixtures a report trains: its rows, plus its reference runs when it reports ER."""
     mixes = list(report_rows(report).values())
-    mixes += [m for m in config["robustness"]["reference_mixtures"] if m not in mixes]
+    if report["kind"] in ER_KINDS:
+        mixes += [m for m in report_reference(report, config)["mixtures"] if m not in mixes]
     return mixes
+
+
+def report_runs(config: dict, report: dict) -> list[TrainingRun]:
+    """Every training run one report needs, and no other."""
+    return [TrainingRun(report["dataset"], mix, arch, seed) for mix in report_mixtures(report, config)
+            for arch in report["archs"] for seed in report["seeds"]]
 
 
 def missing_strategies(report: dict, config: dict) -> list[str]:
@@ -184,22 +202,11 @@ def skipped_reports(config: dict) -> list[str]:
 
 
 def training_runs(config: dict) -> list[TrainingRun]:
+    """Every run of every report this version builds, each once."""
     runs: dict[TrainingRun, None] = {}
     for report in active_reports(config).values():
-        for mix in report_mixtures(report, config):
-            for arch in report["archs"]:
-                for seed in report["seeds"]:
-                    runs[TrainingRun(report["dataset"], mix, arch, seed)] = None
+        runs.update(dict.fromkeys(report_runs(config, report)))
     return list(runs)
-
-
-def generated_sources(config: dict, dataset: str) -> list[str]:
-    """Strategies some mixture of `dataset` trains on, sorted: the generated part of its pool."""
-    sources = set()
-    for run in training_runs(config):
-        if run.dataset == dataset:
-            sources.update(s for s in parse_mixture(run.mix).sources if s != "real")
-    return sorted(sources)
 
 
 def report_test_sets(config: dict, dataset: str) -> list[str]:
@@ -250,12 +257,27 @@ def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
 # ----------------------------------------------------------------------------- checks
 
 
+def _references(config: dict) -> list[tuple[str, dict]]:
+    refs = [(f"datasets.{d}.reference", spec["reference"]) for d, spec in config["datasets"].items()]
+    return refs + [(f"reports.{r}.reference", spec["reference"]) for r, spec in config["reports"].items()
+                   if spec.get("reference")]
+
+
 def produced_by_demo(config: dict, path: str) -> bool:
     demo = config.get("demo")
     if not demo:
         return False
     p = Path(path)
     return any(p == Path(root) or Path(root) in p.parents for root in (demo["data"], demo["models"]))
+
+
+def _check_reference(reference: dict, key: str) -> None:
+    for mix in reference.get("mixtures") or []:
+        if parse_mixture(mix).sources != ["real"]:
+            raise ConfigError(f"{key}.mixtures: '{mix}' is not real data only (standard models)")
+    if not reference.get("mixtures") and not reference.get("csv"):
+        raise ConfigError(f"{key}: an effective-robustness reference needs mixtures (standard models "
+                          "trained here) or a csv of published ones, or both")
 
 
 def check_config(config: dict) -> None:
@@ -272,10 +294,11 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
     if config["evaluation"]["id_test_set"] not in test_sets:
         raise ConfigError(f"evaluation.id_test_set: '{config['evaluation']['id_test_set']}' is not one of test_sets")
-    for mix in config["robustness"]["reference_mixtures"]:
-        if parse_mixture(mix).sources != ["real"]:
-            raise ConfigError(f"robustness.reference_mixtures: '{mix}' is not real data only (standard models)")
+    for dname, dataset in datasets.items():
+        _check_reference(dataset["reference"], f"datasets.{dname}.reference")
     for rname, report in config["reports"].items():
+        if report.get("reference"):
+            _check_reference(report["reference"], f"reports.{rname}.reference")
         key = f"reports.{rname}"
         dataset = report["dataset"]
         if dataset not in datasets:
@@ -314,6 +337,9 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"strategies.{name}.{field}: a {strategy['kind']} strategy needs it")
     if config.get("demo"):
         read_class_file(config["demo"]["classes"])
+    from .checks import check_semantics  # here, not at the top: checks imports this module
+
+    check_semantics(config)  # names that must resolve, files that must parse, mixtures that must fit
     if not config.get("check_paths", True):
         return
     generated = generated_datasets(config)
@@ -324,6 +350,7 @@ def check_config(config: dict) -> None:
                for field in ("weights", "mixing_set") if strategies[s].get(field)]
     needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
                for d in sorted(used) for t in report_test_sets(config, d)]
+    needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
     needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items()
                if spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"])]
     for key, path in needed:

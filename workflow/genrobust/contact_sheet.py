@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import io
+from .images import open_rgb
 from .seeding import derive_seed
 
 BACKGROUND = (255, 255, 255)
@@ -82,9 +83,7 @@ def _tile(path: str | None, tile: int):
     if path is None:
         return Image.new("RGB", (tile, tile), EMPTY_FILL), "empty"
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.fit(image.convert("RGB"), (tile, tile), Image.Resampling.BICUBIC), "ok"
+        return ImageOps.fit(open_rgb(path), (tile, tile), Image.Resampling.BICUBIC), "ok"
     except Exception:  # missing, truncated, not an image, too large: all drawn as a grey X
         image = Image.new("RGB", (tile, tile), MISSING_FILL)
         draw = ImageDraw.Draw(image)

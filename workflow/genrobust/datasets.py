@@ -32,6 +32,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WNID_RE = re.compile(r"^n\d{8}$")
 TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c")
+# ImageNet-C's 15 standard corruptions (Hendrycks & Dietterich 2019), whose mean is the reported
+# number; the download also holds 4 extras (speckle_noise, gaussian_blur, spatter, saturate),
+# held out in the original paper, which are averaged only when config lists them.
+IMAGENET_C_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
 OBJECTNET_MAPPINGS = (
     "folder_to_objectnet_label.json",
     "objectnet_to_imagenet_1k.json",
@@ -208,11 +215,14 @@ def _index_v2(root: str) -> pd.DataFrame:
 
 
 def _index_imagenet_c(root: str, severities: Iterable[int] = (5,), corruptions: Iterable[str] | None = None) -> pd.DataFrame:
-    present = _subdirs(root)
+    """The images of `corruptions` (default: the 15 standard ones) at `severities`."""
     if corruptions is None:
-        corruptions = present
-        if not corruptions:
-            raise DatasetError(f"imagenet_c {root}: no <corruption>/ subfolders")
+        present = set(_subdirs(root))
+        missing = [c for c in IMAGENET_C_CORRUPTIONS if c not in present]
+        if missing:
+            raise DatasetError(f"imagenet_c {root}: standard corruption folders {missing} not found (present: "
+                               f"{sorted(present)}); list the ones to average in test_sets.<name>.corruptions")
+        corruptions = IMAGENET_C_CORRUPTIONS
     frames = []
     for corruption in corruptions:
         for severity in severities:
@@ -322,7 +332,7 @@ def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFram
     """Index a test set: columns path, wnids (';'-joined correct classes) [, corruption, severity].
 
     kind: imagenet (val, Sketch), imagenet_r, imagenet_v2, objectnet, imagenet_c
-    (options: severities=[5], corruptions=None meaning all present)."""
+    (options: severities=[5], corruptions=None meaning the 15 standard ones)."""
     if kind not in TEST_KINDS:
         raise DatasetError(f"test set kind {kind!r} unknown (expected one of {TEST_KINDS})")
     root = _require_dir(root, kind)
@@ -340,20 +350,45 @@ def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFram
     return _index_imagenet_c(root, options.get("severities") or [5], options.get("corruptions"))
 
 
-def write_dataset_index(root: str | os.PathLike, classes: str | os.PathLike, out: str | os.PathLike) -> pd.DataFrame:
-    """The index stage of a train/val set: path, wnid and label (position in the class list)."""
+def write_dataset_index(root: str | os.PathLike, classes: str | os.PathLike, out: str | os.PathLike,
+                        allow_empty_classes: bool = False) -> pd.DataFrame:
+    """The index stage of a train/val set: path, wnid and label (position in the class list).
+    A class folder without images is an error unless allow_empty_classes (then a warning)."""
     wnids = load_class_list(classes)
     index = index_image_folder(root, wnids)
     index["label"] = index["wnid"].map({w: i for i, w in enumerate(wnids)})
+    empty = sorted(set(wnids) - set(index["wnid"]))
+    if empty:
+        message = (f"{root}: {len(empty)} of the {len(wnids)} class folders hold no image "
+                   f"({', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''})")
+        if not allow_empty_classes:
+            raise DatasetError(f"{message}; fill them, or set datasets.<name>.allow_empty_classes: true "
+                               "to train without those classes' images")
+        print(f"WARNING: {message}", file=sys.stderr)
     io.write_csv(out, index)
-    print(f"[index] {root}: {len(index)} images of {index['wnid'].nunique()} classes", file=sys.stderr)
+    print(f"[index] {root}: {len(index)} images in {len(wnids) - len(empty)} of {len(wnids)} classes",
+          file=sys.stderr)
     return index
 
 
-def write_test_set_index(kind: str, root: str | os.PathLike, out: str | os.PathLike, **options) -> pd.DataFrame:
-    """The index stage of a test set (see index_test_set); options left None are not passed."""
+# Classes a complete copy of each test set has (ObjectNet: the 125 ImageNet ids its 113 classes map to).
+COMPLETE_CLASSES = {"imagenet": 1000, "imagenet_r": 200, "imagenet_v2": 1000, "objectnet": 125, "imagenet_c": 1000}
+
+
+def write_test_set_index(kind: str, root: str | os.PathLike, out: str | os.PathLike, complete: bool = False,
+                         **options) -> pd.DataFrame:
+    """The index stage of a test set (see index_test_set); options left None are not passed. It
+    says how many images and classes the copy has against a complete one; with `complete`, a
+    copy that lacks classes is an error (test_sets.<name>.complete in config)."""
     index = index_test_set(kind, root, **{k: v for k, v in options.items() if v})
+    classes = {w for v in index["wnids"] for w in str(v).split(";") if w}
+    expected = COMPLETE_CLASSES[kind]
+    if len(classes) < expected:
+        message = f"{kind} {root}: {len(index)} images in {len(classes)} of the {expected} classes a complete copy has"
+        if complete:
+            raise DatasetError(f"{message}; point test_sets.<name>.path at a complete copy, or set "
+                               "test_sets.<name>.complete: false to score on the classes present")
+        print(f"WARNING: {message} (scored on those)", file=sys.stderr)
     io.write_csv(out, index)
-    n_classes = len({w for v in index["wnids"] for w in str(v).split(";") if w})
-    print(f"[index] {kind} {root}: {len(index)} images, {n_classes} classes", file=sys.stderr)
+    print(f"[index] {kind} {root}: {len(index)} images, {len(classes)} of {expected} classes", file=sys.stderr)
     return index

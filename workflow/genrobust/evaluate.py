@@ -13,9 +13,11 @@ Contract
 
 One preprocessing for every test set: optional border crop (ObjectNet: 2 px per side), resize
 the shorter side to round(res / crop_ratio) (bilinear, antialiased), center crop res x res,
-ImageNet mean/std normalisation. The ID class subsets needed for effective robustness
-(ImageNet val on the ImageNet-R / ObjectNet classes) are scored in the same pass as the full
-set, so val is read once per model.
+ImageNet mean/std normalisation. A test set may have its own crop_ratio (config
+`evaluation.test_set_crop_ratio`): ImageNet-C's images are already 224-px centre crops of val,
+so 1.0 keeps their whole field of view instead of cropping them a second time. The ID class
+subsets needed for effective robustness (ImageNet val on the ImageNet-R / ObjectNet classes) are
+scored in the same pass as the full set, so val is read once per model.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from genrobust import io
+from genrobust.images import open_rgb
 from genrobust.datasets import IMAGENET_MEAN, IMAGENET_STD
 from genrobust.scoring import TOP_K, masked_hits, predict_logits, select_test_subset, split_wnids, target_matrix
 
@@ -89,8 +92,7 @@ class TestImages(Dataset):
 
     def load_image(self, path: str) -> Image.Image:
         """The RGB image with the border crop applied, before resizing."""
-        with Image.open(path) as im:
-            im = im.convert("RGB")  # forces the full decode inside the `with`
+        im = open_rgb(path)
         b = self.border_crop
         if b:
             w, h = im.size
@@ -213,7 +215,7 @@ def _corruption_summary(kept: pd.DataFrame, hits: _Hits) -> dict:
                 s: _fraction(hits.top1[sel & (severity == s)])
                 for s in sorted(set(severity[sel]), key=lambda s: (len(s), s))
             }
-    summary = {"per_corruption": per_corruption,
+    summary = {"per_corruption": per_corruption, "corruptions_averaged": sorted(per_corruption),
                "mean_corruption_top1": float(np.mean(list(per_corruption.values()))) if per_corruption else None}
     if per_corruption_severity:
         summary["per_corruption_severity"] = per_corruption_severity
@@ -291,7 +293,8 @@ def evaluate_model(model_path, test_sets: Mapping[str, str], *, id_test_set: str
     """Score the trained model at `model_path` on every indexed test set (name -> index CSV) and
     write one JSON {test set: result, meta}. The ID set is also scored on the classes of each
     set named in `id_subsets` (effective robustness needs ID accuracy on R's and ObjectNet's
-    classes). `options` is config's `evaluation` section."""
+    classes). `options` is config's `evaluation` section; its `test_set_crop_ratio` overrides
+    `crop_ratio` per test set."""
     from genrobust.classifiers import load_classifier
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -302,12 +305,13 @@ def evaluate_model(model_path, test_sets: Mapping[str, str], *, id_test_set: str
         subsets = None
         if name == id_test_set and id_subsets:
             subsets = {s: sorted({w for v in indexes[s]["wnids"] for w in split_wnids(v)}) for s in id_subsets}
+        crop_ratio = (options.get("test_set_crop_ratio") or {}).get(name, options["crop_ratio"])
         result = evaluate_classifier(
             model, class_wnids, index, batch_size=options["batch_size"], num_workers=min(threads or 4, 8),
-            device=device, res=options["res"], crop_ratio=options["crop_ratio"],
+            device=device, res=options["res"], crop_ratio=crop_ratio,
             border_crop=(border_crops or {}).get(name, 0), flip_tta=options["flip_tta"],
             id_subsets=subsets, precision=options["precision"])
-        results[name] = result
+        results[name] = {**result, "res": options["res"], "crop_ratio": crop_ratio}
         print(f"[evaluate] {name}: top-1 {100 * result['top1']:.2f}% on {result['n']} images", file=sys.stderr)
     write_result(out, results, {"model": str(model_path), "indexes": dict(test_sets)})
     return results

@@ -27,6 +27,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it 0600; results are for sharing
         os.replace(tmp, path)
     finally:
         if tmp.exists():

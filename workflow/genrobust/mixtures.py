@@ -1,11 +1,13 @@
-"""The training pool of a dataset, and mixtures as index lists into it.
+"""Training sources and mixtures: one beton per source, a mixture as rows of each source.
 
-The pool is the real train set followed by every generated strategy the dataset mixes with, in
-a fixed order; its FFCV beton is written once. A mixture (config.parse_mixture) selects, per
-source, the first n rows of a fixed seeded permutation of that source's rows, where n is a
-percentage of the real train set size (the paper's "100% = 130K"), or a share of a fixed total.
-So mixtures are deterministic, exact in size, and nested: the 25% subset lies inside the 50%
-one, which keeps comparisons across the mixture grid free of extra sampling noise.
+A source is the real train set ('real') or one generated strategy; each is written once into
+its own FFCV beton (`write_source`), so adding a strategy to a study writes one more beton and
+touches nothing already trained. A mixture (config.parse_mixture) selects, per source, the first
+n rows of a fixed seeded permutation of that source's rows, where n is a percentage of the real
+train set size (the paper's "100% = 130K"), or a share of a fixed total. So mixtures are
+deterministic, exact in size, and nested: the 25% subset lies inside the 50% one, which keeps
+comparisons across the mixture grid free of extra sampling noise. Training reads the sources of
+a mixture side by side (beton.create_mixture_loader), each batch in the mixture's proportions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from . import io
 from .config import ConfigError, parse_mixture
 from .seeding import derive_seed
 
-POOL_COLUMNS = ["path", "label", "wnid", "source"]
+SOURCE_COLUMNS = ["path", "label", "wnid", "source"]
+MIXTURE_COLUMNS = ["source", "index"]
 
 
 def label_rows(frame: pd.DataFrame, class_wnids: list[str], what: str) -> pd.Series:
@@ -30,25 +33,33 @@ def label_rows(frame: pd.DataFrame, class_wnids: list[str], what: str) -> pd.Ser
     return frame["wnid"].map(index).astype(int)
 
 
-def build_pool(real_index: str, generated: dict[str, str], class_wnids: list[str]) -> pd.DataFrame:
-    """Rows of the training beton: real first, then each generated source in sorted order."""
-    parts = []
-    real = io.read_csv(real_index)
-    parts.append(pd.DataFrame({"path": real["path"], "label": label_rows(real, class_wnids, real_index),
-                               "wnid": real["wnid"], "source": "real"}))
-    for source in sorted(generated):
-        manifest = io.read_csv(generated[source])
-        parts.append(pd.DataFrame({"path": io.resolve_manifest_paths(manifest, generated[source]),
-                                   "label": label_rows(manifest, class_wnids, generated[source]),
-                                   "wnid": manifest["wnid"], "source": source}))
-    return pd.concat(parts, ignore_index=True)[POOL_COLUMNS]
+def source_rows(table: str, source: str, class_wnids: list[str]) -> pd.DataFrame:
+    """The rows of one source's beton: a real index (paths as indexed) or a generated manifest
+    (paths relative to its folder), labelled by position in the class list."""
+    frame = io.read_csv(table)
+    paths = frame["path"] if source == "real" else io.resolve_manifest_paths(frame, table)
+    return pd.DataFrame({"path": paths, "label": label_rows(frame, class_wnids, table),
+                         "wnid": frame["wnid"], "source": source})[SOURCE_COLUMNS]
 
 
-def mixture_counts(mix: str, pool: pd.DataFrame) -> dict[str, int]:
-    """Images per source for mixture `mix`, checked against what the pool holds."""
+def write_source(table: str, source: str, classes: str, out_manifest: str, out_beton: str, options: dict,
+                 threads: int) -> pd.DataFrame:
+    """The convert stage of one source (or of the val set): its manifest and its beton."""
+    from .beton import write_beton
+    from .datasets import load_class_list
+
+    rows = source_rows(table, source, load_class_list(classes))
+    io.write_csv(out_manifest, rows)
+    print(f"[beton] {source}: {len(rows)} images -> {out_beton}", file=sys.stderr)
+    write_beton(rows, out_beton, num_workers=threads, **options)
+    return rows
+
+
+def mixture_counts(mix: str, available: dict[str, int]) -> dict[str, int]:
+    """Images per source for mixture `mix`, checked against the rows each source has
+    (`available`: source -> rows; 'real' must be there, it is the unit of the percentages)."""
     mixture = parse_mixture(mix)
-    available = pool["source"].value_counts().to_dict()
-    n_real = available.get("real", 0)
+    n_real = available["real"]
     counts = {}
     for source, percent in mixture.terms:
         base = mixture.total if mixture.total is not None else n_real
@@ -56,47 +67,36 @@ def mixture_counts(mix: str, pool: pd.DataFrame) -> dict[str, int]:
         have = available.get(source, 0)
         if n > have:
             raise ConfigError(
-                f"mixture '{mix}' needs {n} {source} images but the pool has {have}: "
+                f"mixture '{mix}' needs {n} {source} images but the source has {have}: "
                 + ("generate more (datasets.*.generate.<strategy>.train_per_class)" if source != "real"
                    else "the real train set is smaller than the fixed total"))
         counts[source] = n
     return counts
 
 
-def sample_mixture(pool: pd.DataFrame, mix: str, seed: int) -> np.ndarray:
-    """Sorted pool row indices of mixture `mix` (deterministic, exact size, nested across percentages)."""
-    chosen = []
-    for source, n in mixture_counts(mix, pool).items():
-        rows = np.flatnonzero(pool["source"].to_numpy() == source)
-        order = np.random.default_rng(derive_seed(seed, "mixture", source)).permutation(len(rows))
-        chosen.append(rows[order[:n]])
-    return np.sort(np.concatenate(chosen))
+def sample_mixture(available: dict[str, int], mix: str, seed: int) -> dict[str, np.ndarray]:
+    """Sorted row indices per source of mixture `mix` (deterministic, exact size, nested across
+    percentages: each source's rows come from one fixed seeded permutation of that source)."""
+    chosen = {}
+    for source, n in mixture_counts(mix, available).items():
+        order = np.random.default_rng(derive_seed(seed, "mixture", source)).permutation(available[source])
+        chosen[source] = np.sort(order[:n])
+    return chosen
 
 
-def write_pool(real_index: str, generated: dict[str, str], classes: str, out_manifest: str,
-               out_beton: str, options: dict, threads: int) -> pd.DataFrame:
-    """The convert stage of a training (or val) set: the pool manifest and its beton."""
-    from .beton import write_beton
-    from .datasets import load_class_list
-
-    pool = build_pool(real_index, generated, load_class_list(classes))
-    io.write_csv(out_manifest, pool)
-    print(f"[beton] {len(pool)} images {pool['source'].value_counts().to_dict()} -> {out_beton}", file=sys.stderr)
-    write_beton(pool, out_beton, num_workers=threads, **options)
-    return pool
-
-
-def write_mixture(pool_manifest: str, mix: str, seed: int, out: str) -> np.ndarray:
-    """The pool rows of one training mixture, as a one-column CSV (`index`)."""
-    pool = io.read_csv(pool_manifest)
-    indices = sample_mixture(pool, mix, seed)
-    io.write_csv(out, pd.DataFrame({"index": indices}))
-    print(f"[mixture] {mix}: {len(indices)} images {pool.iloc[indices]['source'].value_counts().to_dict()}",
-          file=sys.stderr)
-    return indices
+def write_mixture(tables: dict[str, str], mix: str, seed: int, out: str) -> dict[str, np.ndarray]:
+    """The rows of one training mixture as a CSV (source, index), from the row counts of the
+    real index and of each generated source's manifest (`tables`: source -> CSV)."""
+    available = {source: len(io.read_csv(table)) for source, table in tables.items()}
+    chosen = sample_mixture(available, mix, seed)
+    frame = pd.concat([pd.DataFrame({"source": s, "index": rows}) for s, rows in chosen.items()],
+                      ignore_index=True)
+    io.write_csv(out, frame[MIXTURE_COLUMNS])
+    print(f"[mixture] {mix}: {len(frame)} images {({s: len(r) for s, r in chosen.items()})}", file=sys.stderr)
+    return chosen
 
 
-def read_mixture(path: str) -> np.ndarray:
-    """Pool row indices written by write_mixture."""
-    return io.read_csv(path)["index"].to_numpy()
-
+def read_mixture(path: str) -> dict[str, np.ndarray]:
+    """Row indices per source, as write_mixture wrote them (sources in the file's order)."""
+    frame = io.read_csv(path)
+    return {str(s): rows["index"].to_numpy(dtype=np.int64) for s, rows in frame.groupby("source", sort=False)}

@@ -1,14 +1,19 @@
 """The paper's tables and figures, reduced from the per-dataset analysis tables.
 
 Tables are written in the paper's layout (rows: training data, columns: test sets, then
-Average) with values in percent, mean over architectures and seeds; a `_std` companion holds
-the standard deviation over those runs.
+Average) with values in percent, mean over architectures and seeds. The `_std` companion holds
+the seed std the paper quotes: the std over seeds of each architecture, averaged over
+architectures (not the spread between architectures); `_per_arch` has one row per (training
+data, architecture): mean and std over seeds. A report's `column_names` relabels its test sets
+(Tables 3, 4: Im-100, Im-Sketch-100, ...). Effective robustness is not shown for standard
+training (a real-only mixture: 0 by definition): Table 1 leaves the row out, Table 9 prints '-'.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ import pandas as pd
 
 from . import io
 from .config import TrainingRun
+from .robustness import fits_of
 
 # Figure 2's colours: real (green), generated (blue), real + generated (orange), then others.
 COLOURS = ["#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#999999"]
@@ -29,7 +35,7 @@ def run_of(path: str) -> dict:
 def collect_accuracy(evaluations: list[str], out: str) -> pd.DataFrame:
     """The collect stage: one row per (run, test set) of top-1/top-5 from evaluation JSONs, and
     one per ID subset (test set 'val@imagenet_r' ...: ID accuracy on a shift set's classes).
-    ImageNet-C's top-1 is its mean over corruptions."""
+    ImageNet-C's top-1 is its mean over corruptions, which `corruptions` names (';'-joined)."""
     rows = []
     for path in evaluations:
         run = run_of(path)
@@ -37,7 +43,8 @@ def collect_accuracy(evaluations: list[str], out: str) -> pd.DataFrame:
             if test_set == "meta":
                 continue
             top1 = result.get("mean_corruption_top1") or result["top1"]
-            rows.append({**run, "test_set": test_set, "top1": top1, "top5": result.get("top5"), "n": result["n"]})
+            rows.append({**run, "test_set": test_set, "top1": top1, "top5": result.get("top5"), "n": result["n"],
+                         "corruptions": ";".join(result.get("corruptions_averaged") or [])})
             for name, value in (result.get("id_subsets") or {}).items():
                 rows.append({**run, "test_set": f"{test_set}@{name}", "top1": value, "top5": None,
                              "n": (result.get("id_subsets_n") or {}).get(name)})
@@ -46,20 +53,53 @@ def collect_accuracy(evaluations: list[str], out: str) -> pd.DataFrame:
     return frame
 
 
+def corruptions_averaged(accuracy: pd.DataFrame, report: dict) -> str:
+    """'15 corruptions (brightness, ...)' of the report's ImageNet-C results, for the figure."""
+    if "corruptions" not in accuracy.columns:
+        return ""
+    lists = accuracy.loc[accuracy["test_set"].isin(report["test_sets"]), "corruptions"].dropna().unique()
+    names = sorted({c for joined in lists for c in str(joined).split(";") if c})
+    return f"{len(names)} corruptions ({', '.join(names)})" if names else ""
+
+
 def _runs_of(frame: pd.DataFrame, report: dict, mix: str) -> pd.DataFrame:
     return frame[(frame["dataset"] == report["dataset"]) & (frame["mix"] == mix)
                  & frame["arch"].isin(report["archs"]) & frame["seed"].isin(report["seeds"])]
 
 
+def is_standard_training(mix: str) -> bool:
+    """A real-only mixture (real_100, real_25, n_1300000+real_100): standard training, whose
+    effective robustness is 0 by definition."""
+    return all(term.startswith("real_") for term in mix.split("+") if not term.startswith("n_"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RowTable:
+    """A report's rows x test sets (+ Average), in percent: mean over runs, seed std (per
+    architecture over seeds, averaged over architectures), and per-architecture mean and std."""
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    per_arch: pd.DataFrame
+
+
+def _seed_stats(per_run: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
+    """Seed std averaged over architectures, and per-architecture (mean, std) over seeds, of a
+    (arch, seed) x column table; NaN std where an architecture has one seed."""
+    by_arch = per_run.groupby(level="arch", sort=False)
+    arch_std = by_arch.std(ddof=1)
+    return arch_std.mean(skipna=False), by_arch.mean(), arch_std
+
+
 def row_table(frame: pd.DataFrame, report: dict, value: str, test_sets: list[str],
-              names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(mean, std) tables of `value` x 100: one row per report row, one column per test set + Average."""
-    means, stds = {}, {}
+              names: dict[str, str]) -> RowTable:
+    """`value` x 100: one row per report row, one column per test set + Average (see RowTable)."""
+    means, stds, per_arch = {}, {}, []
     for label, mix in report["rows"].items():
         runs = _runs_of(frame, report, mix)
         if runs.empty:
             raise ValueError(f"no results for row '{label}' ({mix}) of dataset {report['dataset']}")
-        # Average over test sets per run first, so the Average column's std is over runs too.
+        # Average over test sets per run first, so the Average column's std is over seeds too.
         per_run = runs.pivot_table(index=["arch", "seed"], columns="test_set", values=value)
         missing = [t for t in test_sets if t not in per_run.columns]
         if missing:
@@ -67,20 +107,36 @@ def row_table(frame: pd.DataFrame, report: dict, value: str, test_sets: list[str
         per_run = per_run[test_sets] * 100
         per_run["Average"] = per_run.mean(axis=1)
         means[label] = per_run.mean()
-        stds[label] = per_run.std(ddof=1) if len(per_run) > 1 else per_run.mean() * np.nan
+        stds[label], arch_mean, arch_std = _seed_stats(per_run)
+        arch = arch_mean.join(arch_std.add_suffix(" std")).assign(seeds=per_run.groupby(level="arch").size())
+        arch = arch.reindex([a for a in report["archs"] if a in arch.index])  # the report's order
+        per_arch.append(arch.reset_index().assign(**{"Training data": label}))
     columns = {t: names.get(t, t) for t in test_sets}
     mean = pd.DataFrame(means).T.rename(columns=columns)
     std = pd.DataFrame(stds).T.rename(columns=columns)
     mean.index.name = std.index.name = "Training data"
-    return mean.round(2), std.round(2)
+    per_arch = pd.concat(per_arch, ignore_index=True).set_index(["Training data", "arch"])
+    per_arch = per_arch.rename(columns={**columns, **{f"{t} std": f"{n} std" for t, n in columns.items()}})
+    return RowTable(mean.round(2), std.round(2), per_arch.round(2))
 
 
-def write_table(mean: pd.DataFrame, std: pd.DataFrame, out_table: str) -> None:
-    with io.atomic_path(out_table) as tmp:
-        mean.to_csv(tmp)
-    out_std = Path(out_table).with_name(Path(out_table).stem + "_std.csv")
-    with io.atomic_path(out_std) as tmp:
-        std.to_csv(tmp)
+def companion(out_table: str, suffix: str) -> Path:
+    return Path(out_table).with_name(f"{Path(out_table).stem}_{suffix}.csv")
+
+
+def write_table(table: RowTable, out_table: str) -> None:
+    """The table, its `_std` (seed std) and `_per_arch` companions."""
+    for path, frame in ((Path(out_table), table.mean), (companion(out_table, "std"), table.std),
+                        (companion(out_table, "per_arch"), table.per_arch)):
+        with io.atomic_path(path) as tmp:
+            frame.to_csv(tmp)
+
+
+def _drop_standard_rows(table: RowTable, report: dict) -> RowTable:
+    """Table 1 without its real-only rows (the paper's Table 1 has no 'Real Data' row)."""
+    standard = [label for label, mix in report["rows"].items() if is_standard_training(mix)]
+    return RowTable(table.mean.drop(index=standard), table.std.drop(index=standard),
+                    table.per_arch.drop(index=standard, level="Training data"))
 
 
 def accuracy_bars(mean: pd.DataFrame, std: pd.DataFrame, out_figure: str, title: str) -> None:
@@ -136,12 +192,18 @@ def _long(mean: pd.DataFrame, std: pd.DataFrame, measure: str) -> pd.DataFrame:
     return frame.reset_index().assign(measure=measure)
 
 
+def column_names(report: dict) -> dict[str, str]:
+    """Test set -> column label: the report's own `column_names` over the test sets' names."""
+    return {**report["test_set_names"], **(report.get("column_names") or {})}
+
+
 def both_measures(accuracy: pd.DataFrame, robustness: pd.DataFrame, report: dict) -> pd.DataFrame:
     """Accuracy and effective robustness (percent) per row and shift set, plus their Average."""
-    names = report["test_set_names"]
+    names = column_names(report)
     acc = row_table(accuracy, report, "top1", report["test_sets"], names)
     er = row_table(robustness, report, "effective_robustness", report["test_sets"], names)
-    return pd.concat([_long(*acc, "accuracy"), _long(*er, "effective_robustness")], ignore_index=True)
+    return pd.concat([_long(acc.mean, acc.std, "accuracy"), _long(er.mean, er.std, "effective_robustness")],
+                     ignore_index=True)
 
 
 def mixture_grid(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
@@ -203,24 +265,33 @@ def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: 
     return frame
 
 
-def corruption_table(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
-    """Table 9: accuracy and effective robustness on ImageNet-C (mean over corruptions)."""
-    test_set = report["test_set_names"].get(report["test_sets"][0], report["test_sets"][0])
+def corruption_table(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str,
+                     averaged: str = "") -> pd.DataFrame:
+    """Table 9: accuracy and effective robustness on ImageNet-C (mean over the corruptions named
+    in `averaged`); the effective robustness of standard training is '-', as in the paper."""
+    test_set = column_names(report).get(report["test_sets"][0], report["test_sets"][0])
     picked = frame[frame["test_set"] == test_set]
     table = picked.pivot(index="Training data", columns="measure", values=["mean", "std"])  # keeps NaN stds
     table.columns = [f"{'Accuracy' if m == 'accuracy' else 'Effective Robustness'} (%)"
                      + (" std" if stat == "std" else "") for stat, m in table.columns]
     table = table.reindex(list(report["rows"]))[sorted(table.columns, key=lambda c: ("std" in c, c))].round(2)
+    standard = [label for label, mix in report["rows"].items() if is_standard_training(mix)]
+    er_columns = ["Effective Robustness (%)", "Effective Robustness (%) std"]
+    table.loc[standard, er_columns] = np.nan
+    written = table.astype(object)
+    written.loc[standard, er_columns] = "-"
     with io.atomic_path(out_table) as tmp:
-        table.to_csv(tmp)
+        written.to_csv(tmp)
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, column in zip(axes, ["Accuracy (%)", "Effective Robustness (%)"]):
-        ax.bar(range(len(table)), table[column], yerr=table[f"{column} std"].fillna(0), capsize=3,
+        ax.bar(range(len(table)), table[column].fillna(0), yerr=table[f"{column} std"].fillna(0), capsize=3,
                color=COLOURS[:len(table)])
         ax.set_xticks(range(len(table)), table.index, fontsize=8)
         ax.set_title(f"{test_set}: {column}", fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
+    if averaged:
+        fig.suptitle(textwrap.fill(f"mean over {averaged}", 140), fontsize=7)
     _save(fig, out_figure)
     return table
 
@@ -265,22 +336,28 @@ def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict,
     7-10); budget_curve (Figure 11); corruption_table (Table 9); loss_curves (Figure 12)."""
     if kind == "loss_curves":
         return loss_curves(metrics or [], report, out_table, out_figure)
-    names = report["test_set_names"]
+    names = column_names(report)
     accuracy = io.read_csv(accuracy_csv)
-    if kind in ("mixture_grid", "budget_curve", "corruption_table"):
+    if robustness_csv:  # the table says which line its effective robustness is measured against
+        io.write_csv(companion(out_table, "er_fit"), fits_of(io.read_csv(robustness_csv)))
+    if kind == "corruption_table":
         frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
-        return {"mixture_grid": mixture_grid, "budget_curve": budget_curve,
-                "corruption_table": corruption_table}[kind](frame, report, out_table, out_figure)
-    acc_mean, acc_std = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
+        return corruption_table(frame, report, out_table, out_figure, corruptions_averaged(accuracy, report))
+    if kind in ("mixture_grid", "budget_curve"):
+        frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
+        return {"mixture_grid": mixture_grid, "budget_curve": budget_curve}[kind](frame, report, out_table, out_figure)
+    acc = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
     if kind == "robustness_table":
-        mean, std = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
+        table = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
+        table = _drop_standard_rows(table, report)
     elif kind == "accuracy_table":
-        mean, std = acc_mean, acc_std
+        table = acc
     else:
         raise ValueError(f"unknown report kind '{kind}'")
-    write_table(mean, std, out_table)
-    n_runs = len(report["archs"]) * len(report["seeds"])
-    accuracy_bars(acc_mean.drop(columns="Average"), acc_std.drop(columns="Average"), out_figure,
-                  f"{report['dataset']}: accuracy by training data "
-                  + ("(1 run)" if n_runs == 1 else f"(mean of {n_runs} runs, bars: std)"))
-    return mean
+    write_table(table, out_table)
+    n_archs, n_seeds = len(report["archs"]), len(report["seeds"])
+    runs = f"{n_archs} architecture{'s' * (n_archs > 1)} x {n_seeds} seed{'s' * (n_seeds > 1)}"
+    accuracy_bars(acc.mean.drop(columns="Average"), acc.std.drop(columns="Average"), out_figure,
+                  f"{report['dataset']}: accuracy by training data (mean of {runs}"
+                  + (")" if n_seeds == 1 else ", bars: seed std)"))
+    return table.mean

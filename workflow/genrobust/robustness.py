@@ -9,7 +9,8 @@ accuracy the line predicts from its ID accuracy:
 For ImageNet-R and ObjectNet, which cover a subset of classes, the ID accuracy is measured on
 ImageNet val restricted to (and with logits masked to) those classes: the accuracy table names it
 '<id set>@<shift set>'. Accuracies are fractions in [0, 1]; they are clipped to
-[EPS, 1 - EPS] before the logit so that a toy model at 0% or 100% does not give infinities.
+[EPS, 1 - EPS] before the logit (imagenet-testbed's 1e-6) so that a toy model at 0% or 100%
+does not give infinities.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 
 from . import io
 
-EPS = 1e-3
+EPS = 1e-6
 RUN_KEYS = ["dataset", "mix", "arch", "seed"]
 
 
@@ -50,7 +51,7 @@ def fit_logit_line(id_accuracy, ood_accuracy) -> LinearFit:
     x, y = logit(id_accuracy), logit(ood_accuracy)
     if len(x) < 2 or np.ptp(x) == 0:
         raise ValueError(f"effective robustness needs >= 2 standard models with different ID accuracy; "
-                         f"got {len(x)} point(s) (robustness.reference_mixtures / reference_csv)")
+                         f"got {len(x)} point(s) (the report's reference: mixtures / csv)")
     slope, intercept = np.polyfit(x, y, 1)
     return LinearFit(float(slope), float(intercept), len(x))
 
@@ -96,23 +97,49 @@ def robustness_table(accuracy: pd.DataFrame, id_test_set: str, reference_mixture
             have = runs.dropna(subset=[id_col, test_set])
             standard = have[have["mix"].isin(reference_mixtures)]
             extra = reference_points(reference_csv, test_set, id_col)
-            fit = fit_logit_line(np.r_[standard[id_col].to_numpy(), extra["id_top1"].to_numpy()],
-                                 np.r_[standard[test_set].to_numpy(), extra["top1"].to_numpy()])
+            reference_id = np.r_[standard[id_col].to_numpy(), extra["id_top1"].to_numpy()]
+            fit = fit_logit_line(reference_id, np.r_[standard[test_set].to_numpy(), extra["top1"].to_numpy()])
+            about_fit = {"slope": fit.slope, "intercept": fit.intercept, "n_reference": fit.n_points,
+                         "n_reference_runs": len(standard), "n_reference_published": len(extra),
+                         "reference_id_min": float(reference_id.min()), "reference_id_max": float(reference_id.max())}
             predicted = fit.predict(have[id_col].to_numpy())
             for (_, run), pred in zip(have.iterrows(), predicted):
                 rows.append({**{k: run[k] for k in RUN_KEYS}, "test_set": test_set, "id_measure": id_col,
                              "id_top1": run[id_col], "top1": run[test_set], "predicted_top1": float(pred),
-                             "effective_robustness": float(run[test_set] - pred), "slope": fit.slope,
-                             "intercept": fit.intercept, "n_reference": fit.n_points})
+                             "effective_robustness": float(run[test_set] - pred), **about_fit})
     return pd.DataFrame(rows)
 
 
-def write_robustness_table(accuracy_csv: str, spec: dict, out: str) -> pd.DataFrame:
-    """The fit stage: effective robustness of every model in the accuracy table (spec: config's
-    `robustness` section plus `id_test_set`)."""
-    table = robustness_table(io.read_csv(accuracy_csv), spec["id_test_set"], spec["reference_mixtures"],
-                             spec.get("reference_csv"))
+FIT_COLUMNS = ["slope", "intercept", "n_reference", "n_reference_runs", "n_reference_published",
+               "reference_id_min", "reference_id_max"]
+
+
+def describe_reference(reference: dict) -> str:
+    parts = []
+    if reference.get("mixtures"):
+        parts.append("this study's runs on " + ", ".join(reference["mixtures"]))
+    if reference.get("csv"):
+        parts.append(reference["csv"].get("source") or reference["csv"]["path"])
+    return " + ".join(parts)
+
+
+def fits_of(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per shift set: the line its ER is measured against (points, ID range, reference)."""
+    keys = [c for c in ("test_set", "id_measure") if c in table.columns]
+    about = [c for c in (*FIT_COLUMNS, "reference") if c in table.columns]
+    return table.groupby(keys, sort=False)[about].first().reset_index()
+
+
+def write_robustness_table(accuracy_csv: str, reference: dict, out: str) -> pd.DataFrame:
+    """The fit stage of one report: effective robustness of each of its models against its
+    reference ({id_test_set, mixtures, csv}); each row names the line it was measured against."""
+    table = robustness_table(io.read_csv(accuracy_csv), reference["id_test_set"], reference["mixtures"],
+                             reference.get("csv"))
+    table["reference"] = describe_reference(reference)
     io.write_csv(out, table)
-    print(f"[robustness] {len(table)} (model, shift set) pairs -> {out}", file=sys.stderr)
+    for fit in fits_of(table).itertuples():
+        print(f"[robustness] {fit.test_set}: line through {fit.n_reference} standard models "
+              f"({fit.n_reference_runs} runs here + {fit.n_reference_published} published), ID "
+              f"{100 * fit.reference_id_min:.1f}-{100 * fit.reference_id_max:.1f}%", file=sys.stderr)
     return table
 

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -116,13 +116,21 @@ def _checked_rows(beton_path, manifest_path, indices, num_classes, backend, what
 
 
 @dataclass
-class TrainingData:
-    """Where a run's images come from: rows `indices` of the training beton (or manifest, for
-    the plain loader), and an optional validation set."""
+class TrainingSource:
+    """One source of a training mixture: its beton (FFCV) and manifest (plain loader), and the
+    rows of it the mixture uses (None: all)."""
 
-    train_beton: str | None
-    train_manifest: str | None
-    indices: np.ndarray
+    beton: str | None
+    manifest: str | None
+    indices: np.ndarray | None = None
+
+
+@dataclass
+class TrainingData:
+    """Where a run's images come from: rows of each source's beton (or manifest, for the plain
+    loader), and an optional validation set."""
+
+    sources: dict[str, TrainingSource]
     val_beton: str | None
     val_manifest: str | None
     backend: str = "auto"
@@ -131,29 +139,50 @@ class TrainingData:
     def has_val(self) -> bool:
         return self.val_beton is not None or self.val_manifest is not None
 
+    @property
+    def rows(self) -> int:
+        return sum(len(s.indices) for s in self.sources.values())
+
+    def digest(self) -> str:
+        """What the run trains on, for the checkpoint identity: every source's rows."""
+        h = hashlib.sha1()
+        for name in sorted(self.sources):
+            h.update(f"{name}:{_indices_digest(self.sources[name].indices)};".encode())
+        return h.hexdigest()
+
     @classmethod
-    def checked(cls, train_beton, train_manifest, train_indices, val_beton, val_manifest,
-                num_classes: int, backend: str) -> TrainingData:
-        n_rows = _checked_rows(train_beton, train_manifest, None, num_classes, backend, "training")
-        indices = (np.arange(n_rows, dtype=np.int64) if train_indices is None
-                   else np.asarray(train_indices, dtype=np.int64))
-        _checked_rows(train_beton, train_manifest, indices, num_classes, backend, "training")
-        data = cls(train_beton, train_manifest, indices, val_beton, val_manifest, backend)
+    def checked(cls, sources: dict[str, TrainingSource], val_beton, val_manifest, num_classes: int,
+                backend: str) -> TrainingData:
+        if not sources:
+            raise ValueError("no training source")
+        resolved = {}
+        for name, src in sources.items():
+            what = f"training source '{name}'"
+            n_rows = _checked_rows(src.beton, src.manifest, None, num_classes, backend, what)
+            indices = (np.arange(n_rows, dtype=np.int64) if src.indices is None
+                       else np.asarray(src.indices, dtype=np.int64))
+            _checked_rows(src.beton, src.manifest, indices, num_classes, backend, what)
+            resolved[name] = TrainingSource(src.beton, src.manifest, indices)
+        data = cls(resolved, val_beton, val_manifest, backend)
         if data.has_val:
             _checked_rows(val_beton, val_manifest, None, num_classes, backend, "validation")
         return data
+
+    def loader_backend(self) -> str:
+        first = next(iter(self.sources.values()))
+        return beton.choose_backend(first.beton, first.manifest, self.backend)
 
 
 def create_loaders(data: TrainingData, recipe: Recipe, batch: int, start_epoch: int, seed: int,
                    device, distributed: bool):
     """(train loader at the resolution of `start_epoch`, validation loader or None)."""
     channels_last = bool(recipe.channels_last)
-    train_loader = beton.create_train_loader(
-        data.train_beton, data.train_manifest, data.indices, batch, resolution_at(start_epoch, recipe),
-        recipe.num_workers, seed, device, distributed=distributed, order="random",
-        os_cache=True, channels_last=channels_last, backend=data.backend)
+    train_loader = beton.create_mixture_loader(
+        {name: (src.beton, src.manifest, src.indices) for name, src in data.sources.items()},
+        batch, resolution_at(start_epoch, recipe), recipe.num_workers, seed, device,
+        distributed=distributed, os_cache=True, channels_last=channels_last, backend=data.backend)
     if len(train_loader) == 0:
-        raise ValueError(f"{len(data.indices)} training images make no full batch of {batch}")
+        raise ValueError(f"{data.rows} training images make no full batch of {batch}")
     val_loader = None
     if data.has_val:
         val_loader = beton.create_val_loader(
@@ -183,10 +212,17 @@ class TrainingRun:
     criterion: nn.Module
     identity: dict
     net: nn.Module | None = None
+    processes: int = 1
+    resumed_from: dict | None = None  # the runtime of the checkpoint a resumed run started from
+
+    def runtime(self) -> dict:
+        """What changes a run's arithmetic without changing the run: kept in the checkpoint, so
+        that a resume under other conditions says it will not be bit-identical."""
+        return {"threads": torch.get_num_threads(), "processes": self.processes, "device": self.device.type}
 
     @classmethod
     def create(cls, arch, class_wnids, recipe: Recipe, seed: int, device, total_batch: int,
-               indices: np.ndarray) -> TrainingRun:
+               data: TrainingData) -> TrainingRun:
         precision = recipe.precision if device.type == "cuda" else "fp32"
         memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         torch.manual_seed(seed)  # the initial weights
@@ -194,7 +230,7 @@ class TrainingRun:
         model = model.to(device=device, memory_format=memory_format)
         peak = peak_lr(recipe, total_batch)
         identity = {"arch": arch, "num_classes": len(class_wnids), "class_wnids": class_wnids,
-                    "seed": seed, "recipe": recipe.as_dict(), "train_indices": _indices_digest(indices)}
+                    "seed": seed, "recipe": recipe.as_dict(), "train_rows": data.digest()}
         return cls(arch, class_wnids, recipe, seed, device, precision, peak, model,
                    create_optimizer(model, recipe, peak),
                    torch.amp.GradScaler("cuda", enabled=(precision == "fp16")),
@@ -210,6 +246,13 @@ class TrainingRun:
         if differs:
             raise ValueError(f"checkpoint {checkpoint_path} belongs to a different run "
                              f"(differs in {differs}); delete it to start afresh")
+        before, now = ckpt.get("runtime", {}), self.runtime()
+        changed = {k: (before[k], now[k]) for k in now if k in before and before[k] != now[k]}
+        if changed and say:
+            print(f"NOTICE: resuming {checkpoint_path} with " + ", ".join(
+                f"{k} {b} -> {n}" for k, (b, n) in changed.items()) + ": kernels round differently, so the "
+                "result will not be bit-identical to an uninterrupted run (run.json records both)", file=sys.stderr)
+        self.resumed_from = before
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler.is_enabled() and ckpt.get("scaler"):
@@ -221,9 +264,9 @@ class TrainingRun:
 
     def save_checkpoint(self, checkpoint_path: Path, epochs_done: int, metrics: list[dict]) -> None:
         with atomic_path(checkpoint_path, suffix=".pt") as tmp:
-            torch.save({"identity": self.identity, "epoch": epochs_done, "metrics": metrics,
-                        "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scaler": self.scaler.state_dict()}, tmp)
+            torch.save({"identity": self.identity, "runtime": self.runtime(), "epoch": epochs_done,
+                        "metrics": metrics, "model": self.model.state_dict(),
+                        "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}, tmp)
 
     def save_model(self, out_model) -> None:
         """The trained classifier: what `load_classifier` reads."""
@@ -288,19 +331,22 @@ def write_run_record(path, run: TrainingRun, data: TrainingData, processes: int,
         "arch": run.arch, "seed": run.seed, "class_wnids": run.class_wnids,
         "recipe": run.recipe.as_dict(), "resolved": {"peak_lr": run.peak, "ramp": list(ramp(run.recipe)),
                                                     "precision": run.precision},
-        "train_rows": len(data.indices), "train_indices_sha1": run.identity["train_indices"],
+        "train_rows": data.rows, "sources": {name: len(src.indices) for name, src in data.sources.items()},
+        "train_rows_sha1": run.identity["train_rows"],
         "processes": processes, "threads": torch.get_num_threads(), "device": str(run.device),
+        "resumed_from": run.resumed_from,
         "loader": backend, "torch": torch.__version__})
 
 
 # ----------------------------------------------------------------------------- the whole run
 
 
-def train_classifier(train_beton, train_manifest, train_indices, val_beton, val_manifest,
+def train_classifier(sources: Mapping[str, TrainingSource], val_beton, val_manifest,
                      class_wnids: Sequence[str], arch: str, recipe: Recipe | dict, seed: int,
                      out_model, out_metrics, checkpoint_path, device=None, threads=None,
                      *, out_run=None, backend: str = "auto", keep_checkpoint: bool = False) -> list[dict]:
-    """Train `arch` from scratch on the given rows of the training beton/manifest.
+    """Train `arch` from scratch on the given rows of the training sources (one: a plain
+    training set; several: a mixture, every batch in the sources' proportions).
 
     Resumes from `checkpoint_path` when it exists (see the module docstring) and removes it at
     the end unless keep_checkpoint. Writes `out_model` (torch.save of a dict: arch, num_classes,
@@ -318,9 +364,9 @@ def train_classifier(train_beton, train_manifest, train_indices, val_beton, val_
         total_batch = int(recipe.batch_size)
         if total_batch % d.world:
             raise ValueError(f"batch_size {total_batch} is not divisible by {d.world} processes")
-        data = TrainingData.checked(train_beton, train_manifest, train_indices, val_beton,
-                                    val_manifest, len(class_wnids), backend)
-        run = TrainingRun.create(arch, class_wnids, recipe, int(seed), device, total_batch, data.indices)
+        data = TrainingData.checked(dict(sources), val_beton, val_manifest, len(class_wnids), backend)
+        run = TrainingRun.create(arch, class_wnids, recipe, int(seed), device, total_batch, data)
+        run.processes = d.world
         checkpoint_path = Path(checkpoint_path)
         start_epoch, metrics = run.resume(checkpoint_path, say=d.main)
         if d.main:  # the metrics file always matches the checkpoint's epochs
@@ -329,7 +375,7 @@ def train_classifier(train_beton, train_manifest, train_indices, val_beton, val_
                                                   run.seed, device, distributed=d.world > 1)
         if d.main:
             write_run_record(out_run or Path(out_metrics).with_name("run.json"), run, data, d.world,
-                             beton.choose_backend(data.train_beton, data.train_manifest, backend))
+                             data.loader_backend())
         run.net = run.model
         if d.world > 1:
             run.net = nn.parallel.DistributedDataParallel(

@@ -1,14 +1,15 @@
-# Reduce per-job JSON into one accuracy table per dataset, then fit effective robustness.
+# Each report's own analysis: the accuracies of exactly its runs, then the effective-robustness
+# fit against its reference (its real-only runs and/or published standard models), so that a
+# report's target trains and evaluates nothing another report alone needs.
 
 
 rule collect_accuracy:
     input:
-        evaluations=dataset_evaluations,
-        metrics=dataset_metrics,
+        evaluations=report_evaluations,
     output:
-        f"{OUT}/analysis/{{dataset}}/accuracy.csv",
+        f"{OUT}/analysis/{{report}}/accuracy.csv",
     log:
-        f"{OUT}/logs/collect_accuracy/{{dataset}}.log",
+        f"{OUT}/logs/collect_accuracy/{{report}}.log",
     localrule: True
     conda:
         ENV
@@ -20,19 +21,19 @@ rule collect_accuracy:
 
 rule fit_effective_robustness:
     input:
-        accuracy=f"{OUT}/analysis/{{dataset}}/accuracy.csv",
+        accuracy=f"{OUT}/analysis/{{report}}/accuracy.csv",
     output:
-        f"{OUT}/analysis/{{dataset}}/robustness.csv",
+        f"{OUT}/analysis/{{report}}/robustness.csv",
     log:
-        f"{OUT}/logs/fit_effective_robustness/{{dataset}}.log",
+        f"{OUT}/logs/fit_effective_robustness/{{report}}.log",
     localrule: True
     conda:
         ENV
     params:
         cli=GENROBUST,
-        spec=json.dumps(config["robustness"] | {"id_test_set": config["evaluation"]["id_test_set"]}),
+        reference=reference_json,
     shell:
-        "{params.cli} robustness --accuracy {input.accuracy} --spec {params.spec:q} --out {output} 2> {log}"
+        "{params.cli} robustness --accuracy {input.accuracy} --reference {params.reference:q} --out {output} 2> {log}"
 
 
 # Optional throughput benchmarks of the machine the jobs run on (config `benchmarks:`; rule all
@@ -54,7 +55,7 @@ rule benchmark_generation:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("generation", {})),
+        options=json.dumps(config.get("benchmarks", {}).get("generation", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-generation --options {params.options:q} --threads {threads} "
         "--json-out {output} > {log} 2>&1"
@@ -74,7 +75,7 @@ rule benchmark_training:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("training", {})),
+        options=json.dumps(config.get("benchmarks", {}).get("training", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-training --options {params.options:q} --threads {threads} "
         "--json-out {output} > {log} 2>&1"

@@ -9,15 +9,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from genrobust.config import (
     CLASS_CONDITIONED_KINDS,
+    ER_KINDS,
     RUN_DIR,
     ConfigError,
     TrainingRun,
     active_reports,
     check_config,
     generated_datasets,
-    generated_sources,
     generation_plan,
+    parse_mixture,
+    report_reference,
     report_rows,
+    report_runs,
     report_test_sets,
     skipped_reports,
     training_runs,
@@ -70,6 +73,8 @@ wildcard_constraints:
     arch=r"[A-Za-z0-9_.]+",
     seed=r"\d+",
     test_set=r"[a-z][a-z0-9_]*",
+    source=r"[a-z][a-z0-9]*",
+    report=r"[a-z][a-z0-9_]*",
 
 
 # ----------------------------------------------------------------------------- data
@@ -115,7 +120,13 @@ def test_set_options(wildcards):
         options.append("--severities " + " ".join(map(str, spec["severities"])))
     if spec.get("corruptions"):
         options.append("--corruptions " + " ".join(spec["corruptions"]))
+    if spec["complete"]:
+        options.append("--complete")
     return " ".join(options)
+
+
+def dataset_index_options(wildcards):
+    return "--allow-empty-classes" if config["datasets"][wildcards.dataset]["allow_empty_classes"] else ""
 
 
 # ----------------------------------------------------------------------------- generate
@@ -180,15 +191,49 @@ def shard_manifests(wildcards):
 # ----------------------------------------------------------------------------- convert / train
 
 
-def pool_generated_manifests(wildcards):
-    return {
-        s: f"{OUT}/generate/{wildcards.dataset}/{s}/train/manifest.csv"
-        for s in generated_sources(config, wildcards.dataset)
+def source_table(wildcards):
+    """What a training source's beton is written from: the real index or a generated manifest."""
+    if wildcards.source == "real":
+        return f"{OUT}/index/{wildcards.dataset}/train.csv"
+    return f"{OUT}/generate/{wildcards.dataset}/{wildcards.source}/train/manifest.csv"
+
+
+def mixture_sources(wildcards):
+    return parse_mixture(wildcards.mix).sources
+
+
+def mixture_tables(wildcards):
+    """The row counts a mixture is sampled from: the real index (100% = its size) and the
+    manifest of each generated source of the mixture."""
+    tables = {"real": f"{OUT}/index/{wildcards.dataset}/train.csv"}
+    for s in mixture_sources(wildcards):
+        if s != "real":
+            tables[s] = f"{OUT}/generate/{wildcards.dataset}/{s}/train/manifest.csv"
+    return tables
+
+
+def mixture_table_args(wildcards, input):
+    return " ".join(f"--table {s}={input[s]}" for s in mixture_tables(wildcards))
+
+
+def training_inputs(wildcards):
+    """The mixture's rows, the beton and manifest of each of its sources, and the val set."""
+    base = f"{OUT}/beton/{wildcards.dataset}"
+    inputs = {
+        "mixture": f"{OUT}/mix/{wildcards.dataset}/mix~{wildcards.mix}.csv",
+        "val_beton": f"{base}/val.beton",
+        "val_manifest": f"{base}/val.csv",
     }
+    for s in mixture_sources(wildcards):
+        inputs[f"{s}_beton"] = f"{base}/train/{s}.beton"
+        inputs[f"{s}_manifest"] = f"{base}/train/{s}.csv"
+    return inputs
 
 
-def pool_generated_args(wildcards, input):
-    return " ".join(f"{s}={input[s]}" for s in pool_generated_manifests(wildcards))
+def training_source_args(wildcards, input):
+    return " ".join(
+        f"--source {s} {input[f'{s}_beton']} {input[f'{s}_manifest']}" for s in mixture_sources(wildcards)
+    )
 
 
 def recipe_json(wildcards):
@@ -196,7 +241,7 @@ def recipe_json(wildcards):
 
 
 def beton_options(wildcards):
-    return json.dumps(config["datasets"][wildcards.dataset]["beton"])
+    return json.dumps(config["datasets"][wildcards.dataset]["beton"], sort_keys=True)
 
 
 def checkpoint_path(wildcards):
@@ -234,12 +279,18 @@ def evaluation_set_args(wildcards, input):
 # ----------------------------------------------------------------------------- analysis / report
 
 
-def dataset_evaluations(wildcards):
-    return [f"{OUT}/eval/{run.dir}/evaluation.json" for run in RUNS if run.dataset == wildcards.dataset]
+def report_evaluations(wildcards):
+    """The evaluations of exactly the runs one report needs (its rows and reference runs)."""
+    spec = config["reports"][wildcards.report]
+    return [f"{OUT}/eval/{run.dir}/evaluation.json" for run in report_runs(config, spec)]
 
 
-def dataset_metrics(wildcards):
-    return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in RUNS if run.dataset == wildcards.dataset]
+def reference_json(wildcards):
+    """The report's effective-robustness reference, for the fit."""
+    spec = config["reports"][wildcards.report]
+    return json.dumps(
+        {"id_test_set": config["evaluation"]["id_test_set"]} | report_reference(spec, config), sort_keys=True
+    )
 
 
 def report_spec(name):
@@ -250,11 +301,19 @@ def report_spec(name):
 
 
 def report_inputs(name):
-    dataset = config["reports"][name]["dataset"]
-    return {
-        "accuracy": f"{OUT}/analysis/{dataset}/accuracy.csv",
-        "robustness": f"{OUT}/analysis/{dataset}/robustness.csv",
-    }
+    """A loss-curve figure reads training metrics only; a table its runs' accuracies, and the
+    effective-robustness fit when it reports ER."""
+    spec = config["reports"][name]
+    if spec["kind"] == "loss_curves":
+        return {}
+    inputs = {"accuracy": f"{OUT}/analysis/{name}/accuracy.csv"}
+    if spec["kind"] in ER_KINDS:
+        inputs["robustness"] = f"{OUT}/analysis/{name}/robustness.csv"
+    return inputs
+
+
+def report_input_args(wildcards, input):
+    return " ".join(f"--{key} {input[key]}" for key in ("accuracy", "robustness") if key in input.keys())
 
 
 def report_figure(name):
@@ -272,12 +331,7 @@ def report_metrics(name):
     spec = config["reports"][name]
     if spec["kind"] != "loss_curves":
         return []
-    return [
-        f"{OUT}/train/{TrainingRun(spec['dataset'], mix, arch, seed).dir}/metrics.jsonl"
-        for mix in report_rows(spec).values()
-        for arch in spec["archs"]
-        for seed in spec["seeds"]
-    ]
+    return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in report_runs(config, spec)]
 
 
 def report_metrics_arg(wildcards, input):
@@ -296,3 +350,6 @@ def final_outputs():
         targets += [t for t in report_outputs(name) if t not in targets]
     targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
     return targets
+
+
+include: "resources.smk"

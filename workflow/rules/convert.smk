@@ -1,32 +1,31 @@
-# FFCV betons. One training beton per dataset holds the real train set and every generated
-# strategy it mixes with (the "pool"); each mixture is an index list into it, so no image is
-# written twice however many mixtures the study trains.
+# FFCV betons: one per training source (the real train set, each generated set) and one for
+# the val set. A mixture is rows of each of its sources, so no image is written twice however
+# many mixtures the study trains, and a strategy added later writes one more beton and
+# touches no existing training.
 
 
-rule write_train_beton:
+rule write_source_beton:
     input:
-        unpack(pool_generated_manifests),
-        real=f"{OUT}/index/{{dataset}}/train.csv",
+        table=source_table,
     output:
-        manifest=f"{OUT}/beton/{{dataset}}/train.csv",
-        beton=protected(f"{OUT}/beton/{{dataset}}/train.beton"),
+        manifest=f"{OUT}/beton/{{dataset}}/train/{{source}}.csv",
+        beton=protected(f"{OUT}/beton/{{dataset}}/train/{{source}}.beton"),
     log:
-        f"{OUT}/logs/write_train_beton/{{dataset}}.log",
+        f"{OUT}/logs/write_source_beton/{{dataset}}-{{source}}.log",
     benchmark:
-        f"{OUT}/benchmarks/write_train_beton/{{dataset}}.tsv"
+        f"{OUT}/benchmarks/write_source_beton/{{dataset}}-{{source}}.tsv"
     conda:
         ENV
     threads: 16
     resources:
-        mem_mb=32000,
-        runtime=600,
+        mem_mb=source_beton_mem_mb,
+        runtime=source_beton_runtime,
     params:
         cli=GENROBUST,
-        generated=pool_generated_args,
         classes=dataset_classes,
         beton=beton_options,
     shell:
-        "{params.cli} write-beton --real {input.real} --generated {params.generated} "
+        "{params.cli} write-beton --table {input.table} --source {wildcards.source} "
         "--classes {params.classes:q} --options {params.beton:q} --threads {threads} "
         "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
 
@@ -45,21 +44,21 @@ rule write_val_beton:
         ENV
     threads: 16
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=val_beton_mem_mb,
+        runtime=val_beton_runtime,
     params:
         cli=GENROBUST,
         classes=dataset_classes,
         beton=beton_options,
     shell:
-        "{params.cli} write-beton --real {input.real} --classes {params.classes:q} "
+        "{params.cli} write-beton --table {input.real} --source real --classes {params.classes:q} "
         "--options {params.beton:q} --threads {threads} "
         "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
 
 
 rule sample_mixture:
     input:
-        pool=f"{OUT}/beton/{{dataset}}/train.csv",
+        unpack(mixture_tables),
     output:
         f"{OUT}/mix/{{dataset}}/mix~{{mix}}.csv",
     log:
@@ -70,6 +69,7 @@ rule sample_mixture:
     params:
         cli=GENROBUST,
         seed=config["seed"],
+        tables=mixture_table_args,
     shell:
-        "{params.cli} sample-mixture --pool {input.pool} --mix {wildcards.mix:q} --seed {params.seed} "
+        "{params.cli} sample-mixture {params.tables} --mix {wildcards.mix:q} --seed {params.seed} "
         "--out {output} 2> {log}"

@@ -13,10 +13,14 @@ if DEMO:
             f"{OUT}/benchmarks/make_demo_data.tsv"
         conda:
             ENV
+        threads: 1
+        resources:
+            mem_mb=demo_mem_mb,
+            runtime=demo_runtime,
         params:
             cli=DEMO_CLI,
             root=parent_folder,
-            demo=json.dumps(DEMO),
+            demo=json.dumps(DEMO, sort_keys=True),
             seed=config["seed"],
         shell:
             "{params.cli} data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
@@ -30,6 +34,10 @@ if DEMO:
             f"{OUT}/benchmarks/build_demo_models.tsv"
         conda:
             ENV
+        threads: 1
+        resources:
+            mem_mb=demo_mem_mb,
+            runtime=demo_runtime,
         params:
             cli=DEMO_CLI,
             root=parent_folder,
@@ -49,12 +57,18 @@ rule index_dataset:
         f"{OUT}/benchmarks/index_dataset/{{dataset}}-{{split}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=index_mem_mb,
+        runtime=index_runtime,
     params:
         cli=GENROBUST,
         root=dataset_root,
         classes=dataset_classes,
+        options=dataset_index_options,
     shell:
-        "{params.cli} index-dataset --root {params.root:q} --classes {params.classes:q} --out {output} 2> {log}"
+        "{params.cli} index-dataset --root {params.root:q} --classes {params.classes:q} {params.options} "
+        "--out {output} 2> {log}"
 
 
 rule index_test_set:
@@ -68,6 +82,10 @@ rule index_test_set:
         f"{OUT}/benchmarks/index_test_set/{{test_set}}.tsv"
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=index_mem_mb,
+        runtime=index_test_runtime,
     params:
         cli=GENROBUST,
         kind=test_set_kind,

@@ -17,12 +17,12 @@ rule evaluate_model:
     threads: 8
     resources:
         gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        mem_mb=evaluation_mem_mb,
+        runtime=evaluation_runtime,
     params:
         cli=GENROBUST,
         sets=evaluation_set_args,
-        options=json.dumps(config["evaluation"]),
+        options=json.dumps(config["evaluation"], sort_keys=True),
     shell:
         "{params.cli} evaluate --model {input.model} {params.sets} --options {params.options:q} "
         "--threads {threads} --out {output} 2> {log}"

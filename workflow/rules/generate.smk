@@ -13,11 +13,11 @@ rule generate_shard:
         f"{OUT}/benchmarks/generate_shard/{{dataset}}/{{strategy}}-{{split}}-{{shard}}.tsv"
     conda:
         ENV
-    threads: 4
+    threads: 8
     resources:
         gpu=1,
-        mem_mb=32000,
-        runtime=720,
+        mem_mb=shard_mem_mb,
+        runtime=shard_runtime,
     params:
         cli=GENROBUST,
         spec=strategy_spec,

@@ -10,8 +10,8 @@ for name, spec in REPORTS.items():
             **report_inputs(name),
             metrics=report_metrics(name),
         output:
-            table=f"{OUT}/{name}.csv",
-            figure=report(report_figure(name), caption="../report/figures.rst", category=name),
+            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=name),
+            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
         log:
             f"{OUT}/logs/make_{name}.log",
         localrule: True
@@ -22,6 +22,7 @@ for name, spec in REPORTS.items():
             kind=spec["kind"],
             spec=report_spec(name),
             metrics=report_metrics_arg,
+            inputs=report_input_args,
         shell:
-            "{params.cli} report --kind {params.kind} --accuracy {input.accuracy} --robustness {input.robustness} "
-            "{params.metrics} --spec {params.spec:q} --out-table {output.table} --out-figure {output.figure} 2> {log}"
+            "{params.cli} report --kind {params.kind} {params.inputs} {params.metrics} --spec {params.spec:q} "
+            "--out-table {output.table} --out-figure {output.figure} 2> {log}"

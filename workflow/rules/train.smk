@@ -1,14 +1,11 @@
-# One job per (dataset, mixture, architecture, seed). The checkpoint lives outside the declared
-# outputs, so a preempted job that is re-run resumes from its last epoch.
+# One job per (dataset, mixture, architecture, seed), reading the betons of the mixture's own
+# sources only. The checkpoint lives outside the declared outputs, so a preempted job that is
+# re-run resumes from its last epoch.
 
 
 rule train_classifier:
     input:
-        beton=f"{OUT}/beton/{{dataset}}/train.beton",
-        manifest=f"{OUT}/beton/{{dataset}}/train.csv",
-        indices=f"{OUT}/mix/{{dataset}}/mix~{{mix}}.csv",
-        val_beton=f"{OUT}/beton/{{dataset}}/val.beton",
-        val_manifest=f"{OUT}/beton/{{dataset}}/val.csv",
+        unpack(training_inputs),
     output:
         model=protected(f"{OUT}/train/{RUN_DIR}/model.pt"),
         metrics=ensure(f"{OUT}/train/{RUN_DIR}/metrics.jsonl", non_empty=True),
@@ -22,15 +19,16 @@ rule train_classifier:
     threads: 16
     resources:
         gpu=1,
-        mem_mb=64000,
-        runtime=2880,
+        mem_mb=training_mem_mb,
+        runtime=training_runtime,
     params:
         cli=train_launcher,
         recipe=recipe_json,
         classes=dataset_classes,
         checkpoint=checkpoint_path,
+        sources=training_source_args,
     shell:
-        "{params.cli} train --beton {input.beton} --manifest {input.manifest} --indices {input.indices} "
+        "{params.cli} train {params.sources} --mixture {input.mixture} "
         "--val-beton {input.val_beton} --val-manifest {input.val_manifest} --classes {params.classes:q} "
         "--arch {wildcards.arch} --seed {wildcards.seed} --recipe {params.recipe:q} --threads {threads} "
         "--checkpoint {params.checkpoint} --out-model {output.model} --out-metrics {output.metrics} --out-run {output.run} 2> {log}"

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from ..images import to_rgb
 from ._random import TAG_DEEPAUGMENT, streams, torch_generator
 from .cae import CAE, build_cae, perturb_cae_weights
 from .edsr import EDSR, build_edsr, perturb_edsr_weights
@@ -131,7 +132,7 @@ def _as_pil_list(images) -> list[Image.Image]:
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise ValueError(f"images: expected a uint8 N,H,W,3 array, got {arr.dtype} {arr.shape}")
         return [Image.fromarray(a) for a in arr]
-    return [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+    return [to_rgb(im) for im in images]
 
 
 def _to_tensor(img: Image.Image, device) -> torch.Tensor:
@@ -212,10 +213,11 @@ def deepaugment(images, seeds: Sequence[int], nets: DeepAugmentNets, device=None
     still binarises stochastically, with the same noise as the perturbed run of that seed).
 
     Resolution: the original resizes to short side 128 for EDSR (output 512) and 512 for the
-    CAE. By default we work at the image's own scale: EDSR's input is the image at 1/4 size, so
-    the x4 output has the input's size; the CAE runs at the input size. `edsr_input_size` /
-    `cae_input_size` (short side; 128 / 512 reproduce the original) resize before the net; the
-    output is always resized back to the input's size.
+    CAE; `edsr_input_size` / `cae_input_size` (short side) resize before the net, and a
+    deepaugment strategy passes 128 / 512 unless config says otherwise. None (this function's
+    default, fast for tests) works at the image's own scale: EDSR's input is the image at 1/4
+    size, so the x4 output has the input's size; the CAE runs at the input size. The output is
+    always resized back to the input's size, so a copy keeps its real twin's aspect.
     """
     del device  # the nets carry their device (kept in the signature for the callers)
     pils = _as_pil_list(images)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from ..datasets import IMAGE_EXTENSIONS
+from ..images import open_rgb, to_rgb
 from ._random import TAG_PIXMIX, streams
 
 # ------------------------------------------------------------- operations (pixmix_utils.py)
@@ -152,7 +153,7 @@ def _prepare_mixing_picture(pic: Image.Image, size: tuple[int, int], rng: np.ran
     """The original's mixing-set transform, Resize(256) + RandomCrop(224) for 224 px ImageNet
     crops (imagenet.py; cifar.py: Resize(36) + RandomCrop(32)): resize the short side to
     round(max(W, H) * 256 / 224), then crop W x H at a random offset."""
-    pic = pic if pic.mode == "RGB" else pic.convert("RGB")
+    pic = to_rgb(pic)
     w, h = size
     short = max(1, round(max(w, h) * 256 / 224))
     pw, ph = pic.size
@@ -166,8 +167,7 @@ def _prepare_mixing_picture(pic: Image.Image, size: tuple[int, int], rng: np.ran
 def _open_picture(p) -> Image.Image:
     if isinstance(p, Image.Image):
         return p
-    with Image.open(p) as im:
-        return im.convert("RGB")
+    return open_rgb(p)
 
 
 def pixmix(image: Image.Image, mixing_pictures: Sequence | Callable[[int], Image.Image], seed: int,
@@ -189,7 +189,7 @@ def pixmix(image: Image.Image, mixing_pictures: Sequence | Callable[[int], Image
     """
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    orig = image if image.mode == "RGB" else image.convert("RGB")
+    orig = to_rgb(image)
     rng, rng_pic = streams(seed, TAG_PIXMIX, 2)
     pick = int(rng_pic.integers(2**63))
     aug_list = AUGMENTATIONS_ALL if all_ops else AUGMENTATIONS

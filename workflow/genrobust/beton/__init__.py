@@ -1,7 +1,8 @@
 """FFCV .beton datasets and the training/validation loaders, with a plain PyTorch fallback.
 
-One beton holds every image of a manifest (columns `path`, `label`) in manifest order, so a
-training mixture (real + generated) is just a list of row indices into it.
+One beton holds every image of a manifest (columns `path`, `label`) in manifest order: one per
+training source (the real set, each generated set) and one for the val set. A training mixture
+is rows of each of its sources, read side by side (`mixture`).
 
 Two backends: `ffcv` reads the beton (ffcv's Loader with seeded crop/flip ops), `plain` reads
 the manifest's image files through a torch DataLoader when ffcv is absent or not asked for
@@ -24,7 +25,8 @@ Normalisation runs in torch on the target device: FFCV's `NormalizeImage` needs 
 
 Modules: `writer` (manifest -> beton, row counts, labels), `draws` (epoch order, crop/flip
 draws), `batches` (the common iterable, device resolution), `ffcv_backend`, `plain`,
-`loaders` (backend choice and the backend-neutral factories).
+`loaders` (backend choice and the backend-neutral factories), `mixture` (several sources'
+loaders side by side).
 """
 
 from genrobust.beton.batches import resolve_device
@@ -33,6 +35,7 @@ from genrobust.beton.ffcv_backend import (
     create_ffcv_train_loader, create_ffcv_val_loader, ffcv_available,
 )
 from genrobust.beton.loaders import choose_backend, create_train_loader, create_val_loader
+from genrobust.beton.mixture import create_mixture_loader, split_batch
 from genrobust.beton.plain import create_plain_train_loader, create_plain_val_loader
 from genrobust.beton.writer import (
     beton_labels, manifest_columns, num_rows, read_manifest, write_beton,
@@ -41,6 +44,7 @@ from genrobust.beton.writer import (
 __all__ = [
     "write_beton", "beton_labels", "num_rows", "read_manifest", "manifest_columns",
     "ffcv_available", "choose_backend", "create_train_loader", "create_val_loader",
+    "create_mixture_loader", "split_batch",
     "create_ffcv_train_loader", "create_ffcv_val_loader", "create_plain_train_loader",
     "create_plain_val_loader", "epoch_order", "resolve_device", "ORDERS", "DEFAULT_SCALE",
     "DEFAULT_RATIO",

@@ -23,7 +23,8 @@ class Batches:
     """What the loader factories return: iterate for one epoch of (images, labels).
 
     `set_epoch(e)` picks the epoch order (and augmentation draws); `set_resolution(r)` the
-    output side for the following iteration. `len()` is the number of batches per epoch.
+    output side for the following iteration. `len()` is the number of batches per epoch, at
+    most `max_batches` when set (a mixture stops all its sources at the shortest one).
     """
 
     backend = "?"
@@ -35,6 +36,7 @@ class Batches:
         self.channels_last = channels_last
         self.resolution = int(resolution)
         self.epoch = 0
+        self.max_batches: int | None = None
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).mul(255).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).mul(255).view(1, 3, 1, 1)
 
@@ -58,5 +60,10 @@ class Batches:
     def __iter__(self) -> Iterator:
         raise NotImplementedError
 
-    def __len__(self) -> int:
+    def batches_per_epoch(self) -> int:
+        """Batches of a whole epoch, before max_batches."""
         raise NotImplementedError
+
+    def __len__(self) -> int:
+        n = self.batches_per_epoch()
+        return n if self.max_batches is None else min(n, self.max_batches)

@@ -103,7 +103,9 @@ def _safe_loader_class():
 
             Compiler.set_num_threads(self.num_workers)
             order = self.next_traversal_order()
-            selected_order = order[:len(self) * self.batch_size]
+            limit = getattr(self, "batch_limit", None)  # set by _FFCVBatches (mixtures)
+            batches = len(self) if limit is None else min(len(self), limit)
+            selected_order = order[:batches * self.batch_size]
             self.next_epoch += 1
             if self.code is None or self.recompile:
                 self.generate_code()
@@ -224,7 +226,7 @@ class _FFCVBatches(Batches):
         self.decoder = decoder
         self.num_threads = num_threads
 
-    def __len__(self):
+    def batches_per_epoch(self):
         return len(self.loader)
 
     def __iter__(self):
@@ -233,6 +235,7 @@ class _FFCVBatches(Batches):
         torch_threads = torch.get_num_threads()
         self.decoder.output_size = (self.resolution, self.resolution)
         self.loader.next_epoch = self.epoch
+        self.loader.batch_limit = self.max_batches
         try:
             # ffcv's Loader sets torch's thread count to its own worker count: undo that.
             iterator = iter(self.loader)

@@ -39,10 +39,11 @@ class _ManifestDataset:
     def _load(self, row):
         from PIL import Image
 
+        from genrobust.images import open_rgb
+
         path = self.paths[row]
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
+            im = open_rgb(path)
         except Exception as e:
             raise RuntimeError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
         if self.max_resolution is not None:  # ffcv.fields.rgb_image.resizer
@@ -97,7 +98,7 @@ class _PlainBatches(Batches):
             ids = ids[:n]
         return ids
 
-    def __len__(self):
+    def batches_per_epoch(self):
         n = len(epoch_order(self.indices, self.seed, 0, self.order, self.distributed))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 

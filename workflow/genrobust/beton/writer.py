@@ -36,10 +36,9 @@ def read_manifest(manifest_path) -> tuple[list[str], np.ndarray]:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-    from PIL import Image
+    from genrobust.images import open_rgb
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    return np.asarray(open_rgb(path))
 
 
 class _ManifestImages:
@@ -70,6 +69,32 @@ class _ManifestImages:
             self.failed[i] = 1
             image = np.zeros((1, 1, 3), dtype=np.uint8)
         return image, int(self.labels[i])
+
+
+_WRITING = False  # a beton is being written: its forked workers must die with this process
+
+
+def _die_with_parent() -> None:
+    """In a forked ffcv writer worker, ask Linux to kill it when the job's process dies, so a
+    killed write-beton job leaves no orphaned workers behind (registered as an at-fork hook, so
+    it holds from the worker's first instruction)."""
+    if not _WRITING:
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):  # not Linux: orphans then finish their chunk and exit
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_die_with_parent)
+
+
+def _remove_stale_temporaries(out_path: Path) -> None:
+    """Temporary betons a killed job left beside `out_path` (atomic_path names them
+    .<name>.<random>.beton); only one job writes a given output at a time."""
+    for stale in out_path.parent.glob(f".{out_path.name}.*.beton"):
+        stale.unlink(missing_ok=True)
 
 
 def _check_files_exist(paths: list[str]) -> None:
@@ -118,9 +143,17 @@ def write_beton(manifest: pd.DataFrame, out_path, max_resolution: int = 256,
                                jpeg_quality=jpeg_quality),
         "label": IntField(),
     }
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out_path)
+    global _WRITING
     with atomic_path(out_path, suffix=".beton") as tmp:
         writer = DatasetWriter(str(tmp), fields, num_workers=max(1, int(num_workers)))
-        writer.from_indexed_dataset(source, chunksize=64)
+        _WRITING = True
+        try:
+            writer.from_indexed_dataset(source, chunksize=64)
+        finally:
+            _WRITING = False
         _raise_if_failed(source)  # inside the block: the temporary file is then discarded
 
 

@@ -8,7 +8,10 @@ genuinely harder than val, as in reality. The tree is read by genrobust.datasets
 the real data, including ObjectNet's four mapping files with a permuted "2012 v2" order.
 
 Every image comes from its own numpy Generator seeded with (seed, split, class, k), so any
-image can be regenerated alone and the same seed gives identical bytes.
+image can be regenerated alone and the same seed gives identical bytes. ImageNet train/val and V2
+images have ImageNet's mix of shapes (mostly 4:3 landscape, some portrait and square, longer side
+`size`), so that a stage that squashes an image to a square shows in the demo; the other shift
+sets are square (ImageNet-C's real images are 224 x 224 crops).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ HUE_JITTER = 0.03  # hues of neighbouring classes overlap a little: shape and te
 GREY_SHARE = 0.1  # photos of washed-out objects, so that shape is worth learning
 SKETCH_WASH = 0.4  # share of sketches with a wash of the object's colour (the rest are grey)
 RENDITION_TRUE_HUE = 0.5  # share of renditions in the object's own colour
+# (width, height) ratios of the ImageNet-like sets and how often each is drawn: ImageNet's photos
+# are mostly 4:3 (500 x 375), with portraits, squares and 3:2 frames.
+ASPECTS = ((4, 3), (3, 4), (1, 1), (3, 2), (2, 3))
+ASPECT_SHARES = (0.45, 0.15, 0.15, 0.15, 0.10)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,17 @@ def _rng(seed: int, split: str, key: str, k: int) -> np.random.Generator:
     """The generator of image k of class (or folder) `key` in `split`: independent of everything else."""
     key_int = int(key[1:]) if datasets.WNID_RE.match(key) else zlib.crc32(key.encode())
     return np.random.default_rng([seed, zlib.crc32(split.encode()), key_int, k])
+
+
+def aspect_size(seed: int, split: str, key: str, k: int, size: int) -> tuple[int, int]:
+    """(width, height) of an ImageNet-like image: a drawn aspect, longer side `size`. Drawn from
+    its own generator, so that the image's own draws (and a square image's bytes) do not change."""
+    aw, ah = ASPECTS[_rng(seed, f"{split}/aspect", key, k).choice(len(ASPECTS), p=ASPECT_SHARES)]
+    return (size, round(size * ah / aw)) if aw >= ah else (round(size * aw / ah), size)
+
+
+def _wh(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else size
 
 
 # --------------------------------------------------------------------------- drawing primitives
@@ -84,22 +102,25 @@ def _polygon(shape: str, cx: float, cy: float, r: float, theta: float) -> list[t
     return [(cx + r * rho * math.cos(phi + theta), cy + r * rho * math.sin(phi + theta)) for rho, phi in pts]
 
 
-def _mask(size: int, poly: list[tuple[float, float]], outline: int = 0) -> np.ndarray:
-    """Anti-aliased (2x supersampled) filled polygon, or its outline of `outline` px, in [0, 1]."""
+def _mask(size: int | tuple[int, int], poly: list[tuple[float, float]], outline: int = 0) -> np.ndarray:
+    """Anti-aliased (2x supersampled) filled polygon, or its outline of `outline` px, in [0, 1];
+    `size` is the side of a square or (width, height)."""
     ss = 2
-    im = Image.new("L", (size * ss, size * ss), 0)
+    w, h = _wh(size)
+    im = Image.new("L", (w * ss, h * ss), 0)
     pts = [(x * ss, y * ss) for x, y in poly]
     draw = ImageDraw.Draw(im)
     if outline:
         draw.polygon(pts, outline=255, width=outline * ss)
     else:
         draw.polygon(pts, fill=255)
-    return np.asarray(im.resize((size, size), Image.BOX), dtype=np.float32) / 255.0
+    return np.asarray(im.resize((w, h), Image.BOX), dtype=np.float32) / 255.0
 
 
-def _texture(size: int, kind: str, cx: float, cy: float, r: float, theta: float) -> np.ndarray:
+def _texture(size: int | tuple[int, int], kind: str, cx: float, cy: float, r: float, theta: float) -> np.ndarray:
     """Texture in the object's frame (rotates with it): 1 = base colour, lower = shade."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    w, h = _wh(size)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     u = (x - cx) * math.cos(theta) + (y - cy) * math.sin(theta)
     v = -(x - cx) * math.sin(theta) + (y - cy) * math.cos(theta)
     period = max(r / 2.2, 3.0)
@@ -120,24 +141,28 @@ def _luma(rgb: np.ndarray) -> float:
     return float(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
 
 
-def _gradient(rng: np.random.Generator, size: int, sat: tuple[float, float], val: tuple[float, float]) -> np.ndarray:
+def _gradient(rng: np.random.Generator, size: int | tuple[int, int], sat: tuple[float, float],
+              val: tuple[float, float]) -> np.ndarray:
     c0 = _hsv(rng.random(), rng.uniform(*sat), rng.uniform(*val))
     c1 = _hsv(rng.random(), rng.uniform(*sat), rng.uniform(*val))
     a = rng.uniform(0, 2 * math.pi)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    w, h = _wh(size)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32) / max(w, h)
     t = ((x - 0.5) * math.cos(a) + (y - 0.5) * math.sin(a) + 0.75) / 1.5
     return c0 * (1 - t[..., None]) + c1 * t[..., None]
 
 
-def _pose(rng: np.random.Generator, size: int, scale: tuple[float, float]) -> tuple[float, float, float, float]:
-    r = size * rng.uniform(*scale)
-    lo, hi = 0.75 * r, size - 0.75 * r
-    return rng.uniform(lo, hi), rng.uniform(lo, hi), r, rng.uniform(0, 2 * math.pi)
+def _pose(rng: np.random.Generator, size: int | tuple[int, int],
+          scale: tuple[float, float]) -> tuple[float, float, float, float]:
+    """Centre, radius (a share of the shorter side) and rotation of an object inside the frame."""
+    w, h = _wh(size)
+    r = min(w, h) * rng.uniform(*scale)
+    return rng.uniform(0.75 * r, w - 0.75 * r), rng.uniform(0.75 * r, h - 0.75 * r), r, rng.uniform(0, 2 * math.pi)
 
 
 def _paint(img: np.ndarray, c: Concept, colour: np.ndarray, pose, contrast: float = 0.75, rim: float = 0.0) -> np.ndarray:
     """Paint concept c at pose; rim darkens its contour (the shaded edge of a solid object)."""
-    size = img.shape[0]
+    size = (img.shape[1], img.shape[0])
     cx, cy, r, th = pose
     poly = _polygon(c.shape, cx, cy, r, th)
     m = _mask(size, poly)[..., None]
@@ -156,9 +181,10 @@ def _to_image(arr: np.ndarray) -> Image.Image:
 # --------------------------------------------------------------------------- renderers (one per set)
 
 
-def render_photo(rng: np.random.Generator, c: Concept, size: int, *, scale=(0.2, 0.33), noise=0.035,
-                 light=(0.9, 1.1)) -> Image.Image:
-    """ImageNet train/val: the concept on a noisy gradient, random position/scale/rotation."""
+def render_photo(rng: np.random.Generator, c: Concept, size: int | tuple[int, int], *, scale=(0.2, 0.33),
+                 noise=0.035, light=(0.9, 1.1)) -> Image.Image:
+    """ImageNet train/val: the concept on a noisy gradient, random position/scale/rotation; `size`
+    is a square's side or (width, height)."""
     img = _gradient(rng, size, sat=(0.05, 0.35), val=(0.35, 0.85))
     sat = rng.uniform(0.6, 0.95) if rng.random() > GREY_SHARE else rng.uniform(0.0, 0.15)
     colour = _hsv(c.hue + rng.normal(0, HUE_JITTER), sat, rng.uniform(0.7, 1.0))
@@ -167,7 +193,7 @@ def render_photo(rng: np.random.Generator, c: Concept, size: int, *, scale=(0.2,
     return _to_image(img)
 
 
-def render_v2(rng: np.random.Generator, c: Concept, size: int) -> Image.Image:
+def render_v2(rng: np.random.Generator, c: Concept, size: int | tuple[int, int]) -> Image.Image:
     """ImageNet-V2: same distribution drawn again, a little smaller, noisier and softer."""
     im = render_photo(rng, c, size, scale=(0.13, 0.27), noise=0.07, light=(0.65, 1.2))
     return im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
@@ -356,22 +382,26 @@ def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: i
         _save(im, path)
         counts[key] = counts.get(key, 0) + 1
 
-    def per_class(key: str, split: str, n: int, render: Callable, path_of: Callable, only=None) -> None:
+    def per_class(key: str, split: str, n: int, render: Callable, path_of: Callable, only=None,
+                  varied: bool = False) -> None:
         for ci, w in enumerate(classes):
             if only is not None and w not in only:
                 continue
             for k in range(n):
-                emit(key, tmp / path_of(ci, w, k), render(_rng(seed, split, w, k), concepts[w], size))
+                shape = aspect_size(seed, split, w, k, size) if varied else size
+                emit(key, tmp / path_of(ci, w, k), render(_rng(seed, split, w, k), concepts[w], shape))
 
     with io.atomic_dir(out_root) as tmp:
-        per_class("imagenet/train", "train", n_train, render_photo, lambda ci, w, k: f"imagenet/train/{w}/{w}_{k}.JPEG")
+        per_class("imagenet/train", "train", n_train, render_photo, lambda ci, w, k: f"imagenet/train/{w}/{w}_{k}.JPEG",
+                  varied=True)
         per_class("imagenet/val", "val", n_val, render_photo,
-                  lambda ci, w, k: f"imagenet/val/{w}/ILSVRC2012_val_{ci * n_val + k + 1:08d}.JPEG")
+                  lambda ci, w, k: f"imagenet/val/{w}/ILSVRC2012_val_{ci * n_val + k + 1:08d}.JPEG", varied=True)
         per_class("sketch", "sketch", n_test, render_sketch, lambda ci, w, k: f"sketch/{w}/sketch_{k}.JPEG")
         per_class("imagenet-r", "imagenet-r", n_test, render_rendition,
                   lambda ci, w, k: f"imagenet-r/{w}/cartoon_{k}.jpg", only=in_r)
         per_class("imagenet-v2", "imagenet-v2", n_test, render_v2,
-                  lambda ci, w, k: f"imagenetv2-matched-frequency-format-val/{index_of[w]}/{_hash_name(seed, 'v2', w, k)}.jpeg")
+                  lambda ci, w, k: f"imagenetv2-matched-frequency-format-val/{index_of[w]}/{_hash_name(seed, 'v2', w, k)}.jpeg",
+                  varied=True)
 
         plan = objectnet_plan(classes)
         _write_objectnet_mappings(tmp / "objectnet-1.0" / "mappings", plan)

@@ -15,16 +15,51 @@ def load_source_images(batch: list[ImageSpec], size: tuple[int, int] | None = No
     """The real images an image-conditioned batch starts from (RGB, optionally resized)."""
     from PIL import Image
 
+    from ..images import open_rgb
+
     images = []
     for s in batch:
         try:
-            with Image.open(s.source) as im:
-                im = im.convert("RGB")
-                images.append(im.resize(size, Image.Resampling.BICUBIC) if size else im.copy())
+            im = open_rgb(s.source)
+            images.append(im.resize(size, Image.Resampling.BICUBIC) if size else im)
         except OSError as err:
             raise GenerationError(f"cannot read source image {s.source} ({err}); fix or remove it and "
                                   "re-index the dataset") from None
     return images
+
+
+# The image-variation model card's (lambdalabs/sd-image-variations-diffusers v2.0) and the paper's
+# preprocessing of the conditioning image: squash to the encoder's size (224) with bicubic
+# interpolation and no antialiasing, then CLIP normalisation. The pipeline's own CLIPImageProcessor
+# (antialiased short-side resize and centre crop) differs, and the card says that matters a lot.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+VARIATION_PREPROCESSING = "squash to {size}x{size}, bicubic, antialias=False, CLIP normalisation (model card)"
+
+
+def variation_conditioning(images: list, size: int = 224):
+    """The conditioning tensor (N, 3, size, size) of RGB PIL images, as the model card builds it:
+    ToTensor, Resize((size, size), bicubic, antialias=False), Normalize(CLIP mean, std)."""
+    import torch
+    from torchvision import transforms
+
+    transform = transforms.Compose([
+        transforms.ToTensor(),
+        transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC, antialias=False),
+        transforms.Normalize(CLIP_MEAN, CLIP_STD),
+    ])
+    return torch.stack([transform(im) for im in images])
+
+
+def _pick(value, pending: list[int]):
+    """The pending images' share of one pipeline argument (lists and tensors are per image)."""
+    import torch
+
+    if isinstance(value, list):
+        return [value[i] for i in pending]
+    if torch.is_tensor(value):  # batch first
+        return value[pending]
+    return value
 
 
 def _required(spec: StrategySpec, key: str) -> str:
@@ -46,8 +81,12 @@ class DiffusersRenderer:
         self.pipe = load_pipeline(_required(s, "model_id"), s.revision, s.pipeline, s.scheduler, s.dtype,
                                   self.device, s.safety_checker, s.compile)
 
+    def settings(self) -> dict:
+        """What the images depend on beyond the strategy's own keys (see generate_shard)."""
+        return {}
+
     def inputs(self, batch: list[ImageSpec]) -> tuple[dict, list[dict]]:
-        """Pipeline keyword arguments for the batch (lists indexed like it) and per-image rows."""
+        """Pipeline keyword arguments for the batch (lists and tensors indexed like it) and per-image rows."""
         raise NotImplementedError
 
     def __call__(self, batch: list[ImageSpec]):
@@ -56,7 +95,7 @@ class DiffusersRenderer:
         common = {"num_inference_steps": s.steps, "guidance_scale": s.guidance, "output_type": "np"}
 
         def call(pending, generators):
-            picked = {k: [v[i] for i in pending] if isinstance(v, list) else v for k, v in kwargs.items()}
+            picked = {k: _pick(v, pending) for k, v in kwargs.items()}
             return self.pipe(**picked, **common, generator=generators)
 
         images, attempts, reasons = _generate_with_retries(call, [b.seed for b in batch], self.device)
@@ -105,16 +144,25 @@ class Img2ImgRenderer(ClassLabelRenderer):
 
 
 class ImageVariationRenderer(DiffusersRenderer):
-    """Variations of the real image through its CLIP image embedding (the pipeline's CLIP
-    preprocessing resizes to 224 and normalises)."""
+    """Variations of the real image through its CLIP image embedding. The conditioning image is
+    prepared as the model card and the paper's code do (variation_conditioning) and passed as a
+    tensor, which the pipeline hands to its image encoder without its feature extractor."""
+
+    def settings(self):
+        return {"conditioning": "model card"}
 
     def inputs(self, batch):
         size = {"height": self.spec.height, "width": self.spec.width}
-        return {"image": load_source_images(batch), **size}, [dict(size) for _ in batch]
+        encoder_size = self.pipe.image_encoder.config.image_size  # 224 for the lambdalabs model
+        conditioning = variation_conditioning(load_source_images(batch), encoder_size)
+        note = VARIATION_PREPROCESSING.format(size=encoder_size)
+        return {"image": conditioning, **size}, [{**size, "preprocessing": note} for _ in batch]
 
 
 class ClassConditionalRenderer(DiffusersRenderer):
-    """A class-conditional model trained on ImageNet only (DiTPipeline: ImageNet class ids)."""
+    """A class-conditional model trained on ImageNet only (DiTPipeline: ImageNet class ids), the
+    stand-in for the paper's CompVis cin256-v2 LDM; config pins its sampler to the paper's (DDIM,
+    20 steps, scale 3). DiTPipeline calls the scheduler's step without eta, so DDIM runs with eta 0."""
 
     def inputs(self, batch):
         from ..datasets import imagenet_wnids
@@ -125,10 +173,16 @@ class ClassConditionalRenderer(DiffusersRenderer):
 
 
 class DeepAugmentRenderer:
-    """DeepAugment: the real image through EDSR or CAE with seeded weight/activation perturbations."""
+    """DeepAugment: the real image through EDSR or CAE with seeded weight/activation perturbations,
+    at the original's input scales (short side 128 into EDSR, 512 into the CAE) unless the strategy
+    sets others; each copy keeps its source's size and aspect."""
 
     def __init__(self, spec: StrategySpec, wnids: list[str], device: str):
         self.spec, self.device, self.nets = spec, device, None
+
+    def settings(self):
+        return {"edsr_input_size": self.spec.edsr_input_size, "cae_input_size": self.spec.cae_input_size,
+                "aspect": "kept"}
 
     def prepare(self):
         from ..baselines import load_deepaugment_nets
@@ -138,8 +192,11 @@ class DeepAugmentRenderer:
     def __call__(self, batch):
         from ..baselines import deepaugment
 
-        images = deepaugment(load_source_images(batch), [b.seed for b in batch], self.nets, self.device)
-        return images, [{"seed": b.seed, "attempt": 0, "model": self.spec.weights} for b in batch]
+        s = self.spec
+        images = deepaugment(load_source_images(batch), [b.seed for b in batch], self.nets, self.device,
+                             edsr_input_size=s.edsr_input_size, cae_input_size=s.cae_input_size)
+        note = f"short side {s.edsr_input_size or 'own'} into EDSR, {s.cae_input_size or 'own'} into the CAE"
+        return images, [{"seed": b.seed, "attempt": 0, "model": s.weights, "preprocessing": note} for b in batch]
 
 
 class PixMixRenderer:
@@ -147,6 +204,9 @@ class PixMixRenderer:
 
     def __init__(self, spec: StrategySpec, wnids: list[str], device: str):
         self.spec, self.pictures = spec, None
+
+    def settings(self):
+        return {"aspect": "kept"}
 
     def prepare(self):
         from ..baselines import index_mixing_set

@@ -3,6 +3,7 @@ shard's manifest once every image is on disk; and the gather of shard manifests 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,8 +24,20 @@ from .spec import StrategySpec
 MANIFEST_COLUMNS = [
     "id", "path", "wnid", "k", "source", "prompt", "template", "class_id", "seed", "attempt",
     "regenerated_because", "model", "revision", "pipeline", "scheduler", "steps", "guidance",
-    "strength", "height", "width",
+    "strength", "height", "width", "preprocessing",
 ]
+
+
+def fit_longer_side(image, size: int):
+    """`image` with its longer side shrunk to `size`, aspect kept (as FFCV's max_resolution does):
+    a copy of a 500x375 real image stays 4:3 like its real twin. Smaller images are kept as they are."""
+    from PIL import Image
+
+    w, h = image.size
+    if max(w, h) <= size:
+        return image
+    scale = size / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 class BackgroundWriter:
@@ -34,34 +47,45 @@ class BackgroundWriter:
         self.progress_path = progress_path
         self.jobs: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
+        self.written = 0  # bytes of images this writer put on disk
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def submit(self, images: list, paths: list[Path], rows: list[dict], quality: int, size: int) -> None:
+    def submit(self, images: list, paths: list[Path], rows: list[dict], quality: int, size: int,
+               seconds: float) -> None:
         if self.error:
             raise self.error
-        self.jobs.put((images, paths, rows, quality, size))
+        self.jobs.put((images, paths, rows, quality, size, seconds))
 
     def _run(self) -> None:
-        from PIL import Image
         while True:
             job = self.jobs.get()
             if job is None:
                 return
             try:
-                images, paths, rows, quality, size = job
-                for image, path in zip(images, paths):
-                    pil = Image.fromarray(image)
-                    if pil.size != (size, size):
-                        pil = pil.resize((size, size), Image.Resampling.BICUBIC)
-                    with io.atomic_path(path) as tmp:
-                        pil.save(tmp, format="JPEG", quality=quality)
-                with open(self.progress_path, "a") as f:
-                    f.write(json.dumps({"rows": rows}) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                self._write_batch(*job)
+            except OSError as err:
+                self.error = _disk_error(err, self.progress_path.parent, self.written) if \
+                    err.errno == errno.ENOSPC else err
             except BaseException as err:  # surfaced on the next submit / close
                 self.error = err
+
+    def _write_batch(self, images, paths, rows, quality, size, seconds) -> None:
+        """Each image under a temporary name, then renamed; then one progress line that records
+        every file's size (a finished shard is checked against it) and the batch's render time."""
+        from PIL import Image
+
+        sizes = {}
+        for image, path, row in zip(images, paths, rows):
+            pil = fit_longer_side(Image.fromarray(image), size)
+            with io.atomic_path(path) as tmp:
+                pil.save(tmp, format="JPEG", quality=quality)
+                sizes[row["id"]] = tmp.stat().st_size
+            self.written += sizes[row["id"]]
+        with open(self.progress_path, "a") as f:
+            f.write(json.dumps({"rows": rows, "bytes": sizes, "seconds": round(seconds, 4)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -70,22 +94,48 @@ class BackgroundWriter:
             raise self.error
 
 
+def _disk_error(err: OSError, folder: Path, written: int) -> GenerationError:
+    return GenerationError(f"disk full while writing {folder} ({written / 1e6:.1f} MB of images written by "
+                           f"this run; every finished batch is kept): free space and re-run the job to resume")
+
+
+def _progress_records(progress_path: Path) -> list[dict]:
+    """The batches recorded as complete. A line cut by a kill is dropped from the file (its batch
+    is redone), so that the next appended line starts on a line of its own."""
+    if not progress_path.exists():
+        return []
+    data = progress_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(progress_path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+    records = []
+    for line in progress_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            record["rows"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+        records.append(record)
+    return records
+
+
 def read_progress(progress_path: Path) -> dict[str, dict]:
-    """Rows of the batches already complete. A line cut by a kill is dropped from the file (its
-    batch is redone), so that the next appended line starts on a line of its own."""
+    """Rows of the images already complete: recorded, and on disk with the size recorded for
+    them (a truncated or vanished file makes its batch be redone)."""
     done: dict[str, dict] = {}
-    if progress_path.exists():
-        data = progress_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(progress_path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-        for line in progress_path.read_text().splitlines():
-            try:
-                rows = json.loads(line)["rows"]
-            except (json.JSONDecodeError, KeyError):
-                continue
-            done.update({row["id"]: row for row in rows})
+    for record in _progress_records(progress_path):
+        sizes = record.get("bytes", {})
+        for row in record["rows"]:
+            path = progress_path.parent / f"{row['id']}.jpg"
+            on_disk = path.stat().st_size if path.is_file() else None
+            if on_disk is not None and sizes.get(row["id"], on_disk) == on_disk:
+                done[row["id"]] = row
     return done
+
+
+def generation_seconds(progress_path: Path) -> float:
+    """Render time of every recorded batch, over every run that added to the shard."""
+    return sum(float(r.get("seconds", 0.0)) for r in _progress_records(progress_path))
 
 
 def _start_afresh_if_settings_changed(shard_dir: Path, settings: dict) -> None:
@@ -129,11 +179,13 @@ def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_m
             for n_batch, batch in enumerate(todo):
                 if max_batches is not None and n_batch >= max_batches:
                     break
+                t_batch = time.time()
                 images, rows = render(batch)
                 for s, row in zip(batch, rows):
                     # Paths are relative to the split folder (where the gathered manifest lives).
                     row.update(id=s.id, path=f"{shard_dir.name}/{s.id}.jpg", wnid=s.wnid, k=s.k, source=s.source)
-                writer.submit(images, [shard_dir / f"{s.id}.jpg" for s in batch], rows, jpeg_quality, save_size)
+                writer.submit(images, [shard_dir / f"{s.id}.jpg" for s in batch], rows, jpeg_quality, save_size,
+                              time.time() - t_batch)
                 bar.update(len(batch))
         finally:
             writer.close()
@@ -147,19 +199,30 @@ def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path,
                     start: float) -> pd.DataFrame:
     """The shard's manifest and stats, once every image of the plan is recorded and on disk."""
     done = read_progress(shard_dir / "progress.jsonl")
-    missing = [s.id for s in items if s.id not in done or not (shard_dir / f"{s.id}.jpg").is_file()]
+    missing = [s.id for s in items if s.id not in done]
     if missing:
-        raise GenerationError(f"shard {shard_dir} is missing {len(missing)} images after generation "
-                              f"(first: {missing[0]}); re-run the job to resume")
+        raise GenerationError(f"shard {shard_dir} is missing {len(missing)} images after generation, or they "
+                              f"differ from what was recorded (first: {missing[0]}); re-run the job to redo them")
     manifest = pd.DataFrame([done[s.id] for s in items], columns=MANIFEST_COLUMNS)
     io.write_csv(out_manifest, manifest)
     regenerated = int((manifest["attempt"] > 0).sum())
     elapsed = time.time() - start
+    # Speed over every run that made the shard's images: a resumed shard is not "instant".
+    seconds = generation_seconds(shard_dir / "progress.jsonl")
     io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
-                                             "generated_now": len(items) - n_done, "seconds": round(elapsed, 2)})
+                                             "generated_now": len(items) - n_done, "seconds": round(seconds, 2),
+                                             "wall_seconds_this_run": round(elapsed, 2),
+                                             "threads": torch_threads()})
     print(f"[generate] {shard_dir}: {len(manifest)} images, {regenerated} regenerated, {elapsed:.1f} s",
           file=sys.stderr)
     return manifest
+
+
+def torch_threads() -> int | None:
+    """The CPU threads the job ran with (provenance: CPU kernels round differently with other counts)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[str, Any], wnids: list[str],
@@ -176,8 +239,11 @@ def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[st
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     items = plan_shard(spec.kind, strategy, split, spec, wnids, n_shards, shard, global_seed, real_index)
     renderer = RENDERERS[spec.kind](spec, sorted(wnids), device)
+    # A renderer adds what its images depend on beyond the strategy's keys (resolved defaults,
+    # preprocessing), so that a shard begun under an older renderer starts afresh.
+    settings = {**spec.settings(), **renderer.settings()}
     return run_shard(items=items, render=renderer, prepare=renderer.prepare, batch_size=spec.batch_size,
-                     settings=spec.settings(), out_manifest=out_manifest, save_size=spec.save_size,
+                     settings=settings, out_manifest=out_manifest, save_size=spec.save_size,
                      jpeg_quality=spec.jpeg_quality, max_batches=max_batches,
                      desc=f"{strategy}/{split} shard {shard + 1}/{n_shards} ({device})")
 

@@ -60,6 +60,10 @@ class StrategySpec:
     strength: float = 1.0  # img2img (the paper's)
     images_per_real: int = 1  # image-conditioned kinds
     weights: str | None = None  # deepaugment
+    # deepaugment: short side fed to EDSR (x4 output) and to the CAE, the original's 128 and 512;
+    # None runs a net at the image's own scale (EDSR then gets it at 1/4 size).
+    edsr_input_size: int | None = 128
+    cae_input_size: int | None = 512
     mixing_set: str | None = None  # pixmix
     classes: str | None = None  # the dataset's class list ("imagenet1k" or a file of wnids)
     n_shards: int | None = None

@@ -1,0 +1,252 @@
+"""Config values of the right type but wrong in meaning fail at plan time (genrobust.checks),
+naming the key and what to change, instead of in the job that uses them, hours in."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from conftest import REPO, snakemake
+from genrobust import checks
+from genrobust.checks import check_semantics
+from genrobust.config import ConfigError
+
+SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
+DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
+FULL = yaml.safe_load((REPO / "config/config.yaml").read_text())
+DEMO_WNIDS = [w for w in (REPO / "config/demo_classes.txt").read_text().splitlines() if w.startswith("n0")]
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # config paths are relative to the working directory, as under Snakemake
+
+
+def planned(base: dict, edit=None) -> dict:
+    """A copy of `base`, edited, then validated (schema defaults filled in) as the Snakefile does:
+    every edit below is valid in type, so only check_semantics can catch it."""
+    config = copy.deepcopy(base)
+    if edit:
+        edit(config)
+    validate(config, SCHEMA)
+    return config
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def strategy(name, **values):
+    return lambda c: c["strategies"][name].update(values)
+
+
+def recipe(**values):
+    return lambda c: c["datasets"]["demo10"]["recipe"].update(values)
+
+
+def row(report, mix, label="Bad"):
+    return lambda c: c["reports"][report]["rows"].update({label: mix})
+
+
+# (edit of demo.yaml, what its one-line message says: the key first, then what to change)
+DEMO_CASES = {
+    "scheduler typo": (
+        strategy("cl80", scheduler="PNDMSchedular"),
+        "strategies.cl80.scheduler: 'PNDMSchedular' is not a diffusers scheduler; did you mean PNDMScheduler?"),
+    "pipeline typo": (
+        strategy("img2img", pipeline="StableDiffusionImg2ImgPipline"),
+        "strategies.img2img.pipeline: 'StableDiffusionImg2ImgPipline' is not a diffusers pipeline; "
+        "did you mean StableDiffusionImg2ImgPipeline?"),
+    "pipeline of another kind": (
+        strategy("cl80", pipeline="DiTPipeline"),
+        "strategies.cl80.pipeline: DiTPipeline does not take height, prompt, width"),
+    "scheduler needing an uninstalled package": (
+        strategy("variation", scheduler="DPMSolverSDEScheduler"),
+        "strategies.variation.scheduler: 'DPMSolverSDEScheduler' needs an optional package"),
+    "benchmark scheduler typo": (
+        lambda c: c.update(benchmarks={"generation": {"scheduler": "DDIMSchedular"}}),
+        "benchmarks.generation.scheduler: 'DDIMSchedular' is not a diffusers scheduler; did you mean DDIMScheduler?"),
+    "model path typo": (
+        lambda c: c["models"]["sd15"].update(id="results/demo/model/sd"),
+        "models.sd15.id: 'results/demo/model/sd' is neither an existing folder"),
+    "model folder without a pipeline": (
+        lambda c: c["models"]["dit"].update(id="config"),
+        "models.dit.id: 'config' has no model_index.json"),
+    "templates file missing": (
+        strategy("cl80", templates="config/templates.txt"),
+        "strategies.cl80.templates: 'config/templates.txt' is not an existing file; give a named set"),
+    "templates set typo": (
+        strategy("img2img", templates="openai81"),
+        "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (openai80), a list, "
+        "or a file of templates, one per line with one {} each; did you mean openai80?"),
+    "template with two fields": (
+        strategy("photo", templates=["a photo of a {} and a {}."]),
+        "strategies.photo.templates[0]: template 'a photo of a {} and a {}.' must contain exactly one '{}'"),
+    "class names file missing": (
+        strategy("cl80", class_names="config/names.tsv"),
+        "strategies.cl80.class_names: 'config/names.tsv' is not an existing file; give 'clip'"),
+    "class list missing": (
+        lambda c: c["datasets"]["demo10"].update(classes="config/demo_class.txt"),
+        "datasets.demo10.classes: class list config/demo_class.txt: file not found"),
+    "architecture typo": (
+        lambda c: c["reports"]["table3"].update(archs=["resnet18", "resnext50_32x4"]),
+        "reports.table3.archs: 'resnext50_32x4' is not a classifier in timm nor torchvision; "
+        "did you mean resnext50_32x4d?"),
+    "min_res above max_res": (recipe(min_res=64), "datasets.demo10.recipe.min_res: 64 is above max_res 48"),
+    "ramp backwards": (recipe(start_ramp=3, end_ramp=1), "datasets.demo10.recipe.start_ramp: 3 is after end_ramp 1"),
+    "half a ramp": (recipe(end_ramp=None), "datasets.demo10.recipe.end_ramp: null while start_ramp is set"),
+    "warm-up past the run": (
+        recipe(lr_peak_epoch=6), "datasets.demo10.recipe.lr_peak_epoch: 6 is after the last epoch"),
+    "batch above the training set": (
+        recipe(batch_size=512),
+        "datasets.demo10.recipe.batch_size: 512 is more than the 100 images of 'real_25' "
+        "(datasets.demo10.reference.mixtures)"),
+    "more generated than planned": (
+        row("table1", "real_100+cl80_200"),
+        "reports.table1.rows.Bad: 'real_100+cl80_200' needs 800 cl80 images, but there are at most 400 "
+        "(datasets.demo10.generate.cl80.train_per_class 40 x 10 classes); "
+        "raise datasets.demo10.generate.cl80.train_per_class to 80"),
+    "real over 100 percent": (
+        row("table3", "real_120"),
+        "reports.table3.rows.Bad: 'real_120' asks for 120% real, but the real train set is 100% (all of it)"),
+    "grid real over 100 percent": (
+        lambda c: c["reports"]["figure3"].update(real_percents=[50, 150]),
+        "reports.figure3.real_percents: 'real_150+cl80_50' asks for 150% real"),
+    "reference over 100 percent": (
+        lambda c: c["datasets"]["demo10"]["reference"].update(mixtures=["real_200"]),
+        "datasets.demo10.reference.mixtures: 'real_200' asks for 200% real"),
+    "image-conditioned over images_per_real": (
+        row("table4", "real_100+variation_150"),
+        "reports.table4.rows.Bad: 'real_100+variation_150' asks for 150% variation, but variation (image_variation) "
+        "makes 1 per real image, so at most 100%"),
+    "fixed total above the real set": (
+        row("table1", "n_1000+real_50+cl80_50"),
+        "reports.table1.rows.Bad: 'n_1000+real_50+cl80_50' needs 500 real images, but there are at most 400"),
+    "source not generated for train": (
+        lambda c: c["datasets"]["demo10"]["generate"]["photo"].update(train_shards=0),
+        "needs 400 photo images, but there are at most 0 (datasets.demo10.generate.photo.train_shards is 0)"),
+    "source twice": (
+        row("table1", "real_50+real_50"), "reports.table1.rows.Bad: 'real_50+real_50' names real twice"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEMO_CASES))
+def test_demo_edit_is_rejected_naming_the_key(case):
+    edit, message = DEMO_CASES[case]
+    with pytest.raises(ConfigError) as err:
+        check_semantics(planned(DEMO, edit))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_files_are_read_and_must_name_every_class(tmp_path):
+    bad_template = write(tmp_path / "templates.txt", "a photo of a {}.\na photo without a field\n")
+    with pytest.raises(ConfigError, match=r"^strategies\.cl80\.templates: template 'a photo without a field' must"):
+        check_semantics(planned(DEMO, strategy("cl80", templates=bad_template)))
+    names = write(tmp_path / "names.tsv", "".join(f"{w}\tthing {i}\n" for i, w in enumerate(DEMO_WNIDS[1:])))
+    with pytest.raises(ConfigError, match=rf"^strategies\.img2img\.class_names: '{names}' has no name for 1 classes "
+                                          rf"of datasets\.demo10 \({DEMO_WNIDS[0]}"):
+        check_semantics(planned(DEMO, strategy("img2img", class_names=names)))
+    write(tmp_path / "names.tsv", "".join(f"{w}\tthing {i}\n" for i, w in enumerate(DEMO_WNIDS)))
+    templates = write(tmp_path / "templates.txt", "# mine\na photo of a {}.\n")
+    check_semantics(planned(DEMO, strategy("cl80", class_names=names, templates=templates)))
+
+
+def test_demo_dataset_has_only_classes_the_demo_draws(tmp_path):
+    classes = write(tmp_path / "classes.txt", "\n".join(DEMO_WNIDS + ["n01440764"]))
+    with pytest.raises(ConfigError, match=r"^datasets\.demo10\.classes: 1 classes \(n01440764\) are not in demo"):
+        check_semantics(planned(DEMO, lambda c: c["datasets"]["demo10"].update(classes=classes)))
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Fixed totals are absolute: checkable against train_per_class x classes without the real set's size.
+    (lambda c: c["reports"]["figure11"].update(total=2_000_000),
+     "reports.figure11.generated_shares: 'n_2000000+real_75+cl80_25' needs 500,000 cl80 images, but there are at "
+     "most 130,000 (datasets.imagenet1k.generate.cl80.train_per_class 1300 x 100 classes)"),
+    (lambda c: c["reports"]["figure3"].update(generated_percents=[50, 100, 200], real_percents=[25, 50, 101]),
+     "reports.figure3.real_percents: 'real_101+cl80_50' asks for 101% real"),
+    (lambda c: c["strategies"]["pixmix"].update(images_per_real=2) or c["reports"]["table3"]["rows"].update(
+        Bad="real_100+pixmix_300"), "'real_100+pixmix_300' asks for 300% pixmix, but pixmix (pixmix) makes 2 per real "
+                                    "image, so at most 200%"),
+    (lambda c: c["reports"]["table1"].update(archs=["efficientnet_b0", "mobilenetv2100"]),
+     "reports.table1.archs: 'mobilenetv2100' is not a classifier in timm nor torchvision; "
+     "did you mean mobilenetv2_100?"),
+])
+def test_full_config_edit_is_rejected_naming_the_key(edit, message):
+    def edit_imagenet1k(c):
+        c["datasets"]["imagenet1k"]["classes"] = "config/imagenet100_cmc.txt"  # 100 classes: round numbers
+        edit(c)
+
+    with pytest.raises(ConfigError) as err:
+        check_semantics(planned(FULL, edit_imagenet1k))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("check_paths", [True, False])
+def test_unedited_configs_pass(check_paths):
+    for base in (DEMO, FULL):
+        check_semantics(planned(base, lambda c: c.update(check_paths=check_paths)))
+
+
+def test_check_paths_false_skips_what_only_the_data_machine_has():
+    def elsewhere(c):
+        c["check_paths"] = False
+        c["models"]["sd15"]["id"] = "/models/sd15/local/copy"
+        c["strategies"]["cl80"]["templates"] = "/prompts/templates.txt"
+
+    check_semantics(planned(FULL, elsewhere))
+    with pytest.raises(ConfigError, match=r"^models\.sd15\.id: '/models/sd15/local/copy' is neither"):
+        check_semantics(planned(FULL, lambda c: elsewhere(c) or c.update(check_paths=True)))
+
+
+def test_hub_ids_are_told_from_paths():
+    hub_ids = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "facebook/DiT-XL-2-256",
+               "lambdalabs/sd-image-variations-diffusers", "gpt2")
+    assert all(checks.HUB_ID.fullmatch(i) for i in hub_ids)
+    assert not any(checks.HUB_ID.fullmatch(i) for i in ("results/demo/model/sd", "models/", "a b/c", "-x/y"))
+
+
+def test_architectures_resolve_as_create_model_resolves_them():
+    assert checks.architecture_problem("resnet18") == ""
+    assert checks.architecture_problem("torchvision:resnext50_32x4d") == ""
+    assert checks.architecture_problem("mobilenetv2_100.ra_in1k") == ""  # timm ignores a pretrained tag
+    assert "not a classifier in torchvision" in checks.architecture_problem("torchvision:mobilenetv2_100")
+    assert "not a classifier" in checks.architecture_problem("fasterrcnn_resnet50_fpn")  # a detector
+    assert "not a model library" in checks.architecture_problem("keras:resnet18")
+
+
+def test_shipped_name_lists_match_the_installed_libraries():
+    """The lists plan time reads instead of importing diffusers, timm and torchvision; when this
+    fails after a pin change, run `python -m genrobust.checks --refresh` and commit the lists."""
+    for path, lines in ((checks.DIFFUSERS_CLASSES, checks.diffusers_class_lines()),
+                        (checks.ARCHITECTURES, checks.architecture_lines())):
+        shipped = [s for s in path.read_text().splitlines() if not s.startswith("#")]
+        assert shipped == lines, f"{path} is stale: run python -m genrobust.checks --refresh"
+
+
+def test_plan_time_imports_no_deep_learning_library():
+    heavy = ("torch", "torchvision", "diffusers", "timm", "transformers")
+    code = f"import sys, genrobust.checks; print(sorted(m for m in {heavy} if m in sys.modules))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "workflow"), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_dry_run_stops_at_a_semantic_mistake_naming_the_key(workdir):
+    config = copy.deepcopy(DEMO)
+    config["strategies"]["cl80"]["scheduler"] = "PNDMSchedular"
+    path = workdir / "config" / "case.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(path), cwd=workdir)
+    assert result.returncode != 0
+    lines = [s for s in (result.stdout + result.stderr).splitlines() if "strategies.cl80.scheduler" in s]
+    assert lines and "'PNDMSchedular' is not a diffusers scheduler; did you mean PNDMScheduler?" in lines[0]
+    assert "Job stats" not in result.stdout  # nothing was planned, let alone run

@@ -1,0 +1,434 @@
+"""What config values mean, checked at plan time: the checks a job would make on its inputs.
+
+The schema checks types and config.check_config cross-references and paths; a value of the right
+type can still be wrong in meaning (a scheduler's name misspelt, a templates file that is not
+there, a mixture the planned generation cannot fill) and then fails only when the job that uses
+it runs, hours into the DAG. `check_semantics` makes those checks once, before any job starts,
+for everything the config names; each ConfigError names the key and what to change.
+
+Plan time must stay fast (`snakemake -n` re-reads config for every submitted job), so this module
+never imports diffusers, timm or torch: their class and model names are shipped as small lists
+in genrobust/data/, written from the pinned versions by `python -m genrobust.checks --refresh`
+(tests/test_config_checks.py keeps them equal to the installed libraries).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from .config import (
+    CLASS_CONDITIONED_KINDS,
+    STRATEGY_KINDS_NEEDING_A_MODEL,
+    ConfigError,
+    parse_mixture,
+    produced_by_demo,
+    report_mixtures,
+    report_rows,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+DIFFUSERS_CLASSES = DATA / "diffusers_classes.txt"
+ARCHITECTURES = DATA / "architectures.txt"
+
+PROMPT_KINDS = {"class_labels", "img2img"}  # strategies prompted from templates and class names
+# The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
+KIND_CALL_ARGS = {"class_labels": {"prompt", "height", "width"}, "img2img": {"prompt", "image", "strength"},
+                  "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"}}
+COMMON_CALL_ARGS = {"num_inference_steps", "guidance_scale", "output_type", "generator"}
+CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*KIND_CALL_ARGS.values()))
+# A Hugging Face hub id, as huggingface_hub.utils.validate_repo_id accepts it: [namespace/]name.
+_HUB_PART = r"\w(?:[\w.-]{0,94}\w)?"
+HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
+
+
+def check_semantics(config: dict) -> None:
+    """Raise ConfigError, naming the key, at the first value that is valid in type but would make
+    a job fail. `config` is validated against the schema and cross-checked by check_config."""
+    _check_datasets(config)
+    _check_generators(config)
+    _check_models(config)
+    _check_prompt_files(config)
+    _check_archs(config)
+    for name, dataset in config["datasets"].items():
+        _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
+    _check_mixtures(config)
+
+
+# ----------------------------------------------------------------------------- name lists
+
+
+@functools.cache
+def shipped_names(path: Path) -> dict[str, dict[str, str]]:
+    """group -> name -> rest of line, from a shipped list of 'group name [rest]' lines."""
+    groups: dict[str, dict[str, str]] = defaultdict(dict)
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            group, name, *rest = line.split()
+            groups[group][name] = " ".join(rest)
+    return groups
+
+
+def _did_you_mean(name: str, known) -> str:
+    by_lower = {k.lower(): k for k in known}  # case slips ('pndmscheduler') are typos too
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[close[0]]}?" if close else ""
+
+
+def _check_diffusers_class(key: str, name: str, group: str) -> None:
+    lists = shipped_names(DIFFUSERS_CLASSES)
+    if name in lists[group]:
+        return
+    if name in lists["placeholder"]:
+        raise ConfigError(f"{key}: '{name}' needs an optional package that envs/requirements.txt does not "
+                          f"install (diffusers only has a placeholder for it); choose another {group}")
+    raise ConfigError(f"{key}: '{name}' is not a diffusers {group}{_did_you_mean(name, lists[group])}")
+
+
+def _check_generators(config: dict) -> None:
+    """Pipeline and scheduler classes exist, and the pipeline takes what the strategy's kind passes."""
+    for name, strategy in config["strategies"].items():
+        kind = strategy["kind"]
+        if kind not in STRATEGY_KINDS_NEEDING_A_MODEL:
+            continue  # deepaugment, pixmix: no diffusers pipeline
+        key = f"strategies.{name}"
+        pipeline = strategy.get("pipeline", "StableDiffusionPipeline")
+        _check_diffusers_class(f"{key}.pipeline", pipeline, "pipeline")
+        if strategy.get("scheduler"):  # null keeps the pipeline's own
+            _check_diffusers_class(f"{key}.scheduler", strategy["scheduler"], "scheduler")
+        accepted = shipped_names(DIFFUSERS_CLASSES)["pipeline"][pipeline]
+        if accepted != "*":  # '*': resolved from the model folder, or takes any keyword
+            missing = sorted((KIND_CALL_ARGS[kind] | COMMON_CALL_ARGS) - set(accepted.split(",")))
+            if missing:
+                raise ConfigError(f"{key}.pipeline: {pipeline} does not take {', '.join(missing)}, which a "
+                                  f"{kind} strategy passes; choose a pipeline made for {kind}")
+    scheduler = config.get("benchmarks", {}).get("generation", {}).get("scheduler")
+    if scheduler:
+        _check_diffusers_class("benchmarks.generation.scheduler", scheduler, "scheduler")
+
+
+def architecture_problem(arch: str) -> str:
+    """Why classifiers.create_model cannot build `arch` ('' if it can), from the shipped lists."""
+    lists = shipped_names(ARCHITECTURES)
+    source, name = arch.split(":", 1) if ":" in arch else (None, arch)
+    if source not in (None, "timm", "torchvision"):
+        return f"'{source}' is not a model library (prefix timm: or torchvision:, or none)"
+    if source in (None, "timm") and name.split(".", 1)[0] in lists["timm"]:  # timm ignores a '.tag'
+        return ""
+    if source in (None, "torchvision") and name in lists["torchvision"]:
+        return ""
+    libraries = {None: "timm nor torchvision", "timm": "timm", "torchvision": "torchvision"}[source]
+    known = [n for lib in ("timm", "torchvision") if source in (None, lib) for n in lists[lib]]
+    return f"'{arch}' is not a classifier in {libraries}{_did_you_mean(name, known)}"
+
+
+def _check_archs(config: dict) -> None:
+    named = [(f"reports.{r}.archs", report["archs"]) for r, report in config["reports"].items()]
+    named.append(("benchmarks.training.arch", config.get("benchmarks", {}).get("training", {}).get("arch", [])))
+    for key, archs in named:
+        for arch in archs:
+            problem = architecture_problem(arch)
+            if problem:
+                raise ConfigError(f"{key}: {problem}")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _read_file(config: dict, key: str, path: str, read, expected: str):
+    """read(path), or None where plan time cannot read it: the demo builds it, or it is absent and
+    check_paths is off. A missing or unreadable file is a ConfigError naming `key`."""
+    if produced_by_demo(config, path):
+        return None
+    if not Path(path).expanduser().is_file():
+        if not config.get("check_paths", True):
+            return None
+        raise ConfigError(f"{key}: '{path}' is not an existing file; {expected}")
+    try:
+        return read(str(Path(path).expanduser()))
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+@functools.cache
+def _class_list(spec: str) -> tuple[str, ...]:
+    from .datasets import load_class_list
+
+    return tuple(load_class_list(spec))
+
+
+def dataset_wnids(config: dict, name: str) -> tuple[str, ...]:
+    """The class list of datasets.<name>, a ConfigError naming the key when it cannot be read."""
+    from .datasets import DatasetError
+
+    try:
+        return _class_list(config["datasets"][name]["classes"])
+    except DatasetError as err:
+        raise ConfigError(f"datasets.{name}.classes: {err}") from None
+
+
+def _check_prompt_files(config: dict) -> None:
+    """Class lists, templates and class-name files exist, parse, and name every class they must."""
+    from . import prompts
+
+    for name, strategy in config["strategies"].items():
+        if strategy["kind"] not in PROMPT_KINDS:
+            continue
+        key = f"strategies.{name}"
+        templates = strategy.get("templates", "openai80")
+        if isinstance(templates, list):
+            for i, template in enumerate(templates):
+                try:
+                    prompts.check_template(template)
+                except ValueError as err:
+                    raise ConfigError(f"{key}.templates[{i}]: {err}") from None
+        elif templates not in prompts.NAMED_TEMPLATE_SETS:
+            sets = sorted(prompts.NAMED_TEMPLATE_SETS)
+            _read_file(config, f"{key}.templates", templates, prompts.load_templates,
+                       f"give a named set ({', '.join(sets)}), a list, or a file of templates, one per line "
+                       f"with one {{}} each{_did_you_mean(templates, sets)}")
+        spec = strategy.get("class_names", "clip")
+        if spec == "clip":
+            continue  # every ImageNet-1K wnid has one, and class lists hold only those
+        names = _read_file(config, f"{key}.class_names", spec, prompts.read_class_name_file,
+                           "give 'clip' or a file of 'wnid<TAB>name' lines")
+        users = [d for d, dataset in config["datasets"].items() if name in dataset.get("generate", {})]
+        for dname in users if names is not None else []:
+            missing = [w for w in dataset_wnids(config, dname) if w not in names]
+            if missing:
+                raise ConfigError(f"{key}.class_names: '{spec}' has no name for {len(missing)} classes of "
+                                  f"datasets.{dname} ({', '.join(missing[:3])}...); add 'wnid<TAB>name' lines")
+
+
+def _check_models(config: dict) -> None:
+    """Each model id is a diffusers folder or a hub id; pipelines.load_pipeline treats an existing
+    path as a folder, so a path typo would otherwise be sent to the hub, after hours upstream."""
+    if not config.get("check_paths", True):
+        return
+    for name, spec in config["models"].items():
+        key, model_id = f"models.{name}.id", spec["id"]
+        if produced_by_demo(config, model_id):
+            continue  # a demo rule builds the folder
+        local = Path(model_id).expanduser()
+        if local.exists():
+            if not (local / "model_index.json").is_file():
+                raise ConfigError(f"{key}: '{model_id}' has no model_index.json; point it at a diffusers "
+                                  "save_pretrained folder, or at a hub id (namespace/name)")
+        elif (model_id.startswith((".", "/", "~")) or not HUB_ID.fullmatch(model_id) or ".." in model_id
+              or "--" in model_id or model_id.endswith(".git")):
+            raise ConfigError(f"{key}: '{model_id}' is neither an existing folder (relative to the working "
+                              "directory) nor a hub id (namespace/name); fix the path or the id")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _check_recipe(key: str, recipe: dict) -> None:
+    """What recipe.Recipe.check and its schedules assume (resizing and warm-up run forwards)."""
+    if recipe["min_res"] > recipe["max_res"]:
+        raise ConfigError(f"{key}.min_res: {recipe['min_res']} is above max_res {recipe['max_res']}; progressive "
+                          "resizing grows from min_res to max_res, so make min_res <= max_res")
+    start, end = recipe["start_ramp"], recipe["end_ramp"]
+    if (start is None) != (end is None):
+        unset, other = ("end_ramp", "start_ramp") if end is None else ("start_ramp", "end_ramp")
+        raise ConfigError(f"{key}.{unset}: null while {other} is set, which ignores both; set both "
+                          "(the resizing ramp's first and last epochs) or neither (ffcv-imagenet's ramp)")
+    if start is not None and start > end:
+        raise ConfigError(f"{key}.start_ramp: {start} is after end_ramp {end}; make start_ramp <= end_ramp")
+    if recipe["lr_peak_epoch"] > recipe["epochs"]:
+        raise ConfigError(f"{key}.lr_peak_epoch: {recipe['lr_peak_epoch']} is after the last epoch "
+                          f"({recipe['epochs']}); the warm-up must peak within the run")
+
+
+def real_per_class(config: dict, dataset: str) -> int | None:
+    """Real train images per class where config fixes it (the demo draws demo.train_per_class of
+    each class into <demo.data>/imagenet/train); None for a folder known only once indexed."""
+    demo = config.get("demo")
+    train = config["datasets"][dataset]["train"]
+    if demo and Path(train) == Path(demo["data"]) / "imagenet" / "train":
+        return demo.get("train_per_class")
+    return None
+
+
+def _check_datasets(config: dict) -> None:
+    """Class lists parse; a dataset on the demo's drawn data only has classes the demo draws."""
+    for name in config["datasets"]:
+        wnids = dataset_wnids(config, name)
+        if real_per_class(config, name) is None:
+            continue
+        drawn = set(_class_list(config["demo"]["classes"]))
+        missing = [w for w in wnids if w not in drawn]
+        if missing:
+            raise ConfigError(f"datasets.{name}.classes: {len(missing)} classes ({', '.join(missing[:3])}) are not "
+                              f"in demo.classes, the only ones the demo draws; list a subset of "
+                              f"{config['demo']['classes']}")
+
+
+# ----------------------------------------------------------------------------- mixtures
+#
+# Percentages are of the real train set, whose size is known only once it is indexed (no
+# globbing at DAG time), except on the demo's drawn data. From config alone, then:
+# - a real percentage is at most 100 (the real set is 100%); no source comes twice;
+# - an image-conditioned kind makes images_per_real per real image: at most images_per_real x 100%;
+# - a fixed total n_<T> is absolute, so its shares are compared exactly with the class-conditioned
+#   counts (train_per_class x classes) and with image-conditioned ones capped by sources_per_class;
+# - a source with train_shards 0 has no images;
+# - on the demo's data every count is exact, and so is each training set's size against batch_size.
+# Left to the sample-mixture job (mixtures.mixture_counts): a percentage of an unindexed real set
+# against class-conditioned counts, and a fixed total against the unindexed real set itself.
+
+
+def _generated_at_most(config: dict, dataset: str, source: str, need: int | None) -> tuple[int | None, str, str]:
+    """(at most how many train images `source` makes for `dataset`, None if that depends on the
+    unindexed real set; how that follows from config; what to change to make `need`)."""
+    gen = config["datasets"][dataset]["generate"][source]
+    key = f"datasets.{dataset}.generate.{source}"
+    n_classes = len(dataset_wnids(config, dataset))
+    if gen["train_shards"] == 0:
+        return 0, f"{key}.train_shards is 0", f"set {key}.train_shards above 0"
+    if config["strategies"][source]["kind"] in CLASS_CONDITIONED_KINDS:
+        per_class = gen["train_per_class"]
+        return (per_class * n_classes, f"{key}.train_per_class {per_class} x {n_classes} classes",
+                f"raise {key}.train_per_class to {math.ceil((need or 0) / n_classes)} or lower the percentage")
+    per_real = config["strategies"][source].get("images_per_real", 1)
+    known = [n for n in (real_per_class(config, dataset), gen.get("sources_per_class")) if n is not None]
+    if not known:
+        return None, "", ""
+    sources = min(known)  # real images per class it starts from
+    return (per_real * sources * n_classes, f"{per_real} per real image x {sources} per class x {n_classes} classes",
+            f"raise strategies.{source}.images_per_real or {key}.sources_per_class, or lower the percentage")
+
+
+def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
+    """The size of training set `mix` of `dataset` where config fixes it (else None); a
+    ConfigError, at key_of(source), where a term cannot be filled from what is planned."""
+    mixture = parse_mixture(mix)
+    per_class, n_classes = real_per_class(config, dataset), len(dataset_wnids(config, dataset))
+    n_real = None if per_class is None else per_class * n_classes
+    base = mixture.total if mixture.total is not None else n_real
+    size = 0
+    for source, percent in mixture.terms:
+        key = key_of(source)
+        if mixture.sources.count(source) > 1:
+            raise ConfigError(f"{key}: '{mix}' names {source} twice; give each source once")
+        kind = config["strategies"].get(source, {}).get("kind")
+        per_real = 1 if source == "real" else config["strategies"][source].get("images_per_real", 1)
+        if mixture.total is None and kind not in CLASS_CONDITIONED_KINDS and percent > 100 * per_real:
+            what = ("the real train set is 100% (all of it)" if source == "real" else
+                    f"{source} ({kind}) makes {per_real} per real image, so at most {100 * per_real}%")
+            raise ConfigError(f"{key}: '{mix}' asks for {percent:g}% {source}, but {what}; lower the percentage")
+        need = None if base is None else int(round(base * percent / 100))  # as mixtures.mixture_counts
+        if source == "real":
+            have, how, fix = n_real, f"demo.train_per_class {per_class} x {n_classes} classes", "lower the total"
+        else:
+            have, how, fix = _generated_at_most(config, dataset, source, need)
+        if need is not None and have is not None and need > have:
+            raise ConfigError(f"{key}: '{mix}' needs {need:,} {source} images, but there are at most {have:,} "
+                              f"({how}); {fix}")
+        size = None if size is None or need is None else size + need
+    return size
+
+
+def _mixture_key(report_name: str, report: dict, label: str | None, source: str) -> str:
+    """The config key that sets the `source` term of one of a report's mixtures."""
+    key = f"reports.{report_name}"
+    if label is None:  # a reference run of the effective-robustness fit
+        owner = key if report.get("reference") else f"datasets.{report['dataset']}"
+        return f"{owner}.reference.mixtures"
+    if report["kind"] == "mixture_grid":
+        return f"{key}.real_percents" if source == "real" else f"{key}.generated_percents"
+    if report["kind"] == "budget_curve":
+        return f"{key}.total" if source == "real" else f"{key}.generated_shares"
+    return f"{key}.rows.{label}"
+
+
+def _check_mixtures(config: dict) -> None:
+    """Every mixture of every report can be sampled from the planned sources and makes a batch."""
+    smallest: dict[str, tuple[int, str, str]] = {}  # dataset -> (size, mixture, key) of its smallest set
+    for name, report in config["reports"].items():
+        dataset = report["dataset"]
+        labels = {mix: label for label, mix in report_rows(report).items()}
+        for mix in report_mixtures(report, config):
+            key_of = functools.partial(_mixture_key, name, report, labels.get(mix))
+            size = _check_mixture(config, dataset, mix, key_of)
+            if size is not None and size < smallest.get(dataset, (math.inf,))[0]:
+                smallest[dataset] = (size, mix, key_of("real"))
+    for dataset, (size, mix, key) in smallest.items():
+        batch = config["datasets"][dataset]["recipe"]["batch_size"]
+        if size < batch:  # training keeps full batches only (drop_last)
+            raise ConfigError(f"datasets.{dataset}.recipe.batch_size: {batch} is more than the {size} images of "
+                              f"'{mix}' ({key}), which then makes no batch; lower batch_size to {size} at most")
+
+
+# ----------------------------------------------------------------------------- refresh
+
+
+def _call_args(pipeline_class) -> str:
+    """The CALL_ARGS a pipeline's __call__ takes, comma-joined; '*' when it takes any keyword or
+    is resolved from the model folder (DiffusionPipeline, AutoPipelineFor*)."""
+    owner = next((c for c in pipeline_class.__mro__ if "__call__" in vars(c) and c is not object), None)
+    if owner is None:
+        return "*"
+    params = inspect.signature(vars(owner)["__call__"]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return "*"
+    return ",".join(a for a in CALL_ARGS if a in params) or "-"
+
+
+def diffusers_class_lines() -> list[str]:
+    """'pipeline <Name> <call args>', 'scheduler <Name>' and 'placeholder <Name>' (a class diffusers
+    exports without the optional package it needs) for the installed diffusers."""
+    import diffusers
+    from diffusers.utils import DummyObject
+
+    lines = []
+    for name in sorted(dir(diffusers)):
+        obj = getattr(diffusers, name, None)
+        if not isinstance(obj, type):
+            continue
+        if isinstance(obj, DummyObject):
+            if name.endswith(("Pipeline", "Scheduler")):
+                lines.append(f"placeholder {name}")
+        elif issubclass(obj, diffusers.SchedulerMixin) and obj is not diffusers.SchedulerMixin:
+            lines.append(f"scheduler {name}")
+        elif issubclass(obj, diffusers.DiffusionPipeline) or name.startswith("AutoPipelineFor"):
+            lines.append(f"pipeline {name} {_call_args(obj)}")
+    return lines
+
+
+def architecture_lines() -> list[str]:
+    """'timm <name>' for every model timm.create_model builds (deprecated names that still map to one
+    included), 'torchvision <name>' for torchvision's classifiers (not its detection, segmentation,
+    video or quantized models, which create_model would build but training cannot use)."""
+    import timm
+    import torchvision.models as tvm
+    from timm.models import get_deprecated_models
+
+    timm_names = set(timm.list_models()) | {old for old, new in get_deprecated_models().items() if new}
+    return [f"timm {n}" for n in sorted(timm_names)] + [f"torchvision {n}" for n in sorted(tvm.list_models(module=tvm))]
+
+
+def refresh() -> None:
+    """Rewrite the shipped name lists from the installed libraries (after changing their pins)."""
+    from importlib.metadata import version
+
+    from . import io
+
+    for path, lines, packages in ((DIFFUSERS_CLASSES, diffusers_class_lines(), ("diffusers",)),
+                                  (ARCHITECTURES, architecture_lines(), ("timm", "torchvision"))):
+        pins = ", ".join(f"{p}=={version(p)}" for p in packages)
+        header = f"# Written by `python -m genrobust.checks --refresh` from {pins}; do not edit.\n"
+        io.write_text(path, header + "\n".join(lines) + "\n")
+        print(f"{path}: {len(lines)} names ({pins})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--refresh"]:
+        sys.exit("usage: python -m genrobust.checks --refresh   (rewrites genrobust/data/*.txt)")
+    refresh()
