@@ -167,6 +167,11 @@ def test_demo_runs_end_to_end(workdir):
     # no existing report is rebuilt; the sample sheet of the dataset's strategies gains a column
     assert {k for k in counts if k.startswith("make_")} == {"make_guidance", "make_contact_sheet"}
 
+    # The HTML report of the finished demo: every table rendered, every figure, the description.
+    from test_html_report import check_html_report
+
+    check_html_report(workdir, demo, "--profile", str(REPO / "workflow/profiles/demo"))
+
 
 def test_benchmark_rules_are_planned_only_when_config_asks(workdir):
     (workdir / "benchmarks.yaml").write_text("benchmarks:\n  training: {steps: 2}\n")

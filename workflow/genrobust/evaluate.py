@@ -313,7 +313,8 @@ def evaluate_model(model_path, test_sets: Mapping[str, str], *, id_test_set: str
             id_subsets=subsets, precision=options["precision"])
         results[name] = {**result, "res": options["res"], "crop_ratio": crop_ratio}
         print(f"[evaluate] {name}: top-1 {100 * result['top1']:.2f}% on {result['n']} images", file=sys.stderr)
-    write_result(out, results, {"model": str(model_path), "indexes": dict(test_sets)})
+    write_result(out, results, {"model": str(model_path), "indexes": dict(test_sets), "device": device,
+                                "threads": torch.get_num_threads()})  # provenance: CPU kernels round by threads
     return results
 
 

@@ -151,7 +151,8 @@ def _start_afresh_if_settings_changed(shard_dir: Path, settings: dict) -> None:
 
 
 def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_manifest: str, save_size: int,
-              jpeg_quality: int, desc: str, settings: dict, max_batches: int | None = None) -> pd.DataFrame | None:
+              jpeg_quality: int, desc: str, settings: dict, max_batches: int | None = None,
+              device: str = "cpu") -> pd.DataFrame | None:
     """Generate `items` in fixed batches with `render(batch) -> (uint8 images, manifest rows)`,
     resuming from the shard's progress log; `prepare()` (model loading) runs only if work is left.
     Writes the images and, once all are on disk, the manifest. `max_batches` stops early (tests).
@@ -192,11 +193,11 @@ def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_m
             bar.close()
         if max_batches is not None and len(todo) > max_batches:
             return None
-    return _write_manifest(items, shard_dir, out_manifest, n_done, start)
+    return _write_manifest(items, shard_dir, out_manifest, n_done, start, device)
 
 
 def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path, n_done: int,
-                    start: float) -> pd.DataFrame:
+                    start: float, device: str) -> pd.DataFrame:
     """The shard's manifest and stats, once every image of the plan is recorded and on disk."""
     done = read_progress(shard_dir / "progress.jsonl")
     missing = [s.id for s in items if s.id not in done]
@@ -212,7 +213,7 @@ def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path,
     io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
                                              "generated_now": len(items) - n_done, "seconds": round(seconds, 2),
                                              "wall_seconds_this_run": round(elapsed, 2),
-                                             "threads": torch_threads()})
+                                             "threads": torch_threads(), "device": device})
     print(f"[generate] {shard_dir}: {len(manifest)} images, {regenerated} regenerated, {elapsed:.1f} s",
           file=sys.stderr)
     return manifest
@@ -244,7 +245,7 @@ def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[st
     settings = {**spec.settings(), **renderer.settings()}
     return run_shard(items=items, render=renderer, prepare=renderer.prepare, batch_size=spec.batch_size,
                      settings=settings, out_manifest=out_manifest, save_size=spec.save_size,
-                     jpeg_quality=spec.jpeg_quality, max_batches=max_batches,
+                     jpeg_quality=spec.jpeg_quality, max_batches=max_batches, device=device,
                      desc=f"{strategy}/{split} shard {shard + 1}/{n_shards} ({device})")
 
 
