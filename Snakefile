@@ -1,5 +1,5 @@
 # genrobust: "Leaving Reality to Imagination" (Bansal & Grover, 2023) as one workflow.
-# Full study:  snakemake --profile workflow/profiles/slurm          (config/config.yaml)
+# Full study:  snakemake --profile slurm   (after make setup; workflow/profiles/slurm; config/config.yaml)
 # Offline toy: make demo   (snakemake --profile workflow/profiles/demo: config/demo.yaml, 2 cores)
 # The DAG, in order: data -> generate -> convert -> train -> evaluate -> analysis -> report.
 

@@ -53,6 +53,8 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
         assert f"imagenet100/{strategy}/val: 5,000 images (50 per class)" in plan
     for strategy in ("variation", "img2img", "deepaugment", "pixmix"):  # one per real image
         assert f"imagenet100/{strategy}/train: 1 per real train image" in plan
+    for table in ("Table 2", "Table 5", "Table 6", "Table 7"):  # said before any job starts
+        assert f"genrobust: report {table} (" in plan and "not produced by this version" in plan
     print(f"full dry-run {'with profile ' if profile else ''}in {elapsed:.1f} s: {counts['total']} jobs")
 
 
