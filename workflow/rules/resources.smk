@@ -37,7 +37,7 @@ ARCH_SECONDS = {
     "resnext50_32x4d": 0.0006,
     "resnext101_32x8d": 0.0015,
     "efficientnet_b0": 0.0005,
-    "mobilenetv2_100": 0.0003,
+    "mobilenet_v2": 0.0003,
 }
 DEFAULT_ARCH_SECONDS = 0.001
 

@@ -32,7 +32,7 @@ Commands (the optional rule benchmark_training runs the same with config `benchm
 
     # the demo's own data (its beton was written with max_resolution 64)
     python -m genrobust benchmark-training --skip-training \\
-        --manifest results/demo/beton/demo10/train.csv --beton results/demo/beton/demo10/train.beton \\
+        --manifest results/demo/beton/demo10/train/real.csv --beton results/demo/beton/demo10/train/real.beton \\
         --max-resolution 64
 """
 
