@@ -266,3 +266,19 @@ def test_killed_writer_leaves_no_temporary_and_no_orphaned_workers(data, tmp_pat
     x, y = (collect(B.create_val_loader(tmp_path / f"{n}.beton", None, 256, 32, 1, "cpu")) for n in "xy")
     assert len(x) == len(y) == 19
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(x, y))
+
+
+def test_ffcv_import_shim_leaves_numba_typed_dict_alone():
+    """ffcv's image-mode table is a plain dict (it costs ~4 s of numba JIT per process as a typed
+    Dict); numba.typed.Dict itself is numba's again after the import, for everyone else."""
+    if not ffcv_backend.ffcv_available():  # the first import of ffcv in this process goes through it
+        pytest.skip("ffcv does not import here")
+    import numba.typed
+    from ffcv.fields.rgb_image import IMAGE_MODES
+
+    assert type(IMAGE_MODES) is dict and IMAGE_MODES == {"jpg": 0, "raw": 1}
+    typed = numba.typed.Dict.empty(key_type=numba.types.unicode_type, value_type=numba.types.int64)
+    assert type(typed).__module__ == "numba.typed.typeddict"
+    with ffcv_backend._plain_dict_for_ffcv_mode_table():
+        assert numba.typed.Dict is dict
+    assert numba.typed.Dict is type(typed)

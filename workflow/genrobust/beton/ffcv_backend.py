@@ -6,6 +6,7 @@ is defined lazily (once per process) by a cached factory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -26,14 +27,38 @@ def ffcv_available() -> bool:
 
     threads = torch.get_num_threads()
     try:
-        import ffcv.fields  # noqa: F401
-        import ffcv.loader  # noqa: F401
-        import ffcv.writer  # noqa: F401
+        with _plain_dict_for_ffcv_mode_table():
+            import ffcv.fields  # noqa: F401
+            import ffcv.loader  # noqa: F401
+            import ffcv.writer  # noqa: F401
     except Exception:  # ImportError, or a broken libffcv / opencv build
         return False
     finally:
         torch.set_num_threads(threads)
     return True
+
+
+@contextlib.contextmanager
+def _plain_dict_for_ffcv_mode_table():
+    """ffcv.fields.rgb_image builds its two-entry table IMAGE_MODES as a numba typed Dict at
+    import, which JIT-compiles the typed-dict machinery: ~4 s of CPU in every process that
+    imports ffcv (each training, evaluation and beton job). The table is only ever read from
+    Python (in generate_code and the writer's encode), so a plain dict serves; numba.typed.Dict
+    is itself again once ffcv's modules are imported."""
+    try:
+        import numba.typed
+    except ImportError:  # no numba: ffcv's import fails on its own, with its own message
+        yield
+        return
+    shadowed = vars(numba.typed).get("Dict")
+    numba.typed.Dict = dict
+    try:
+        yield
+    finally:
+        if shadowed is None:
+            del numba.typed.Dict  # served again by numba.typed's lazy __getattr__
+        else:
+            numba.typed.Dict = shadowed
 
 
 def require_ffcv() -> None:
