@@ -83,9 +83,12 @@ DEMO_CASES = {
     "templates file missing": (
         strategy("cl80", templates="config/templates.txt"),
         "strategies.cl80.templates: 'config/templates.txt' is not an existing file; give a named set"),
+    "places file missing": (
+        strategy("cl80", templates="background", places="config/places.txt"),
+        "strategies.cl80.places: 'config/places.txt' is not an existing file; give 'default' or a file"),
     "templates set typo": (
         strategy("img2img", templates="openai81"),
-        "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (openai80), a list, "
+        "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (background, definition, hypernym, openai80), a list, "
         "or a file of templates, one per line with one {} each; did you mean openai80?"),
     "template with two fields": (
         strategy("photo", templates=["a photo of a {} and a {}."]),

@@ -5,6 +5,11 @@ CLIP ImageNet zero-shot templates, in the same order as `open_clip.OPENAI_IMAGEN
 the class names are the CLIP ImageNet class names (`open_clip.IMAGENET_CLASSNAMES`), indexed
 like timm's sorted ImageNet wnids. Both are written out / looked up here so that generation
 never depends on a download.
+
+Beyond the paper, a template may also name WordNet facts about the class and a background, the
+prompt families of Sariyildiz et al., "Fake it till you make it" (CVPR 2023): {hypernym} (the
+class's WordNet hypernym), {definition} (its WordNet gloss; both from genrobust.wordnet) and
+{place} (a background phrase drawn per image from a list, seeded like the template).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .seeding import derive_seed
 
 # Paper Table 8, in its order (identical to open_clip.OPENAI_IMAGENET_TEMPLATES).
 OPENAI_80: tuple[str, ...] = (
@@ -101,20 +108,50 @@ OPENAI_80: tuple[str, ...] = (
     "a tattoo of the {}.",
 )
 
-NAMED_TEMPLATE_SETS = {"openai80": OPENAI_80}
+# Fake-it's families, one template each: the class name with its hypernym, its definition, or a
+# background ("c, h_c", "c, d_c" and "c inside b" there, phrased as photos here).
+NAMED_TEMPLATE_SETS = {
+    "openai80": OPENAI_80,
+    "hypernym": ("a photo of a {}, a kind of {hypernym}",),
+    "definition": ("a photo of a {}, {definition}",),
+    "background": ("a photo of a {} {place}",),
+}
+TEMPLATE_FIELDS = ("hypernym", "definition", "place")  # the named fields a template may use
+
+# Backgrounds for {place}: common scene categories (Places365-like), each a phrase that follows
+# the class name. A strategy's `places:` may name a file of one's own, one phrase per line.
+PLACES: tuple[str, ...] = (
+    "in a kitchen", "in a living room", "in a bedroom", "in a bathroom", "in an office", "in a classroom",
+    "in a library", "in a restaurant", "in a supermarket", "in a garage", "in a workshop", "in a museum",
+    "in a church", "in a hospital room", "in a laboratory", "in a warehouse", "in a parking lot",
+    "on a city street", "on a country road", "on a highway", "on a bridge", "in a park", "in a garden",
+    "in a backyard", "on a farm", "in a field", "in a meadow", "in a forest", "in a jungle", "on a mountain",
+    "in a desert", "in a canyon", "on a beach", "on a lake shore", "by a river", "in the ocean",
+    "under water", "in the snow", "on ice", "in a swamp", "in a cave", "at a harbor", "at a train station",
+    "at an airport", "in a stadium", "at a playground", "in a market", "in a zoo", "in an aquarium",
+    "on a rooftop",
+)
 
 
 # ---------------------------------------------------------------- templates
 
 
 def check_template(template: str) -> str:
-    """Return `template` if it holds exactly one '{}' and no other format field."""
+    """Return `template` if it holds exactly one '{}' (the class name) and otherwise only the
+    named fields of TEMPLATE_FIELDS."""
     if not isinstance(template, str):
         raise ValueError(f"template must be a string, got {template!r}")
-    fields = re.findall(r"\{[^{}]*\}", template)
-    if fields != ["{}"]:
-        raise ValueError(f"template {template!r} must contain exactly one '{{}}' (found {fields})")
+    fields = re.findall(r"\{([^{}]*)\}", template)
+    if fields.count("") != 1 or any(f and f not in TEMPLATE_FIELDS for f in fields):
+        allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name and "
+                         f"otherwise only {allowed} (found {['{' + f + '}' for f in fields]})")
     return template
+
+
+def template_fields(template: str) -> set[str]:
+    """The named fields ({hypernym}, {definition}, {place}) a template uses."""
+    return set(re.findall(r"\{([^{}]+)\}", template))
 
 
 def load_templates(spec: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -137,8 +174,58 @@ def load_templates(spec: str | os.PathLike | Sequence[str]) -> list[str]:
     return [check_template(t) for t in templates]
 
 
-def class_label_prompt(template: str, name: str) -> str:
-    return check_template(template).format(name)
+def class_label_prompt(template: str, name: str, **fields: str) -> str:
+    """The template filled with the class name and the named fields it uses."""
+    missing = template_fields(check_template(template)) - set(fields)
+    if missing:
+        raise ValueError(f"template {template!r} needs {sorted(missing)} for class {name!r}")
+    return template.format(name, **fields)
+
+
+def load_places(spec: str | os.PathLike = "default") -> list[str]:
+    """The background phrases for {place}: the built-in list, or a file of one per line."""
+    if isinstance(spec, str) and spec == "default":
+        return list(PLACES)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"places spec {str(spec)!r} is neither 'default' nor an existing file")
+    places = [line.strip() for line in path.read_text().splitlines()]
+    places = [p for p in places if p and not p.startswith("#")]
+    if not places:
+        raise ValueError(f"places file {path} holds no places")
+    return places
+
+
+def choose_place(places: Sequence[str], seed: int) -> str:
+    """Pick one background for one image, reproducibly from that image's seed."""
+    return places[int(np.random.default_rng(seed).integers(len(places)))]
+
+
+class Prompter:
+    """One image's prompt from its class and seed: a seeded template, the class name, and the
+    named fields the template uses (WordNet facts of the class, a seeded place)."""
+
+    def __init__(self, templates, wnids: Iterable[str], class_names="clip", places="default"):
+        from . import wordnet
+
+        wnids = list(wnids)
+        self.templates = load_templates(templates)
+        self.names = load_class_names(wnids, class_names)
+        fields = set().union(*map(template_fields, self.templates))
+        self.wordnet = wordnet.facts(wnids) if fields & {"hypernym", "definition"} else {}
+        self.places = load_places(places) if "place" in fields else []
+
+    def fields(self, template: str, wnid: str, seed: int) -> dict[str, str]:
+        wanted = template_fields(template)
+        fields = {k: self.wordnet[wnid][k] for k in wanted & {"hypernym", "definition"}}
+        if "place" in wanted:
+            fields["place"] = choose_place(self.places, derive_seed(seed, "place"))
+        return fields
+
+    def prompt(self, wnid: str, seed: int) -> tuple[str, str]:
+        """(template, prompt) of the image with this class and seed."""
+        _, template = choose_template(self.templates, derive_seed(seed, "template"))
+        return template, class_label_prompt(template, self.names[wnid], **self.fields(template, wnid, seed))
 
 
 def choose_template(templates: Sequence[str], seed: int) -> tuple[int, str]:

@@ -114,15 +114,11 @@ class ClassLabelRenderer(DiffusersRenderer):
         from .. import prompts
 
         super().__init__(spec, wnids, device)
-        self.templates = prompts.load_templates(spec.templates)
-        self.names = prompts.load_class_names(wnids, spec.class_names)
+        self.prompter = prompts.Prompter(spec.templates, wnids, spec.class_names, spec.places)
 
     def prompts_for(self, batch):
-        from .. import prompts
-
-        chosen = [prompts.choose_template(self.templates, derive_seed(b.seed, "template"))[1] for b in batch]
-        texts = [prompts.class_label_prompt(t, self.names[b.wnid]) for t, b in zip(chosen, batch)]
-        return chosen, texts
+        made = [self.prompter.prompt(b.wnid, b.seed) for b in batch]
+        return [template for template, _ in made], [text for _, text in made]
 
     def inputs(self, batch):
         templates, texts = self.prompts_for(batch)

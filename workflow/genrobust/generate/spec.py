@@ -47,6 +47,7 @@ class StrategySpec:
     # (and so restarting the shards) of strategies that never use them.
     templates: str | tuple[str, ...] = "openai80"  # class_labels, img2img: a named set, a file or templates
     class_names: str = _DEFAULT["class_names"]
+    places: str = "default"  # templates with {place}: 'default' (prompts.PLACES) or a file of phrases
     steps: int = _DEFAULT["steps"]
     guidance: float = _DEFAULT["guidance"]
     height: int = _DEFAULT["height"]
