@@ -331,7 +331,67 @@ def test_recipe_keys_are_the_schemas():
     schema = yaml.safe_load((Path(R.__file__).parents[1] / "schemas" / "config.schema.yaml").read_text())
     recipe_schema = schema["$defs"]["recipe"]
     fields = [f.name for f in dataclasses.fields(R.Recipe)]
-    assert set(recipe_schema["properties"]) == set(fields) == set(recipe_schema["required"])
+    assert set(recipe_schema["properties"]) == set(fields)
+    assert set(recipe_schema["required"]) == set(fields) - set(R.OPTIONAL)
+    assert {f.name: f.default for f in dataclasses.fields(R.Recipe) if f.name in R.OPTIONAL} == R.OPTIONAL
+
+
+def test_optional_recipe_key_at_its_default_leaves_the_run_identity_alone():
+    base = TINY.as_dict()
+    assert "generated_bn" not in base
+    assert R.Recipe.from_dict({**base, "generated_bn": "shared"}).as_dict() == base
+    assert R.Recipe.from_dict({**base, "generated_bn": "separate"}).as_dict()["generated_bn"] == "separate"
+    with pytest.raises(ValueError, match="generated_bn must be 'shared' or 'separate'"):
+        R.Recipe.from_dict({**base, "generated_bn": "split"})
+
+
+# ---------------------------------------------------------------- separate BN for generated images
+
+def test_split_batchnorm_routes_real_rows_to_main_and_the_rest_to_aux():
+    from genrobust.classifiers import SplitBatchNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 4, 4) + torch.arange(6.0).view(6, 1, 1, 1)  # every row its own mean
+    split = SplitBatchNorm(torch.nn.BatchNorm2d(3, momentum=1.0))  # running stats = the last batch's
+    split.real_rows = (2, 4)
+    split.train()
+    out = split(x)
+    main, aux = torch.nn.BatchNorm2d(3, momentum=1.0).train(), torch.nn.BatchNorm2d(3, momentum=1.0).train()
+    generated = aux(torch.cat([x[:2], x[4:]]))
+    assert torch.allclose(out, torch.cat([generated[:2], main(x[2:4]), generated[2:]]), atol=1e-6)
+    assert torch.allclose(split.main.running_mean, x[2:4].mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(split.aux.running_mean, torch.cat([x[:2], x[4:]]).mean(dim=(0, 2, 3)), atol=1e-5)
+    split.eval()
+    assert torch.allclose(split(x), split.main(x))  # evaluation: the real images' statistics
+
+
+def test_separate_bn_model_saves_as_a_plain_model():
+    from genrobust.classifiers import SplitBatchNorm, create_model, plain_state_dict, with_separate_bn
+
+    plain = create_model("resnet18", 4)
+    split = with_separate_bn(create_model("resnet18", 4))
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert sum(isinstance(m, SplitBatchNorm) for m in split.modules()) == n_bn == 20
+    state = plain_state_dict(split)
+    assert list(state) == list(plain.state_dict())
+    plain.load_state_dict(state)  # strict: exactly the plain model's keys
+
+
+def test_mixture_with_separate_bn_trains_and_evaluates_with_real_statistics(dataset, tmp_path):
+    beton_path, manifest_path = dataset
+    sources = {"real": T.TrainingSource(beton_path, manifest_path, list(range(0, 32, 2))),
+               "gen": T.TrainingSource(beton_path, manifest_path, list(range(1, 32, 2)))}
+    runs = {}
+    for mode in ("shared", "separate"):
+        T.train_classifier(sources, beton_path, manifest_path, WNIDS, "resnet18",
+                           {**TINY.as_dict(), "epochs": 1, "generated_bn": mode}, 7, tmp_path / f"{mode}.pt",
+                           tmp_path / f"{mode}.jsonl", tmp_path / f"{mode}.ckpt", device="cpu", threads=2)
+        runs[mode], _ = C.load_classifier(tmp_path / f"{mode}.pt")
+    shared, separate = (runs[m].state_dict() for m in ("shared", "separate"))
+    assert list(shared) == list(separate)
+    # The first BN sees the images straight after conv1: with separate statistics its running
+    # mean is the real rows' alone, so it differs from the shared one.
+    assert not torch.allclose(shared["bn1.running_mean"], separate["bn1.running_mean"])
 
 
 DDP_SCRIPT = """

@@ -14,6 +14,7 @@ the right head (`num_classes` at construction).
 
 from __future__ import annotations
 
+import copy
 import difflib
 
 import torch
@@ -120,6 +121,66 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         (no_decay if id(p) in no_decay_ids else decay).append(p)
     return [{"params": decay, "weight_decay": float(weight_decay)},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ------------------------------------------------ separate BatchNorm statistics for generated images
+
+
+class SplitBatchNorm(nn.Module):
+    """A BatchNorm layer and its auxiliary twin (Yu et al., "Diversify, Don't Fine-Tune"; AdvProp's
+    auxiliary BN): in training, the rows [start, stop) of a batch (the real images) go through
+    `main` and every other row (the generated images) through `aux`, in one forward pass so that
+    DDP sees one graph; in evaluation every row uses `main`, the real-data statistics."""
+
+    def __init__(self, bn: nn.Module):
+        super().__init__()
+        self.main, self.aux = bn, copy.deepcopy(bn)
+        self.real_rows: tuple[int, int] | None = None
+
+    def forward(self, x):
+        if not self.training or self.real_rows is None:
+            return self.main(x)
+        start, stop = self.real_rows
+        if start == 0 and stop >= x.shape[0]:
+            return self.main(x)
+        real = self.main(x[start:stop])
+        generated = self.aux(torch.cat([x[:start], x[stop:]]))
+        return torch.cat([generated[:start], real, generated[start:]])
+
+
+def with_separate_bn(model: nn.Module) -> nn.Module:
+    """Every BatchNorm2d of `model` (timm's BatchNormAct2d too) becomes a SplitBatchNorm, in place."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(model, name, SplitBatchNorm(child))
+        else:
+            with_separate_bn(child)
+    return model
+
+
+def set_real_rows(model: nn.Module, rows: tuple[int, int] | None) -> None:
+    """Which rows of every training batch are real images, for each SplitBatchNorm of `model`."""
+    for module in model.modules():
+        if isinstance(module, SplitBatchNorm):
+            module.real_rows = rows
+
+
+def plain_state_dict(model: nn.Module) -> dict:
+    """The state dict of the model with only its main BatchNorms, as create_model's keys: what
+    evaluation loads (the auxiliary statistics are a training device only)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if "aux" in parts[:-1] and _is_split(model, parts[:parts.index("aux")]):
+            continue
+        if "main" in parts[:-1] and _is_split(model, parts[:parts.index("main")]):
+            parts.remove("main")
+        state[".".join(parts)] = value
+    return state
+
+
+def _is_split(model: nn.Module, path: list[str]) -> bool:
+    return isinstance(model.get_submodule(".".join(path)), SplitBatchNorm)
 
 
 def load_classifier(path, device=None) -> tuple[nn.Module, list[str]]:

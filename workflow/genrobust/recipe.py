@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 REFERENCE_BATCH = 512
+OPTIONAL = {"generated_bn": "shared"}  # recipe keys a config may leave out, with their defaults
 
 # ffcv-imagenet's rn18 configs: epochs -> (start_ramp, end_ramp)
 FFCV_RAMPS = {16: (11, 13), 24: (17, 20), 32: (23, 27), 40: (29, 34), 56: (41, 48), 88: (65, 76)}
@@ -46,30 +47,36 @@ class Recipe:
     precision: str
     channels_last: bool
     num_workers: int
+    # Optional keys (OPTIONAL): left out of as_dict at their default, so that runs which do not
+    # set them keep their identity (and their checkpoints) as the option is added.
+    generated_bn: str = "shared"  # 'separate': generated images get their own BatchNorm statistics
 
     @classmethod
     def from_dict(cls, values: Mapping) -> Recipe:
         """The recipe of a config mapping; a missing or unknown key or an inconsistent value is a
         ValueError naming it."""
         keys = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in keys if k not in values]
+        missing = [k for k in keys if k not in values and k not in OPTIONAL]
         if missing:
             raise ValueError(f"training recipe lacks {missing}")
         unknown = sorted(set(values) - set(keys))
         if unknown:
             raise ValueError(f"training recipe has unknown keys {unknown} (known: {keys})")
-        recipe = cls(**{k: values[k] for k in keys})
+        recipe = cls(**{k: values[k] for k in keys if k in values})
         recipe.check()
         return recipe
 
     def check(self) -> None:
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"recipe.precision must be bf16, fp16 or fp32, not {self.precision!r}")
+        if self.generated_bn not in ("shared", "separate"):
+            raise ValueError(f"recipe.generated_bn must be 'shared' or 'separate', not {self.generated_bn!r}")
         if self.min_res > self.max_res:
             raise ValueError(f"recipe.min_res {self.min_res} > recipe.max_res {self.max_res}")
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if not (k in OPTIONAL and v == OPTIONAL[k])}
 
 
 def peak_lr(recipe: Recipe, total_batch: int) -> float:

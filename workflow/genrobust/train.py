@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from genrobust import beton
-from genrobust.classifiers import create_model, load_classifier, parameter_groups  # noqa: F401 (load_classifier: API)
+from genrobust.classifiers import (  # noqa: F401 (load_classifier: API)
+    create_model, load_classifier, parameter_groups, plain_state_dict, set_real_rows, with_separate_bn,
+)
 from genrobust.io import atomic_path, write_json, write_text
 from genrobust.recipe import Recipe, lr_at, peak_lr, resolution_at
 from genrobust.scoring import autocast, topk_accuracy
@@ -168,6 +170,10 @@ class TrainingData:
             _checked_rows(val_beton, val_manifest, None, num_classes, backend, "validation")
         return data
 
+    def separate_bn(self, recipe: Recipe) -> bool:
+        """recipe.generated_bn 'separate' on a mixture of real and generated images."""
+        return recipe.generated_bn == "separate" and "real" in self.sources and len(self.sources) > 1
+
     def loader_backend(self) -> str:
         first = next(iter(self.sources.values()))
         return beton.choose_backend(first.beton, first.manifest, self.backend)
@@ -227,6 +233,8 @@ class TrainingRun:
         memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
         torch.manual_seed(seed)  # the initial weights
         model = create_model(arch, len(class_wnids), blurpool=bool(recipe.blurpool))
+        if data.separate_bn(recipe):
+            model = with_separate_bn(model)
         model = model.to(device=device, memory_format=memory_format)
         peak = peak_lr(recipe, total_batch)
         identity = {"arch": arch, "num_classes": len(class_wnids), "class_wnids": class_wnids,
@@ -270,7 +278,7 @@ class TrainingRun:
 
     def save_model(self, out_model) -> None:
         """The trained classifier: what `load_classifier` reads."""
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().cpu() for k, v in plain_state_dict(self.model).items()}
         with atomic_path(out_model, suffix=".pt") as tmp:
             torch.save({"arch": self.arch, "num_classes": len(self.class_wnids),
                         "class_wnids": self.class_wnids, "blurpool": bool(self.recipe.blurpool),
@@ -373,6 +381,8 @@ def train_classifier(sources: Mapping[str, TrainingSource], val_beton, val_manif
             _write_metrics(out_metrics, metrics)
         train_loader, val_loader = create_loaders(data, recipe, total_batch // d.world, start_epoch,
                                                   run.seed, device, distributed=d.world > 1)
+        if data.separate_bn(recipe):  # the real images' rows of every batch, for the split BNs
+            set_real_rows(run.model, train_loader.row_ranges()["real"])
         if d.main:
             write_run_record(out_run or Path(out_metrics).with_name("run.json"), run, data, d.world,
                              data.loader_backend())

@@ -41,8 +41,9 @@ class MixtureBatches(Batches):
 
     backend = "mixture"
 
-    def __init__(self, parts: Mapping[str, Batches]):
+    def __init__(self, parts: Mapping[str, Batches], shares: Mapping[str, int]):
         first = next(iter(parts.values()))
+        self.shares = {name: int(shares[name]) for name in parts}  # images of each source per batch
         super().__init__(first.device, first.channels_last, first.resolution)
         self.parts = dict(parts)
         self.backend = first.backend
@@ -52,6 +53,14 @@ class MixtureBatches(Batches):
 
     def batches_per_epoch(self) -> int:
         return self.max_batches
+
+    def row_ranges(self) -> dict[str, tuple[int, int]]:
+        """Each source's rows [start, stop) in every batch (sources are concatenated in order)."""
+        ranges, start = {}, 0
+        for name, share in self.shares.items():
+            ranges[name] = (start, start + share)
+            start += share
+        return ranges
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -92,4 +101,4 @@ def create_mixture_loader(sources: Mapping[str, tuple], batch_size: int, resolut
                                   backend=backend)
         for name, (beton, manifest, rows) in sources.items()
     }
-    return next(iter(parts.values())) if len(parts) == 1 else MixtureBatches(parts)
+    return next(iter(parts.values())) if len(parts) == 1 else MixtureBatches(parts, shares)
