@@ -269,6 +269,13 @@ def _add_modules_with_own_parsers(sub) -> None:
         p.set_defaults(func=func)
 
 
+def _add_metrics_stages(stage) -> None:
+    """embed, classify-images, filter-generated, metrics-report (genrobust/metrics/cli.py)."""
+    from .metrics.cli import add_parsers
+
+    add_parsers(stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genrobust", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
@@ -281,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_data_stages, _add_generate_stages, _add_convert_stages, _add_train_evaluate_stages,
                 _add_reduce_stages):
         add(stage)
+    _add_metrics_stages(stage)
     _add_modules_with_own_parsers(sub)
     return parser
 
