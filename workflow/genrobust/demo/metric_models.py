@@ -35,7 +35,8 @@ TIMM_FILE_MODEL = "test_resnet.r160_in1k"
 
 
 class InceptionLike(nn.Module):
-    """Two strided convolutions and a global average pool after ReLU, like Inception's pool3."""
+    """Two strided convolutions and a global average pool after ReLU, like Inception's pool3
+    (scaled so that its features spread about as widely: FIDs of tens, not hundredths)."""
 
     def __init__(self):
         super().__init__()
@@ -43,7 +44,7 @@ class InceptionLike(nn.Module):
                                       nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features((x - 128) / 128)  # clean-fid's Inception normalises the same way
+        return 10 * self.features((x - 128) / 128)  # clean-fid's Inception normalises the input the same way
 
 
 def build_inception_like(path: str | os.PathLike, seed: int = 0) -> Path:

@@ -6,10 +6,12 @@ test set. Each is embedded once per extractor, into
     <out>/metrics/features/<extractor>/<dataset>/<split>/<source>.{npy,csv,json}
     <out>/metrics/features/<extractor>/test/<test set>.{npy,csv,json}
 
-by one embedding job per (extractor, dataset, split), or per extractor for the test sets, that
-embeds every set of that group some report needs (a CLIP job also embeds its classes' prompts:
-<...>/<split>/text.npz). Grouping keeps the job count small (process start-up and model
-loading cost more than a small set); a table's target runs only the groups of its sets. A
+by one embedding job per (extractor, dataset), or per extractor for the test sets, that embeds
+every set of that group some report needs (a CLIP job also embeds its dataset's class prompts:
+<out>/metrics/features/clip/<dataset>/text.npz). Grouping keeps the job count small (process
+start-up and model loading cost more than a small set); a table's target runs only the groups
+of its sets (the paper's tables use disjoint groups: Table 2 Inception on IN-1K train and the
+shift sets, Table 5 CLIP on IN-1K val, Table 7 CLIP on IN-100 train). A
 clip_filtered source is never embedded again: its features are its source's rows that the
 filter kept. Predictions of a classifier on (real val, generated val of a strategy) go to
 <out>/metrics/predictions/<dataset>/val~<strategy>/<classifier>.csv.
@@ -19,11 +21,11 @@ from __future__ import annotations
 
 import re
 
-from genrobust.config import RUN_DIR, TrainingRun, report_rows
+from genrobust.config import METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, report_rows
 
 FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
 BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
-METRIC_REPORT_KINDS = (FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS)
+assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS}
 FILTER_KIND = "clip_filtered"
 TEST = "test"
 TEXT_FILE = "text.npz"
@@ -63,8 +65,8 @@ def features_base(config: dict, extractor: str, dataset: str, split: str | None,
     return f"{group_dir(config['out'], extractor, dataset, split)}/{base_source(config, source)}"
 
 
-def text_file(out: str, dataset: str, split: str) -> str:
-    return f"{group_dir(out, 'clip', dataset, split)}/{TEXT_FILE}"
+def text_file(out: str, dataset: str) -> str:
+    return f"{out}/metrics/features/clip/{dataset}/{TEXT_FILE}"
 
 
 # ----------------------------------------------------------------------------- sets per report
@@ -89,28 +91,30 @@ def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple
 
 
 def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str, str]]) -> dict[str, dict]:
-    """rule name -> {extractor, dataset, split, sets: {source or test set: (table, generated)}}
-    for every set the given reports and filtered datasets (dataset, strategy, split) need."""
+    """rule name -> {extractor, dataset, sets: {features base: (table, kind)}} for every set the
+    given reports and filtered datasets (dataset, strategy, split) need; kind is real, generated
+    or test (how the table's paths and classes are read)."""
     wanted = [s for report in reports.values() for s in report_sets(config, report)]
     for dataset, strategy, split in filtered:
         wanted += filter_sets(config, dataset, strategy, [split])
     groups: dict[str, dict] = {}
     for extractor, dataset, split, name in wanted:
-        key = f"embed_{extractor}_{dataset}" + (f"_{split}" if split else "")
-        group = groups.setdefault(key, {"extractor": extractor, "dataset": dataset, "split": split, "sets": {}})
+        group = groups.setdefault(f"embed_{extractor}_{dataset}", {"extractor": extractor, "dataset": dataset,
+                                                                   "sets": {}})
+        base = features_base(config, extractor, dataset, split, name)
         if dataset == TEST:
-            group["sets"][name] = (test_table(config["out"], name), False)
+            group["sets"][base] = (test_table(config["out"], name), "test")
         else:
             source = base_source(config, name)
-            group["sets"][source] = (source_table(config["out"], dataset, split, source), source != "real")
+            group["sets"][base] = (source_table(config["out"], dataset, split, source),
+                                   "real" if source == "real" else "generated")
     return groups
 
 
 def group_outputs(config: dict, group: dict) -> list[str]:
-    base = group_dir(config["out"], group["extractor"], group["dataset"], group["split"])
-    outputs = [f"{base}/{name}.{suffix}" for name in group["sets"] for suffix in ("npy", "csv", "json")]
+    outputs = [f"{base}.{suffix}" for base in group["sets"] for suffix in ("npy", "csv", "json")]
     if group["extractor"] == "clip" and group["dataset"] != TEST:
-        outputs.append(f"{base}/{TEXT_FILE}")
+        outputs.append(text_file(config["out"], group["dataset"]))
     return outputs
 
 
@@ -151,7 +155,8 @@ def classifier_predictions(config: dict, report: dict) -> dict[str, list[str]]:
         if kind == "timm":
             files[label] = [f"{base}/timm/{slug(spec['timm'])}.csv"]
         elif kind == "mixture":
-            files[label] = [f"{base}/run/{run.dir}.csv" for run in classifier_runs(config, report, spec)]
+            files[label] = [f"{base}/run/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}.csv"
+                            for run in classifier_runs(config, report, spec)]
         else:
             files[label] = []
     return files
@@ -159,7 +164,8 @@ def classifier_predictions(config: dict, report: dict) -> dict[str, list[str]]:
 
 def run_prediction_pattern(out: str) -> str:
     """The predict_run rule's output, with its wildcards (RUN_DIR's and the strategy)."""
-    return f"{PREDICTIONS_DIR.format(out=out, dataset='{dataset}', strategy='{strategy}')}/run/{RUN_DIR}.csv"
+    run = RUN_DIR.removeprefix("{dataset}/")  # the dataset is in PREDICTIONS_DIR already
+    return f"{PREDICTIONS_DIR.format(out=out, dataset='{dataset}', strategy='{strategy}')}/run/{run}.csv"
 
 
 # ----------------------------------------------------------------------------- report inputs
@@ -175,10 +181,9 @@ def report_inputs(config: dict, report: dict) -> dict:
         inputs["sets"][key] = features_base(config, extractor, group, split, name)
         if group != TEST and is_filtered(config, name):
             inputs["filtered"][name] = source_table(out, group, split, name)
-    if report["kind"] == DIVERSITY_KIND:
-        inputs["text"] = text_file(out, dataset, "train")
+    if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS):
+        inputs["text"] = text_file(out, dataset)
     if report["kind"] in BENCHMARK_KINDS:
-        inputs["text"] = text_file(out, dataset, "val")
         inputs["predictions"] = classifier_predictions(config, report)
     return inputs
 

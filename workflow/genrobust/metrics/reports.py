@@ -98,7 +98,7 @@ def fid_table(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd
         kid[label] = by_set["kid"].mean().rename(columns)
         counts[label] = by_set.agg(classes=("fid", "count"), median_n_train=("n_a", "median"),
                                    median_n_shift=("n_b", "median")).rename(index=columns)
-    table = pd.DataFrame(fid).T[list(columns.values())].round(1)
+    table = pd.DataFrame(fid).T[list(columns.values())].round(2)
     table.index.name = "Training data"
     _write(table, out_table)
     kid_table = pd.DataFrame(kid).T[list(columns.values())].round(5)

@@ -1,0 +1,241 @@
+# The paper's analysis outputs (Tables 2, 5, 7, the real-vs-generated scatter) and the CLIP
+# filter as a training-data gate (workflow/genrobust/metrics/). Image sets are embedded once per
+# extractor, one job per (extractor, dataset) or per extractor for the test sets; every
+# per-class statistic is then computed from those features. Classifiers score real and
+# generated val per image, one job per classifier; reports are CPU reductions.
+
+import re
+
+from genrobust.config import DERIVED_KINDS, METRIC_REPORT_KINDS
+from genrobust.metrics import plan as metrics_plan
+
+METRIC_REPORTS = {name: spec for name, spec in REPORTS.items() if spec["kind"] in METRIC_REPORT_KINDS}
+FILTERED = [(d, s, split) for d, s, split in generated_datasets(config) if config["strategies"][s]["kind"] in DERIVED_KINDS]
+EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
+TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
+METRICS = config.get("metrics") or {}
+METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
+EMBED_SECONDS = {"inception": 0.002, "clip": 0.001}  # decoding, resizing and one forward pass per image
+CLASSIFY_SECONDS = 0.01  # a ViT-L/14 at 336 px (Table 5's largest) per image
+
+
+def metric_model_inputs(*paths):
+    """The demo rule that builds a metric stand-in when the demo builds `path`."""
+    if DEMO and any(p and produced_by_demo(config, p) for p in paths):
+        return [f"{DEMO['models']}/metrics/metric_models.json"]
+    return []
+
+
+def group_images(group):
+    """Images a group embeds (upper bound: before a per-class cap), for its time limit."""
+    images = 0
+    for base in group["sets"]:
+        *_, split, name = base.split("/")
+        if group["dataset"] == "test":
+            images += test_set_images(name)
+        else:
+            d = group["dataset"]
+            images += real_images(d, split) if name == "real" else generated_images(d, name, split)
+    return images
+
+
+def group_set_args(group):
+    return " ".join(f"--set {kind} {table} {base}" for base, (table, kind) in group["sets"].items())
+
+
+def group_text_args(group):
+    if group["extractor"] != "clip" or group["dataset"] == "test":
+        return ""
+    text = metrics_plan.text_file(OUT, group["dataset"])
+    return f"--text-out {text} --classes {config['datasets'][group['dataset']]['classes']}"
+
+
+def extractor_models(extractor):
+    spec = METRICS.get(extractor) or {}
+    return [spec.get("weights")] if extractor == "inception" else [spec.get("model", "").removeprefix("local-dir:")]
+
+
+def predictions_sets(wildcards):
+    return {
+        "real": metrics_plan.source_table(OUT, wildcards.dataset, "val", "real"),
+        "generated": metrics_plan.source_table(OUT, wildcards.dataset, "val", wildcards.strategy),
+    }
+
+
+def predictions_set_args(wildcards, input):
+    return f"--set real real {input.real} --set {wildcards.strategy} generated {input.generated}"
+
+
+def timm_model_args(wildcards):
+    spec = TIMM_MODELS[wildcards.model]
+    return f"--timm {spec['timm']}" + (f" --file {spec['file']}" if spec.get("file") else "")
+
+
+def timm_model_inputs(wildcards):
+    spec = TIMM_MODELS[wildcards.model]
+    return metric_model_inputs(spec["timm"].removeprefix("local-dir:"), spec.get("file"))
+
+
+def embed_runtime(group):
+    return lambda wildcards, attempt: _minutes(group_images(group) * EMBED_SECONDS[group["extractor"]], attempt)
+
+
+def predictions_runtime(wildcards, attempt):
+    images = real_images(wildcards.dataset, "val") + generated_images(wildcards.dataset, wildcards.strategy, "val")
+    return _minutes(images * CLASSIFY_SECONDS, attempt)
+
+
+def filtered_source(wildcards):
+    spec = config["strategies"][wildcards.strategy]
+    return {
+        "manifest": metrics_plan.source_table(OUT, wildcards.dataset, wildcards.split, spec["source"]),
+        "features": metrics_plan.features_base(config, "clip", wildcards.dataset, wildcards.split, spec["source"])
+        + ".npy",
+        "text": metrics_plan.text_file(OUT, wildcards.dataset),
+    }
+
+
+for rule_name, group in EMBED_GROUPS.items():
+
+    rule:
+        name:
+            rule_name
+        input:
+            tables=[table for table, _ in group["sets"].values()],
+            models=metric_model_inputs(*extractor_models(group["extractor"])),
+        output:
+            metrics_plan.group_outputs(config, group),
+        log:
+            f"{OUT}/logs/{rule_name}.log",
+        benchmark:
+            f"{OUT}/benchmarks/{rule_name}.tsv"
+        conda:
+            ENV
+        threads: 8
+        resources:
+            gpu=1,
+            mem_mb=GPU_JOB_MB,
+            runtime=embed_runtime(group),
+        params:
+            cli=GENROBUST,
+            extractor=group["extractor"],
+            spec=METRICS_SPEC,
+            sets=group_set_args(group),
+            text=group_text_args(group),
+            seed=config["seed"],
+        shell:
+            "{params.cli} embed --extractor {params.extractor} --spec {params.spec:q} {params.sets} {params.text} "
+            "--seed {params.seed} --threads {threads} 2> {log}"
+
+
+rule predict_timm:
+    input:
+        unpack(predictions_sets),
+        models=timm_model_inputs,
+    output:
+        f"{metrics_plan.PREDICTIONS_DIR.format(out=OUT, dataset='{dataset}', strategy='{strategy}')}/timm/{{model}}.csv",
+    log:
+        f"{OUT}/logs/predict_timm/{{dataset}}/{{strategy}}-{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_timm/{{dataset}}/{{strategy}}-{{model}}.tsv"
+    wildcard_constraints:
+        model="|".join(map(re.escape, TIMM_MODELS)) or "(?!)",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=GPU_JOB_MB,
+        runtime=predictions_runtime,
+    params:
+        cli=GENROBUST,
+        model=timm_model_args,
+        sets=predictions_set_args,
+        batch=(METRICS.get("classify") or {}).get("batch_size", 64),
+    shell:
+        "{params.cli} classify-images {params.model} {params.sets} --batch-size {params.batch} --threads {threads} "
+        "--out {output} 2> {log}"
+
+
+rule predict_run:
+    input:
+        unpack(predictions_sets),
+        model=f"{OUT}/train/{RUN_DIR}/model.pt",
+    output:
+        metrics_plan.run_prediction_pattern(OUT),
+    log:
+        f"{OUT}/logs/predict_run/{{dataset}}/{{strategy}}-{{mix}}-{{arch}}-{{seed}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_run/{{dataset}}/{{strategy}}-{{mix}}-{{arch}}-{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=GPU_JOB_MB,
+        runtime=predictions_runtime,
+    params:
+        cli=GENROBUST,
+        sets=predictions_set_args,
+        evaluation=json.dumps(config["evaluation"], sort_keys=True),
+        batch=config["evaluation"]["batch_size"],
+    shell:
+        "{params.cli} classify-images --model {input.model} --evaluation {params.evaluation:q} {params.sets} "
+        "--batch-size {params.batch} --threads {threads} --out {output} 2> {log}"
+
+
+# A clip_filtered source is its source's images passing the CLIP filter (nothing generated); its
+# manifest is where a generated one would be, so betons and mixtures take from it like any other.
+ruleorder: filter_generated > gather_generated
+
+
+rule filter_generated:
+    input:
+        unpack(filtered_source),
+    output:
+        manifest=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
+        summary=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/summary.json",
+    log:
+        f"{OUT}/logs/filter_generated/{{dataset}}/{{strategy}}-{{split}}.log",
+    wildcard_constraints:
+        strategy="|".join(sorted({s for _, s, _ in FILTERED})) or "(?!)",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cli=GENROBUST,
+        features=lambda wildcards, input: input.features.removesuffix(".npy"),
+        threshold=lambda wildcards: config["strategies"][wildcards.strategy].get("threshold", 0.3),
+    shell:
+        "{params.cli} filter-generated --manifest {input.manifest} --features {params.features} --text {input.text} "
+        "--threshold {params.threshold} --source {wildcards.strategy} --out-manifest {output.manifest} "
+        "--out-summary {output.summary} 2> {log}"
+
+
+for name, spec in METRIC_REPORTS.items():
+
+    rule:
+        name:
+            f"make_{name}"
+        input:
+            metrics_plan.input_files(metrics_plan.report_inputs(config, spec)),
+        output:
+            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=name),
+            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
+        log:
+            f"{OUT}/logs/make_{name}.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            cli=GENROBUST,
+            kind=spec["kind"],
+            # not sort_keys: the report's rows are its mappings' keys, in the order config lists them
+            spec=json.dumps(
+                dict(spec, test_set_names={t: config["test_sets"][t].get("name", t) for t in config["test_sets"]},
+                     seed=config["seed"])
+            ),
+            inputs=json.dumps(metrics_plan.report_inputs(config, spec), sort_keys=True),
+        shell:
+            "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "
+            "--out-table {output.table} --out-figure {output.figure} 2> {log}"
