@@ -17,6 +17,7 @@ run on the device, and a provenance record). Specs come from config's `metrics:`
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -64,13 +65,17 @@ def inception(spec: dict, device) -> Extractor:
         if weights is not None and not Path(weights).is_file():
             raise ExtractorError(f"metrics.inception.weights: '{weights}' is not a file")
         folder = "/tmp" if weights is None else str(Path(weights).parent)
-        model = InceptionV3W(folder, download=weights is None).to(device).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = InceptionV3W(folder, download=weights is None).to(device).eval()
         provenance["weights"] = weights or f"clean-fid download ({folder}/{CLEANFID_INCEPTION})"
     else:
         if not Path(weights).is_file():
             raise ExtractorError(f"metrics.inception.weights: '{weights}' is not a file")
         try:
-            model = torch.jit.load(weights, map_location=device).eval()
+            with warnings.catch_warnings():  # TorchScript is deprecated, but it is clean-fid's format
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(weights, map_location=device).eval()
         except RuntimeError as err:
             raise ExtractorError(f"metrics.inception.weights: '{weights}' is not a TorchScript file ({err})") from None
         provenance["weights"] = f"custom feature extractor {weights}"
