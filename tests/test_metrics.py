@@ -331,3 +331,22 @@ def test_metric_model_list_matches_the_installed_libraries():
 
     shipped = [line for line in METRIC_MODELS.read_text().splitlines() if not line.startswith("#")]
     assert shipped == metric_model_lines(), "run: python -m genrobust.checks --refresh"
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def test_embedding_benchmark_runs_on_cpu_with_tiny_settings(tmp_path):
+    from genrobust.benchmark.embedding import build_parser, run
+
+    out = tmp_path / "embedding.json"
+    args = build_parser().parse_args(["--device", "cpu", "--threads", "1", "--extractor", "clip", "--batch-size", "2",
+                                      "--steps", "1", "--warmup-steps", "0", "--images", "4", "--image-size", "32",
+                                      "--workers", "0", "--options", '{"precision": "fp32"}', "--json-out", str(out)])
+    assert run(args) == 0
+    result = json.loads(out.read_text())
+    clip = result["extractors"]["clip"]
+    assert result["precision"] == "fp32" and clip["model"][0]["images_per_second"] > 0
+    assert clip["pipeline"]["images"] == 4 and clip["pipeline"]["images_per_second"] > 0
+    bad = build_parser().parse_args(["--device", "cpu", "--options", '{"batch_sise": 2}'])
+    assert run(bad) == 2

@@ -151,3 +151,24 @@ for name, spec in METRIC_REPORTS.items():
         shell:
             "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "
             "--out-table {output.table} --out-figure {output.figure} 2> {log}"
+
+
+# Optional (config `benchmarks: embedding:`): the extractors' images/s on a GPU node.
+rule benchmark_embedding:
+    output:
+        f"{OUT}/benchmarks/embedding.json",
+    log:
+        f"{OUT}/logs/benchmark_embedding.log",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=60,
+    params:
+        cli=GENROBUST,
+        options=json.dumps(config.get("benchmarks", {}).get("embedding", {}), sort_keys=True),
+    shell:
+        "{params.cli} benchmark-embedding --options {params.options:q} --threads {threads} "
+        "--json-out {output} > {log} 2>&1"
