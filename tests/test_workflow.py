@@ -25,7 +25,8 @@ def job_counts(output: str) -> dict[str, int]:
 def expected_full_counts() -> dict[str, int]:
     """The paper's grid (PAPER.md), counted by hand."""
     shards = sum(g[f"{split}_shards"] for d in FULL["datasets"].values()
-                 for g in d.get("generate", {}).values() for split in ("train", "val"))
+                 for s, g in d.get("generate", {}).items() for split in ("train", "val")
+                 if FULL["strategies"][s]["kind"] != "clip_filtered")  # filtered from cl80's images: no shards
     table1 = 3 * 5 * 3       # real / generated / real + generated x 5 archs x 3 seeds (Table 9, Figure 12 reuse them)
     figure11 = 3 * 1 * 3     # 5 generated shares (0 and 1 are Table 1's) x ResNeXt-50 x 3 seeds
     # IN-100, 3 archs x 3 seeds: real, real + each of 8 strategies and baselines (Tables 3, 4),

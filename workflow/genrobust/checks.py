@@ -59,12 +59,20 @@ def check_semantics(config: dict) -> None:
     _check_archs(config)
     for name, dataset in config["datasets"].items():
         _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
-    _check_metrics(config)  # first: a mixture's clip_filtered source is checked against its own source
+    _check_filtered_sources(config)  # before the mixtures: they count a clip_filtered source by its source
     _check_mixtures(config)
+    _check_metrics(config)
+
+
+def _check_filtered_sources(config: dict) -> None:
+    """clip_filtered strategies name a generating strategy that makes the splits they filter."""
+    from .metrics.config_checks import check_filtered
+
+    check_filtered(config)
 
 
 def _check_metrics(config: dict) -> None:
-    """The metrics section, the metric reports and clip_filtered sources (genrobust/metrics/)."""
+    """The metrics section and the metric reports (genrobust/metrics/)."""
     from .metrics.config_checks import check_metrics
 
     check_metrics(config)

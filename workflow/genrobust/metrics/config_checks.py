@@ -127,7 +127,6 @@ def check_report(config: dict, name: str, report: dict) -> None:
 
 
 def check_metrics(config: dict) -> None:
-    check_filtered(config)
     metric_reports = {n: r for n, r in config["reports"].items() if r["kind"] in (FID_KIND, DIVERSITY_KIND,
                                                                                    *BENCHMARK_KINDS)}
     for name, report in metric_reports.items():
