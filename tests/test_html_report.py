@@ -34,6 +34,10 @@ PAPER = {
     "figure11": ("Figure 11", "1.3M"),
     "table9": ("Table 9", "21.75"),
     "figure12": ("Figure 12", "2.6M"),
+    "table2": ("Table 2", "248"),
+    "table5": ("Table 5", "79.3"),
+    "generated_scatter": ("Table 5", "55.9"),
+    "table7": ("Table 7", "0.30"),
 }
 
 

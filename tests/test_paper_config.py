@@ -55,3 +55,40 @@ def test_in100_tables_use_the_papers_headers_and_labels():
     for table in ("table3", "table4"):
         assert CONFIG["reports"][table]["column_names"] == headers
     assert "+ Class Conditioned LDM (DiT-XL/2 stand-in)" in CONFIG["reports"]["table3"]["rows"]
+
+
+# What each analysis table's target plans on the full config (metrics.smk): it trains only its own
+# runs, generates only the sets it reads, and embeds each of them in one job per extractor.
+METRIC_TARGET_PLANS = {
+    # FID: IN-1K real and cl80 train vs the 4 shift sets; nothing trained or evaluated
+    "table2": {"train_classifier": 0, "evaluate_model": 0, "embed_inception_imagenet1k": 1, "embed_inception_test": 1,
+               "predict_timm": 0, "predict_run": 0, "train_shards": 500, "val_shards": 0},
+    # Table 5: ResNeXt-101 on real and real + cl80 (x 3 seeds), 3 timm models, zero-shot from the CLIP features
+    "table5": {"train_classifier": 6, "evaluate_model": 0, "embed_clip_imagenet1k": 1, "predict_timm": 3,
+               "predict_run": 6, "train_shards": 500, "val_shards": 20},
+    # Table 7: CLIP on IN-100 real + the Table 4 sets + the clip_filtered gate (filtered from cl80's features)
+    "table7": {"train_classifier": 0, "evaluate_model": 0, "embed_clip_imagenet100": 1, "filter_generated": 1,
+               "predict_timm": 0, "train_shards": 300, "val_shards": 0},
+}
+
+
+@pytest.mark.parametrize("target", sorted(METRIC_TARGET_PLANS))
+def test_analysis_table_targets_plan_only_what_they_need(tmp_path, target):
+    import re
+    import shutil
+
+    from conftest import snakemake
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    result = snakemake(f"results/{target}.csv", "-n", "--config", "check_paths=False", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout[result.stdout.rindex("Job stats:"):]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    for key, expected in METRIC_TARGET_PLANS[target].items():
+        if key.endswith("_shards"):
+            split = key.split("_")[0]
+            planned = len(set(re.findall(rf"generate/\w+/\w+/{split}/shard~\d+/manifest\.csv", result.stdout)))
+            assert planned == expected, (key, planned)
+        else:
+            assert counts.get(key, 0) == expected, (key, counts)
+    assert not {k for k in counts if k.startswith("embed_")} - {k for k in METRIC_TARGET_PLANS[target]}

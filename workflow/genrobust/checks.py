@@ -36,6 +36,7 @@ from .config import (
 DATA = Path(__file__).resolve().parent / "data"
 DIFFUSERS_CLASSES = DATA / "diffusers_classes.txt"
 ARCHITECTURES = DATA / "architectures.txt"
+METRIC_MODELS = DATA / "metric_models.txt"  # timm pretrained names, open_clip models and tags
 
 PROMPT_KINDS = {"class_labels", "img2img"}  # strategies prompted from templates and class names
 # The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
@@ -58,7 +59,23 @@ def check_semantics(config: dict) -> None:
     _check_archs(config)
     for name, dataset in config["datasets"].items():
         _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
+    _check_filtered_sources(config)  # before the mixtures: they count a clip_filtered source by its source
     _check_mixtures(config)
+    _check_metrics(config)
+
+
+def _check_filtered_sources(config: dict) -> None:
+    """clip_filtered strategies name a generating strategy that makes the splits they filter."""
+    from .metrics.config_checks import check_filtered
+
+    check_filtered(config)
+
+
+def _check_metrics(config: dict) -> None:
+    """The metrics section and the metric reports (genrobust/metrics/)."""
+    from .metrics.config_checks import check_metrics
+
+    check_metrics(config)
 
 
 # ----------------------------------------------------------------------------- name lists
@@ -129,7 +146,7 @@ def architecture_problem(arch: str) -> str:
 
 
 def _check_archs(config: dict) -> None:
-    named = [(f"reports.{r}.archs", report["archs"]) for r, report in config["reports"].items()]
+    named = [(f"reports.{r}.archs", report.get("archs", [])) for r, report in config["reports"].items()]
     named.append(("benchmarks.training.arch", config.get("benchmarks", {}).get("training", {}).get("arch", [])))
     for key, archs in named:
         for arch in archs:
@@ -291,6 +308,9 @@ def _check_datasets(config: dict) -> None:
 def _generated_at_most(config: dict, dataset: str, source: str, need: int | None) -> tuple[int | None, str, str]:
     """(at most how many train images `source` makes for `dataset`, None if that depends on the
     unindexed real set; how that follows from config; what to change to make `need`)."""
+    if _filtered_source(config, source) != source:
+        have, how, fix = _generated_at_most(config, dataset, _filtered_source(config, source), need)
+        return have, f"{how}, before {source}'s CLIP filter keeps some of them", fix
     gen = config["datasets"][dataset]["generate"][source]
     key = f"datasets.{dataset}.generate.{source}"
     n_classes = len(dataset_wnids(config, dataset))
@@ -309,6 +329,13 @@ def _generated_at_most(config: dict, dataset: str, source: str, need: int | None
             f"raise strategies.{source}.images_per_real or {key}.sources_per_class, or lower the percentage")
 
 
+def _filtered_source(config: dict, source: str) -> str:
+    """The strategy a clip_filtered source takes its images from; any other source itself."""
+    from .metrics.plan import base_source
+
+    return base_source(config, source)
+
+
 def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
     """The size of training set `mix` of `dataset` where config fixes it (else None); a
     ConfigError, at key_of(source), where a term cannot be filled from what is planned."""
@@ -321,8 +348,9 @@ def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
         key = key_of(source)
         if mixture.sources.count(source) > 1:
             raise ConfigError(f"{key}: '{mix}' names {source} twice; give each source once")
-        kind = config["strategies"].get(source, {}).get("kind")
-        per_real = 1 if source == "real" else config["strategies"][source].get("images_per_real", 1)
+        counted = _filtered_source(config, source)  # a clip_filtered source has at most its source's images
+        kind = config["strategies"].get(counted, {}).get("kind")
+        per_real = 1 if source == "real" else config["strategies"][counted].get("images_per_real", 1)
         if mixture.total is None and kind not in CLASS_CONDITIONED_KINDS and percent > 100 * per_real:
             what = ("the real train set is 100% (all of it)" if source == "real" else
                     f"{source} ({kind}) makes {per_real} per real image, so at most {100 * per_real}%")
@@ -424,8 +452,11 @@ def refresh() -> None:
 
     from . import io
 
+    from .metrics.config_checks import metric_model_lines
+
     for path, lines, packages in ((DIFFUSERS_CLASSES, diffusers_class_lines(), ("diffusers",)),
-                                  (ARCHITECTURES, architecture_lines(), ("timm", "torchvision"))):
+                                  (ARCHITECTURES, architecture_lines(), ("timm", "torchvision")),
+                                  (METRIC_MODELS, metric_model_lines(), ("timm", "open_clip_torch"))):
         pins = ", ".join(f"{p}=={version(p)}" for p in packages)
         header = f"# Written by `python -m genrobust.checks --refresh` from {pins}; do not edit.\n"
         io.write_text(path, header + "\n".join(lines) + "\n")

@@ -79,6 +79,13 @@ def cmd_benchmark_generation(args) -> None:
         raise SystemExit(2)
 
 
+def cmd_benchmark_embedding(args) -> None:
+    from .benchmark.embedding import run
+
+    if run(args):
+        raise SystemExit(2)
+
+
 def cmd_benchmark_training(args) -> None:
     from .benchmark.training import run
 
@@ -255,6 +262,7 @@ def _add_reduce_stages(stage) -> None:
 def _add_modules_with_own_parsers(sub) -> None:
     """Subcommands whose options their module defines (light imports: the parsers only)."""
     from . import contact_sheet
+    from .benchmark import embedding as benchmark_embedding
     from .benchmark import generation as benchmark_generation
     from .benchmark import training as benchmark_training
 
@@ -264,9 +272,18 @@ def _add_modules_with_own_parsers(sub) -> None:
          "images/s of a generation pipeline (full-size SD v1.5, random weights) and where the time goes"),
         ("benchmark-training", benchmark_training, cmd_benchmark_training,
          "images/s of the training loaders (FFCV vs plain PyTorch) and of training steps"),
+        ("benchmark-embedding", benchmark_embedding, cmd_benchmark_embedding,
+         "images/s of the metric extractors (Inception, CLIP ViT-B/32; full size, random weights)"),
     ):
         p = sub.add_parser(name, parents=[module.build_parser(add_help=False)], help=help)
         p.set_defaults(func=func)
+
+
+def _add_metrics_stages(stage) -> None:
+    """embed, classify-images, filter-generated, metrics-report (genrobust/metrics/cli.py)."""
+    from .metrics.cli import add_parsers
+
+    add_parsers(stage)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_data_stages, _add_generate_stages, _add_convert_stages, _add_train_evaluate_stages,
                 _add_reduce_stages):
         add(stage)
+    _add_metrics_stages(stage)
     _add_modules_with_own_parsers(sub)
     return parser
 

@@ -86,10 +86,14 @@ def read_class_file(path: str) -> list[str]:
 # What this version builds. Config may already describe the rest of the study (config.yaml
 # does); reports that need anything else are skipped with a notice (skipped_reports).
 IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
-                              "pixmix"}
+                              "pixmix", "clip_filtered"}
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
+# Sources made from another strategy's images, nothing generated: metrics/filtering.py.
+DERIVED_KINDS = {"clip_filtered"}
+# Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk): no evaluation jobs.
+METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"}
 REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
-                             "corruption_table", "loss_curves"}
+                             "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
 
 
@@ -142,7 +146,9 @@ def report_rows(report: dict) -> dict[str, str]:
             terms = [(src, 100 * p) for src, p in (("real", 1 - share), (s, share)) if p > 0]
             rows[f"{s} share {share:g}"] = prefix + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
         return rows
-    return dict(report["rows"])
+    if "classifiers" in report:  # generated_benchmark / generated_scatter: their trained rows
+        return {label: c["mixture"] for label, c in report["classifiers"].items() if "mixture" in c}
+    return dict(report.get("rows") or {})  # fid_table / clip_diversity train nothing
 
 
 # Report kinds with effective robustness, which needs a reference (the standard models' line).
@@ -188,10 +194,7 @@ def active_reports(config: dict) -> dict[str, dict]:
 
 # The paper's outputs no report kind of this version writes yet (README: "What is not built yet").
 PAPER_OUTPUTS_NOT_BUILT = {
-    "Table 2": "FID of real and generated data against each shift set",
-    "Table 5": "pretrained classifiers on real vs generated val, with CLIP filtering",
     "Table 6": "Stable Diffusion fine-tuned on ImageNet, and classifiers trained on its images",
-    "Table 7": "CLIP diversity of each training set",
 }
 
 
@@ -223,7 +226,7 @@ def report_test_sets(config: dict, dataset: str) -> list[str]:
     """Test sets the models of `dataset` are evaluated on: the ID set first, then the reports'."""
     names = [config["evaluation"]["id_test_set"]]
     for report in active_reports(config).values():
-        if report["dataset"] == dataset:
+        if report["dataset"] == dataset and report["kind"] not in METRIC_REPORT_KINDS:  # those evaluate nothing
             names += [t for t in report["test_sets"] if t not in names]
     return names
 
@@ -244,6 +247,11 @@ def generation_plan(config: dict) -> list[str]:
     for dataset, strategy, split in generated_datasets(config):
         gen = config["datasets"][dataset]["generate"][strategy]
         shards = gen[f"{split}_shards"]
+        if config["strategies"][strategy]["kind"] in DERIVED_KINDS:
+            spec = config["strategies"][strategy]
+            lines.append(f"{dataset}/{strategy}/{split}: the images of {spec['source']}/{split} whose CLIP score "
+                         f"is >= {spec.get('threshold', 0.3):g} (nothing generated)")
+            continue
         if config["strategies"][strategy]["kind"] in CLASS_CONDITIONED_KINDS:
             n = gen[f"{split}_per_class"] * class_count(config["datasets"][dataset]["classes"])
             what = f"{n:,} images ({gen[f'{split}_per_class']} per class)"
@@ -259,6 +267,8 @@ def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
     jobs = []
     for dataset, strategy, split in generated_datasets(config):
+        if config["strategies"][strategy]["kind"] in DERIVED_KINDS:
+            continue  # filtered from another strategy's images: no generation shard
         n_shards = config["datasets"][dataset]["generate"][strategy][f"{split}_shards"]
         jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
     return jobs
@@ -313,7 +323,7 @@ def check_config(config: dict) -> None:
         dataset = report["dataset"]
         if dataset not in datasets:
             raise ConfigError(f"{key}.dataset: '{dataset}' is not one of datasets ({sorted(datasets)})")
-        for t in report["test_sets"]:
+        for t in report.get("test_sets", []):
             if t not in test_sets:
                 raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
         generate = datasets[dataset].get("generate", {})

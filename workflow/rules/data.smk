@@ -45,6 +45,26 @@ if DEMO:
         shell:
             "{params.cli} models --out {params.root} --seed {params.seed} 2> {log}"
 
+    rule build_demo_metric_models:
+        output:
+            f"{DEMO['models']}/metrics/metric_models.json",
+        log:
+            f"{OUT}/logs/build_demo_metric_models.log",
+        benchmark:
+            f"{OUT}/benchmarks/build_demo_metric_models.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=demo_mem_mb,
+            runtime=demo_runtime,
+        params:
+            cli=DEMO_CLI,
+            root=parent_folder,
+            seed=config["seed"],
+        shell:
+            "{params.cli} metric-models --out {params.root} --seed {params.seed} 2> {log}"
+
 
 rule index_dataset:
     input:

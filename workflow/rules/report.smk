@@ -2,6 +2,8 @@
 # config (table1, table3, figure3, ...), each a call of `genrobust report` writing a CSV and a PNG.
 
 for name, spec in REPORTS.items():
+    if spec["kind"] in METRIC_REPORT_KINDS:
+        continue  # Tables 2, 5, 7 and the scatter: rules in metrics.smk
 
     rule:
         name:

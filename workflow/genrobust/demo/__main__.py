@@ -1,4 +1,4 @@
-"""python -m genrobust.demo <data|models>: the demo's stand-ins for downloads, built by the demo
+"""python -m genrobust.demo <data|models|metric-models>: the demo's stand-ins for downloads, built by the demo
 config's rules (workflow/rules/data.smk). Kept out of the `genrobust` CLI, which runs the study
 itself and never imports this package."""
 
@@ -19,10 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     data = sub.add_parser("data", help="draw the demo's procedural datasets in the real layouts")
     data.add_argument("--spec", type=json.loads, required=True, help="config 'demo' section as JSON")
     models = sub.add_parser("models", help="build tiny random-weight diffusers/CLIP/DeepAugment models")
-    for p in (data, models):
+    metric = sub.add_parser("metric-models", help="build tiny random-weight Inception-like, CLIP and timm models")
+    for p in (data, models, metric):
         p.add_argument("--out", required=True)
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.what == "metric-models":
+        from .metric_models import build_metric_models
+
+        return run_reporting_errors("genrobust.demo metric-models", lambda: build_metric_models(args.out, args.seed))
     if args.what == "data":
         return run_reporting_errors("genrobust.demo data", lambda: write_demo_datasets(args.out, args.spec, args.seed))
     return run_reporting_errors("genrobust.demo models", lambda: write_demo_models(args.out, args.seed))

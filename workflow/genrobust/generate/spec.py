@@ -66,6 +66,8 @@ class StrategySpec:
     edsr_input_size: int | None = 128
     cae_input_size: int | None = 512
     mixing_set: str | None = None  # pixmix
+    source: str | None = None  # clip_filtered: the strategy whose images it filters (metrics/filtering.py)
+    threshold: float = 0.3  # clip_filtered: the CLIP score kept (>=)
     classes: str | None = None  # the dataset's class list ("imagenet1k" or a file of wnids)
     n_shards: int | None = None
     seed: int | None = None  # the global seed

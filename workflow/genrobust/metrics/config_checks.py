@@ -1,0 +1,142 @@
+"""Plan-time checks of the metrics section, the metric reports and clip_filtered sources
+(called by checks.check_semantics; every ConfigError names the key). Model names are checked
+against genrobust/data/metric_models.txt (timm's pretrained names, open_clip's models and their
+pretrained tags), written from the pinned versions by `python -m genrobust.checks --refresh`:
+plan time imports neither timm nor open_clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genrobust.config import ConfigError, produced_by_demo
+
+from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, FILTER_KIND
+
+SCHEMAS = ("local-dir:", "hf-hub:")
+
+
+def metric_model_lines() -> list[str]:
+    """'timm <name.tag>' for every timm pretrained model, 'open_clip <model> <tag,tag|->' for
+    every open_clip model (tags it has pretrained weights for)."""
+    import open_clip
+    import timm
+
+    tags: dict[str, list[str]] = {name: [] for name in open_clip.list_models()}
+    for name, tag in open_clip.list_pretrained():
+        tags.setdefault(name, []).append(tag)
+    return ([f"timm {n}" for n in sorted(timm.list_pretrained())]
+            + [f"open_clip {n} {','.join(sorted(t)) or '-'}" for n, t in sorted(tags.items())])
+
+
+def _names():
+    from genrobust.checks import METRIC_MODELS, shipped_names
+
+    return shipped_names(METRIC_MODELS)
+
+
+def _did_you_mean(name, known) -> str:
+    from genrobust.checks import _did_you_mean as hint
+
+    return hint(name, known)
+
+
+def _local(config: dict, key: str, path: str, what: str, folder: bool = False) -> None:
+    """A local model file or folder must exist (unless the demo builds it, or paths are not checked)."""
+    if produced_by_demo(config, path) or not config.get("check_paths", True):
+        return
+    p = Path(path).expanduser()
+    if not (p.is_dir() if folder else p.is_file()):
+        raise ConfigError(f"{key}: '{path}' is not an existing {'folder' if folder else 'file'}; {what}")
+
+
+def check_timm(config: dict, key: str, name: str, file: str | None) -> None:
+    if name.startswith("local-dir:"):
+        _local(config, key, name.split(":", 1)[1], "point it at a folder written by timm's save_for_hf", folder=True)
+    elif not name.startswith("hf-hub:"):
+        known = _names()["timm"]
+        arch = name.split(".", 1)[0]
+        if name not in known and not (name == arch and any(k.split(".", 1)[0] == arch for k in known)):
+            raise ConfigError(f"{key}: '{name}' is not a timm pretrained model{_did_you_mean(name, known)} "
+                              "(timm.list_pretrained(); or local-dir:<folder>, hf-hub:<id>)")
+    if file:
+        _local(config, f"{key.rsplit('.', 1)[0]}.file", file, "give the weights file of this timm model")
+
+
+def check_clip(config: dict, clip: dict) -> None:
+    model, pretrained = clip.get("model", "ViT-B-32"), clip.get("pretrained", "openai")
+    if model.startswith("local-dir:"):
+        _local(config, "metrics.clip.model", model.split(":", 1)[1],
+               "point it at a folder with open_clip_config.json and weights", folder=True)
+        return
+    if model.startswith("hf-hub:"):
+        return
+    models = _names()["open_clip"]
+    if model not in models:
+        raise ConfigError(f"metrics.clip.model: '{model}' is not an open_clip model{_did_you_mean(model, models)}")
+    tags = [t for t in models[model].split(",") if t != "-"]
+    if pretrained and pretrained not in tags and not pretrained.startswith((".", "/", "~")) \
+            and not produced_by_demo(config, pretrained):
+        raise ConfigError(f"metrics.clip.pretrained: '{pretrained}' is not a pretrained tag of {model} "
+                          f"({', '.join(tags) or 'none'}) nor a checkpoint path")
+    if pretrained and pretrained.startswith((".", "/", "~")):
+        _local(config, "metrics.clip.pretrained", pretrained, "give an open_clip checkpoint file")
+
+
+def _split_made(config: dict, dataset: str, source: str, split: str) -> bool:
+    gen = config["datasets"][dataset].get("generate", {}).get(source)
+    return source == "real" or bool(gen and gen[f"{split}_shards"] > 0)
+
+
+def check_filtered(config: dict) -> None:
+    strategies = config["strategies"]
+    for name, strategy in strategies.items():
+        if strategy["kind"] != FILTER_KIND:
+            continue
+        source = strategy.get("source")
+        if source not in strategies or strategies[source]["kind"] == FILTER_KIND:
+            raise ConfigError(f"strategies.{name}.source: '{source}' must be a strategy that generates images "
+                              f"(one of {sorted(s for s in strategies if strategies[s]['kind'] != FILTER_KIND)})")
+        for dname, dataset in config["datasets"].items():
+            gen = dataset.get("generate", {}).get(name)
+            for split in ("train", "val"):
+                if gen and gen[f"{split}_shards"] > 0 and not _split_made(config, dname, source, split):
+                    raise ConfigError(f"datasets.{dname}.generate.{name}.{split}_shards: {name} filters the {split} "
+                                      f"images of {source}, which datasets.{dname}.generate.{source} does not make")
+
+
+def check_report(config: dict, name: str, report: dict) -> None:
+    key, dataset, kind = f"reports.{name}", report["dataset"], report["kind"]
+    if kind in (FID_KIND, DIVERSITY_KIND):
+        for label, source in report["sources"].items():
+            if source != "real" and source not in config["strategies"]:
+                raise ConfigError(f"{key}.sources.{label}: '{source}' is neither 'real' nor one of strategies")
+            if not _split_made(config, dataset, source, "train"):
+                raise ConfigError(f"{key}.sources.{label}: datasets.{dataset}.generate.{source} does not make a "
+                                  "train split")
+    if kind in BENCHMARK_KINDS:
+        strategy = report["strategy"]
+        if strategy not in config["strategies"] or not _split_made(config, dataset, strategy, "val"):
+            raise ConfigError(f"{key}.strategy: '{strategy}' must be a strategy with a generated val set "
+                              f"(datasets.{dataset}.generate.{strategy}.val_shards > 0)")
+        trained = [label for label, spec in report["classifiers"].items() if "mixture" in spec]
+        if trained and not (report.get("archs") and report.get("seeds")):
+            raise ConfigError(f"{key}.archs: the trained rows ({', '.join(trained)}) need archs and seeds")
+        for label, spec in report["classifiers"].items():
+            if "timm" in spec:
+                check_timm(config, f"{key}.classifiers.{label}.timm", spec["timm"], spec.get("file"))
+
+
+def check_metrics(config: dict) -> None:
+    metric_reports = {n: r for n, r in config["reports"].items() if r["kind"] in (FID_KIND, DIVERSITY_KIND,
+                                                                                   *BENCHMARK_KINDS)}
+    for name, report in metric_reports.items():
+        check_report(config, name, report)
+    metrics = config.get("metrics") or {}
+    uses_clip = any(r["kind"] != FID_KIND for r in metric_reports.values()) or any(
+        s["kind"] == FILTER_KIND for s in config["strategies"].values())
+    if uses_clip:
+        check_clip(config, metrics.get("clip") or {})
+    weights = (metrics.get("inception") or {}).get("weights")
+    if weights and any(r["kind"] == FID_KIND for r in metric_reports.values()):
+        _local(config, "metrics.inception.weights", weights,
+               "give clean-fid's inception-2015-12-05.pt, a TorchScript feature extractor, or null to download")

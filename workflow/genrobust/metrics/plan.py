@@ -1,0 +1,202 @@
+"""What the metric reports need, from config alone (no torch; imported at DAG time).
+
+Image sets are named by (dataset, split, source) (`source` is 'real' or a strategy) or by a
+test set. Each is embedded once per extractor, into
+
+    <out>/metrics/features/<extractor>/<dataset>/<split>/<source>.{npy,csv,json}
+    <out>/metrics/features/<extractor>/test/<test set>.{npy,csv,json}
+
+by one embedding job per (extractor, dataset), or per extractor for the test sets, that embeds
+every set of that group some report needs (a CLIP job also embeds its dataset's class prompts:
+<out>/metrics/features/clip/<dataset>/text.npz). Grouping keeps the job count small (process
+start-up and model loading cost more than a small set); a table's target runs only the groups
+of its sets (the paper's tables use disjoint groups: Table 2 Inception on IN-1K train and the
+shift sets, Table 5 CLIP on IN-1K val, Table 7 CLIP on IN-100 train). A
+clip_filtered source is never embedded again: its features are its source's rows that the
+filter kept. Predictions of a classifier on (real val, generated val of a strategy) go to
+<out>/metrics/predictions/<dataset>/val~<strategy>/<classifier>.csv.
+"""
+
+from __future__ import annotations
+
+import re
+
+from genrobust.config import METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, report_rows
+
+FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
+BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
+assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS}
+FILTER_KIND = "clip_filtered"
+TEST = "test"
+TEXT_FILE = "text.npz"
+PREDICTIONS_DIR = "{out}/metrics/predictions/{dataset}/val~{strategy}"
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def base_source(config: dict, source: str) -> str:
+    """The strategy whose images a source is: a clip_filtered source's `source`, else itself."""
+    strategy = config["strategies"].get(source, {})
+    return strategy["source"] if strategy.get("kind") == FILTER_KIND else source
+
+
+def is_filtered(config: dict, source: str) -> bool:
+    return config["strategies"].get(source, {}).get("kind") == FILTER_KIND
+
+
+def source_table(out: str, dataset: str, split: str, source: str) -> str:
+    """The real index or the generated manifest of one split of a source."""
+    if source == "real":
+        return f"{out}/index/{dataset}/{split}.csv"
+    return f"{out}/generate/{dataset}/{source}/{split}/manifest.csv"
+
+
+def test_table(out: str, test_set: str) -> str:
+    return f"{out}/index/test/{test_set}.csv"
+
+
+def group_dir(out: str, extractor: str, dataset: str, split: str | None) -> str:
+    return f"{out}/metrics/features/{extractor}/{TEST if dataset == TEST else f'{dataset}/{split}'}"
+
+
+def features_base(config: dict, extractor: str, dataset: str, split: str | None, source: str) -> str:
+    """Where the features of a set are (without suffix); a filtered source's are its source's."""
+    return f"{group_dir(config['out'], extractor, dataset, split)}/{base_source(config, source)}"
+
+
+def text_file(out: str, dataset: str) -> str:
+    return f"{out}/metrics/features/clip/{dataset}/{TEXT_FILE}"
+
+
+# ----------------------------------------------------------------------------- sets per report
+
+
+def report_sets(config: dict, report: dict) -> list[tuple[str, str, str | None, str]]:
+    """(extractor, dataset or 'test', split, source or test set) of every set a report embeds."""
+    dataset, kind = report["dataset"], report["kind"]
+    if kind == FID_KIND:
+        sets = [("inception", dataset, "train", s) for s in report["sources"].values()]
+        return sets + [("inception", TEST, None, t) for t in report["test_sets"]]
+    if kind == DIVERSITY_KIND:
+        return [("clip", dataset, "train", s) for s in report["sources"].values()]
+    if kind in BENCHMARK_KINDS:
+        return [("clip", dataset, "val", "real"), ("clip", dataset, "val", report["strategy"])]
+    return []
+
+
+def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple[str, str, str, str]]:
+    """The CLIP features a clip_filtered source is scored from: its source's, per split it makes."""
+    return [("clip", dataset, split, config["strategies"][strategy]["source"]) for split in splits]
+
+
+def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str, str]]) -> dict[str, dict]:
+    """rule name -> {extractor, dataset, sets: {features base: (table, kind)}} for every set the
+    given reports and filtered datasets (dataset, strategy, split) need; kind is real, generated
+    or test (how the table's paths and classes are read)."""
+    wanted = [s for report in reports.values() for s in report_sets(config, report)]
+    for dataset, strategy, split in filtered:
+        wanted += filter_sets(config, dataset, strategy, [split])
+    groups: dict[str, dict] = {}
+    for extractor, dataset, split, name in wanted:
+        group = groups.setdefault(f"embed_{extractor}_{dataset}", {"extractor": extractor, "dataset": dataset,
+                                                                   "sets": {}})
+        base = features_base(config, extractor, dataset, split, name)
+        if dataset == TEST:
+            group["sets"][base] = (test_table(config["out"], name), "test")
+        else:
+            source = base_source(config, name)
+            group["sets"][base] = (source_table(config["out"], dataset, split, source),
+                                   "real" if source == "real" else "generated")
+    return groups
+
+
+def group_outputs(config: dict, group: dict) -> list[str]:
+    outputs = [f"{base}.{suffix}" for base in group["sets"] for suffix in ("npy", "csv", "json")]
+    if group["extractor"] == "clip" and group["dataset"] != TEST:
+        outputs.append(text_file(config["out"], group["dataset"]))
+    return outputs
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+
+def classifier_kind(spec: dict) -> str:
+    return next(k for k in ("mixture", "timm", "zero_shot") if k in spec)
+
+
+def slug(name: str) -> str:
+    """A file name for a timm model name, hub id or local folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.")
+
+
+def timm_models(config: dict, reports: dict) -> dict[str, dict]:
+    """slug -> {timm, file} of every timm classifier of the given reports."""
+    models = {}
+    for report in reports.values():
+        for spec in report.get("classifiers", {}).values():
+            if "timm" in spec:
+                models[slug(spec["timm"])] = {"timm": spec["timm"], "file": spec.get("file")}
+    return models
+
+
+def classifier_runs(config: dict, report: dict, spec: dict) -> list[TrainingRun]:
+    return [TrainingRun(report["dataset"], spec["mixture"], arch, seed)
+            for arch in report["archs"] for seed in report["seeds"]]
+
+
+def classifier_predictions(config: dict, report: dict) -> dict[str, list[str]]:
+    """label -> the prediction files of a classifier row (one per run of a trained row; none for
+    zero-shot CLIP, which is scored from the CLIP features)."""
+    base = PREDICTIONS_DIR.format(out=config["out"], dataset=report["dataset"], strategy=report["strategy"])
+    files = {}
+    for label, spec in report["classifiers"].items():
+        kind = classifier_kind(spec)
+        if kind == "timm":
+            files[label] = [f"{base}/timm/{slug(spec['timm'])}.csv"]
+        elif kind == "mixture":
+            files[label] = [f"{base}/run/mix~{run.mix}/arch~{run.arch}/seed~{run.seed}.csv"
+                            for run in classifier_runs(config, report, spec)]
+        else:
+            files[label] = []
+    return files
+
+
+def run_prediction_pattern(out: str) -> str:
+    """The predict_run rule's output, with its wildcards (RUN_DIR's and the strategy)."""
+    run = RUN_DIR.removeprefix("{dataset}/")  # the dataset is in PREDICTIONS_DIR already
+    return f"{PREDICTIONS_DIR.format(out=out, dataset='{dataset}', strategy='{strategy}')}/run/{run}.csv"
+
+
+# ----------------------------------------------------------------------------- report inputs
+
+
+def report_inputs(config: dict, report: dict) -> dict:
+    """Everything a metric report reads, named: {sets: {key: features base}, filtered: {source:
+    manifest}, text: file, predictions: {label: [files]}}."""
+    out, dataset = config["out"], report["dataset"]
+    inputs: dict = {"sets": {}, "filtered": {}, "text": None, "predictions": {}}
+    for extractor, group, split, name in report_sets(config, report):
+        key = name if group == TEST else f"{split}/{name}"
+        inputs["sets"][key] = features_base(config, extractor, group, split, name)
+        if group != TEST and is_filtered(config, name):
+            inputs["filtered"][name] = source_table(out, group, split, name)
+    if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS):
+        inputs["text"] = text_file(out, dataset)
+    if report["kind"] in BENCHMARK_KINDS:
+        inputs["predictions"] = classifier_predictions(config, report)
+    return inputs
+
+
+def input_files(inputs: dict) -> list[str]:
+    """The files behind report_inputs, for Snakemake's input directive."""
+    files = [f"{base}.{suffix}" for base in inputs["sets"].values() for suffix in ("npy", "csv")]
+    files += list(inputs["filtered"].values())
+    files += [inputs["text"]] if inputs["text"] else []
+    files += [f for paths in inputs["predictions"].values() for f in paths]
+    return list(dict.fromkeys(files))
+
+
+def report_labels(report: dict) -> dict:
+    """Row labels of a metric report: its sources or classifiers (config order)."""
+    return dict(report.get("sources") or report.get("classifiers") or report_rows(report))

@@ -1,0 +1,283 @@
+"""Tables 2, 5 and 7 and the real-vs-generated accuracy scatter, from cached features and
+per-image predictions (no model is loaded here, so a report job starts in a second or two).
+
+- fid_table (Table 2): mean per-class FID of each row's train set (real, generated) against each
+  shift set, over the classes both have; `_kid.csv` (mean per-class KID), `_n.csv` (classes and
+  median images per class on both sides), `_per_class.csv` (every class of every cell).
+- generated_benchmark (Table 5): top-1 of each classifier on the real val set and on the
+  generated val set, and on both after the CLIP filter; gap = generated - real (percentage
+  points); `_n.csv` (images before and after the filter), `_per_run.csv` (trained rows: each run).
+- generated_scatter: the same accuracies for any list of classifiers, drawn as real vs generated
+  with the linear fit in logit space (imagenet-testbed's axes), original and filtered.
+- clip_diversity (Table 7, automatic row): per train set, CLIP diversity, CLIP consistency and
+  the share passing the filter, in the paper's layout (measures x sets); `_per_class.csv`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+
+from genrobust import io
+from genrobust.report import COLOURS, _plt, _save, companion
+
+from . import clip_scores
+from .clip_scores import FILTER_THRESHOLD
+from .embeddings import Features, load_features
+from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, classifier_kind
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def load_set(base: str, filtered_manifest: str | None = None) -> Features:
+    """A set's features; for a clip_filtered source, its source's rows that the filter kept."""
+    features = load_features(base)
+    if filtered_manifest is None:
+        return features
+    kept = set(io.resolve_manifest_paths(io.read_csv(filtered_manifest), filtered_manifest).map(_canonical))
+    mask = features.rows["path"].map(_canonical).isin(kept).to_numpy()
+    return Features(features.base, features.rows.loc[mask], features.matrix)  # index = rows of the matrix
+
+
+def _canonical(path: str) -> str:
+    import os
+
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _set(inputs: dict, key: str) -> Features:
+    name = key.split("/", 1)[-1]
+    return load_set(inputs["sets"][key], inputs["filtered"].get(name))
+
+
+def _columns(report: dict) -> dict[str, str]:
+    names = {**report.get("test_set_names", {}), **(report.get("column_names") or {})}
+    return {t: names.get(t, t) for t in report.get("test_sets", [])}
+
+
+def _write(frame: pd.DataFrame, path, index: bool = True) -> None:
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=index)
+
+
+def _bars(table: pd.DataFrame, out_figure: str, ylabel: str, title: str, fmt: str = "%.1f") -> None:
+    """Grouped bars: columns on x, one bar per row."""
+    plt = _plt()
+    rows, columns = list(table.index), list(table.columns)
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 4))
+    x = np.arange(len(columns))
+    for i, row in enumerate(rows):
+        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, table.loc[row].to_numpy(dtype=float), width,
+                      label=row, color=COLOURS[i % len(COLOURS)])
+        ax.bar_label(bars, fmt=fmt, fontsize=7, padding=2)
+    ax.set_xticks(x, columns, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, out_figure)
+
+
+# ----------------------------------------------------------------------------- Table 2
+
+
+def fid_table(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    columns = _columns(report)
+    shift = {t: _set(inputs, t) for t in report["test_sets"]}
+    cells, fid, kid, counts = [], {}, {}, {}
+    for label, source in report["sources"].items():
+        distances = _distances(_set(inputs, f"train/{source}"), shift, report)
+        cells.append(distances.assign(**{"Training data": label}))
+        by_set = distances.groupby("set", sort=False)
+        fid[label] = by_set["fid"].mean().rename(columns)
+        kid[label] = by_set["kid"].mean().rename(columns)
+        counts[label] = by_set.agg(classes=("fid", "count"), median_n_train=("n_a", "median"),
+                                   median_n_shift=("n_b", "median")).rename(index=columns)
+    table = pd.DataFrame(fid).T[list(columns.values())].round(2)
+    table.index.name = "Training data"
+    _write(table, out_table)
+    kid_table = pd.DataFrame(kid).T[list(columns.values())].round(5)
+    kid_table.index.name = "Training data"
+    _write(kid_table, companion(out_table, "kid"))
+    n = pd.concat(counts, names=["Training data", "test set"]).reset_index()
+    _write(n, companion(out_table, "n"), index=False)
+    per_class = pd.concat(cells, ignore_index=True).assign(set=lambda f: f["set"].map(columns))
+    _write(per_class[["Training data", "set", "wnid", "n_a", "n_b", "fid", "kid"]].rename(
+        columns={"set": "test set", "n_a": "n_train", "n_b": "n_shift"}), companion(out_table, "per_class"),
+        index=False)
+    _bars(table, out_figure, "mean per-class FID (lower: closer)",
+          f"{report['dataset']}: FID to each shift set, averaged over classes")
+    return table
+
+
+def _distances(train: Features, shift: dict[str, Features], report: dict) -> pd.DataFrame:
+    from .fid import per_class_distances
+
+    distances = per_class_distances(train, shift, seed=report.get("seed", 0), kid=report.get("kid", True))
+    if distances["fid"].notna().sum() == 0:
+        raise ValueError(f"no class has 2 or more images in both the train set and a shift set of "
+                         f"{report['dataset']}: FID cannot be computed")
+    return distances
+
+
+# ----------------------------------------------------------------------------- Table 7
+
+
+def clip_diversity(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    threshold = report.get("threshold", FILTER_THRESHOLD)
+    text_wnids, photo, _ = clip_scores.read_text_file(inputs["text"])
+    table, per_class = {}, []
+    for label, source in report["sources"].items():
+        features = _set(inputs, f"train/{source}")
+        scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
+                                         positions=features.rows.index.to_numpy())
+        mean_diversity, by_class = clip_scores.diversity(features, features.class_rows())
+        passed = clip_scores.passes_filter(scores, threshold)
+        table[label] = {"Diversity (CLIP)": mean_diversity, "Consistency (CLIP)": float(np.nanmean(scores)),
+                        f"Share passing the CLIP filter (>= {threshold:g})": float(passed.mean()),
+                        "Images": len(scores), "Classes": len(by_class)}
+        first = features.rows["wnids"].str.split(";").str[0].to_numpy()
+        frame = pd.DataFrame({"wnid": first, "consistency": scores, "passed": passed}).groupby("wnid").agg(
+            n=("consistency", "size"), consistency=("consistency", "mean"), share_passing=("passed", "mean"))
+        per_class.append(frame.join(by_class.rename("diversity")).reset_index().assign(**{"Training data": label}))
+    result = pd.DataFrame(table)
+    result.index.name = "Measure"
+    _write(result.round(4), out_table)
+    _write(pd.concat(per_class, ignore_index=True)[["Training data", "wnid", "n", "diversity", "consistency",
+                                                   "share_passing"]].round(4),
+           companion(out_table, "per_class"), index=False)
+    measures = result.loc[["Diversity (CLIP)", "Consistency (CLIP)", result.index[2]]].astype(float)
+    _bars(measures.T.rename(columns={result.index[2]: "Share passing"}).T, out_figure, "score",
+          f"{report['dataset']}: CLIP diversity and consistency of each training set", fmt="%.2f")
+    return result
+
+
+# ----------------------------------------------------------------------------- Tables 5 and the scatter
+
+
+def _accuracy(frame: pd.DataFrame) -> float:
+    return float(frame["correct"].mean()) * 100 if len(frame) else float("nan")
+
+
+def _zero_shot_predictions(inputs: dict, key: str, name: str) -> pd.DataFrame:
+    """Zero-shot CLIP from the cached embeddings, through the scorer (subset rule, logit mask)."""
+    import torch
+
+    from genrobust.scoring import score_logits, select_test_subset, split_wnids
+
+    text_wnids, _, classifier = clip_scores.read_text_file(inputs["text"])
+    features = _set(inputs, key)
+    rows = features.rows.sort_index()
+    known = set(text_wnids)
+    keep = np.array([any(w in known for w in split_wnids(v)) for v in rows["wnids"]], dtype=bool)
+    kept, targets, mask = select_test_subset(rows.reset_index(drop=True), text_wnids)  # the same rows, in order
+    logits = torch.from_numpy(clip_scores.zero_shot_scores(features.of(rows.index.to_numpy()[keep]), classifier))
+    correct = score_logits(logits, [set(t) for t in targets], mask).numpy()
+    return pd.DataFrame({"set": name, "path": kept["path"], "wnids": kept["wnids"], "correct": correct})
+
+
+def _filter_masks(inputs: dict, report: dict) -> dict[str, pd.Series]:
+    """set name -> path -> passes the CLIP filter."""
+    text_wnids, photo, _ = clip_scores.read_text_file(inputs["text"])
+    threshold = report.get("threshold", FILTER_THRESHOLD)
+    masks = {}
+    for name in ("real", report["strategy"]):
+        features = _set(inputs, f"val/{name}")
+        scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
+                                         positions=features.rows.index.to_numpy())
+        masks[name] = pd.Series(clip_scores.passes_filter(scores, threshold), index=features.rows["path"].to_numpy())
+    return masks
+
+
+def classifier_accuracies(report: dict, inputs: dict) -> pd.DataFrame:
+    """One row per classifier and prediction file (run): top-1 (%) on real and generated val,
+    original and after the filter, and the image counts."""
+    strategy = report["strategy"]
+    masks = _filter_masks(inputs, report)
+    records = []
+    for label, spec in report["classifiers"].items():
+        if classifier_kind(spec) == "zero_shot":
+            frames = {"zero-shot": pd.concat([_zero_shot_predictions(inputs, f"val/{n}", n)
+                                              for n in ("real", strategy)])}
+        else:
+            frames = {path: io.read_csv(path) for path in inputs["predictions"][label]}
+        for source, predictions in frames.items():
+            record = {"Classifier": label, "predictions": source}
+            for name, column in (("real", "Real"), (strategy, "Generated")):
+                rows = predictions[predictions["set"].astype(str) == name]
+                passed = rows["path"].map(masks[name]).fillna(False).astype(bool)
+                record[column], record[f"Filtered {column}"] = _accuracy(rows), _accuracy(rows[passed])
+                record[f"n {column}"], record[f"n Filtered {column}"] = len(rows), int(passed.sum())
+            records.append(record)
+    frame = pd.DataFrame(records)
+    frame["Gap"] = frame["Generated"] - frame["Real"]
+    frame["Filtered Gap"] = frame["Filtered Generated"] - frame["Filtered Real"]
+    return frame
+
+
+TABLE5_COLUMNS = ["Real", "Generated", "Gap", "Filtered Real", "Filtered Generated", "Filtered Gap"]
+
+
+def generated_benchmark(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    per_run = classifier_accuracies(report, inputs)
+    table = per_run.groupby("Classifier", sort=False)[TABLE5_COLUMNS].mean().round(2)
+    table = table.reindex(list(report["classifiers"]))
+    _write(table, out_table)
+    counts = per_run.groupby("Classifier", sort=False)[[c for c in per_run.columns if c.startswith("n ")]].first()
+    _write(counts.reindex(list(report["classifiers"])), companion(out_table, "n"))
+    _write(per_run.round(2), companion(out_table, "per_run"), index=False)
+    _bars(table[["Real", "Generated", "Filtered Real", "Filtered Generated"]].T.rename_axis(None), out_figure,
+          "top-1 accuracy (%)", f"{report['dataset']}: real val vs generated ({report['strategy']}) val")
+    return table
+
+
+def generated_scatter(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    from genrobust.robustness import fit_logit_line
+
+    per_run = classifier_accuracies(report, inputs)
+    table = per_run.groupby("Classifier", sort=False)[TABLE5_COLUMNS].mean().reindex(list(report["classifiers"]))
+    fits = {}
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, prefix in zip(axes, ("", "Filtered ")):
+        x, y = table[f"{prefix}Real"].to_numpy() / 100, table[f"{prefix}Generated"].to_numpy() / 100
+        ok = np.isfinite(x) & np.isfinite(y)
+        ax.scatter(x[ok], y[ok], color=COLOURS[1], zorder=3)
+        for label, xi, yi in zip(table.index[ok], x[ok], y[ok]):
+            ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        grid = np.linspace(0.01, 0.99, 99)
+        ax.plot(grid, grid, color="#999999", ls="--", lw=1, label="y = x")
+        try:
+            fit = fit_logit_line(x[ok], y[ok])
+            fits[prefix.strip() or "Original"] = {"slope": fit.slope, "intercept": fit.intercept, "n": fit.n_points}
+            ax.plot(grid, fit.predict(grid), color=COLOURS[2], label=f"linear fit (logit): slope {fit.slope:.2f}")
+        except ValueError as err:  # fewer than two distinct real accuracies
+            print(f"WARNING: no fit for the {prefix or 'original '}scatter: {err}", file=sys.stderr)
+        ax.set_xscale("logit")
+        ax.set_yscale("logit")
+        ax.set_xlabel(f"{prefix}real val top-1")
+        ax.set_ylabel(f"{prefix}generated ({report['strategy']}) val top-1")
+        ax.legend(frameon=False, fontsize=8)
+        ax.set_title(f"{prefix or 'Original'}sets".replace("Filtered sets", "CLIP-filtered sets"), fontsize=10)
+    fig.suptitle(f"{report['dataset']}: {len(table)} classifiers on real vs generated val", fontsize=10)
+    _save(fig, out_figure)
+    table = table.round(2)
+    _write(table, out_table)
+    io.write_json(companion(out_table, "fit").with_suffix(".json"), fits)
+    return table
+
+
+def make_metrics_report(kind: str, report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """One metric report (kinds in plan.METRIC_REPORT_KINDS) as CSV (+ companions) and PNG."""
+    makers = {FID_KIND: fid_table, DIVERSITY_KIND: clip_diversity, BENCHMARK_KINDS[0]: generated_benchmark,
+              BENCHMARK_KINDS[1]: generated_scatter}
+    if kind not in makers:
+        raise ValueError(f"unknown metric report kind '{kind}' (one of {', '.join(makers)})")
+    table = makers[kind](report, inputs, out_table, out_figure)
+    print(f"{kind}:\n{table.to_string()}\ninputs: {json.dumps(inputs)[:400]}", file=sys.stderr)
+    return table

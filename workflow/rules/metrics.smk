@@ -1,0 +1,174 @@
+# The paper's analysis outputs (Tables 2, 5, 7, the real-vs-generated scatter) and the CLIP
+# filter as a training-data gate (workflow/genrobust/metrics/). Image sets are embedded once per
+# extractor, one job per (extractor, dataset) or per extractor for the test sets; every
+# per-class statistic is then computed from those features. Classifiers score real and
+# generated val per image, one job per classifier; reports are CPU reductions.
+
+include: "metrics_common.smk"
+
+
+for rule_name, group in EMBED_GROUPS.items():
+
+    rule:
+        name:
+            rule_name
+        input:
+            tables=[table for table, _ in group["sets"].values()],
+            models=metric_model_inputs(*extractor_models(group["extractor"])),
+        output:
+            metrics_plan.group_outputs(config, group),
+        log:
+            f"{OUT}/logs/{rule_name}.log",
+        benchmark:
+            f"{OUT}/benchmarks/{rule_name}.tsv"
+        conda:
+            ENV
+        threads: 8
+        resources:
+            gpu=1,
+            mem_mb=GPU_JOB_MB,
+            runtime=embed_runtime(group),
+        params:
+            cli=GENROBUST,
+            extractor=group["extractor"],
+            spec=METRICS_SPEC,
+            sets=group_set_args(group),
+            text=group_text_args(group),
+            seed=config["seed"],
+        shell:
+            "{params.cli} embed --extractor {params.extractor} --spec {params.spec:q} {params.sets} {params.text} "
+            "--seed {params.seed} --threads {threads} 2> {log}"
+
+
+rule predict_timm:
+    input:
+        unpack(predictions_sets),
+        models=timm_model_inputs,
+    output:
+        f"{metrics_plan.PREDICTIONS_DIR.format(out=OUT, dataset='{dataset}', strategy='{strategy}')}/timm/{{model}}.csv",
+    log:
+        f"{OUT}/logs/predict_timm/{{dataset}}/{{strategy}}-{{model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_timm/{{dataset}}/{{strategy}}-{{model}}.tsv"
+    wildcard_constraints:
+        model="|".join(map(re.escape, TIMM_MODELS)) or "(?!)",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=GPU_JOB_MB,
+        runtime=predictions_runtime,
+    params:
+        cli=GENROBUST,
+        model=timm_model_args,
+        sets=predictions_set_args,
+        batch=(METRICS.get("classify") or {}).get("batch_size", 64),
+    shell:
+        "{params.cli} classify-images {params.model} {params.sets} --batch-size {params.batch} --threads {threads} "
+        "--out {output} 2> {log}"
+
+
+rule predict_run:
+    input:
+        unpack(predictions_sets),
+        model=f"{OUT}/train/{RUN_DIR}/model.pt",
+    output:
+        metrics_plan.run_prediction_pattern(OUT),
+    log:
+        f"{OUT}/logs/predict_run/{{dataset}}/{{strategy}}-{{mix}}-{{arch}}-{{seed}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict_run/{{dataset}}/{{strategy}}-{{mix}}-{{arch}}-{{seed}}.tsv"
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=GPU_JOB_MB,
+        runtime=predictions_runtime,
+    params:
+        cli=GENROBUST,
+        sets=predictions_set_args,
+        evaluation=json.dumps(config["evaluation"], sort_keys=True),
+        batch=config["evaluation"]["batch_size"],
+    shell:
+        "{params.cli} classify-images --model {input.model} --evaluation {params.evaluation:q} {params.sets} "
+        "--batch-size {params.batch} --threads {threads} --out {output} 2> {log}"
+
+
+# A clip_filtered source is its source's images passing the CLIP filter (nothing generated); its
+# manifest is where a generated one would be, so betons and mixtures take from it like any other.
+ruleorder: filter_generated > gather_generated
+
+
+rule filter_generated:
+    input:
+        unpack(filtered_source),
+    output:
+        manifest=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/manifest.csv",
+        summary=f"{OUT}/generate/{{dataset}}/{{strategy}}/{{split}}/summary.json",
+    log:
+        f"{OUT}/logs/filter_generated/{{dataset}}/{{strategy}}-{{split}}.log",
+    wildcard_constraints:
+        strategy="|".join(sorted({s for _, s, _ in FILTERED})) or "(?!)",
+    localrule: True
+    conda:
+        ENV
+    params:
+        cli=GENROBUST,
+        features=lambda wildcards, input: input.features.removesuffix(".npy"),
+        threshold=lambda wildcards: config["strategies"][wildcards.strategy].get("threshold", 0.3),
+    shell:
+        "{params.cli} filter-generated --manifest {input.manifest} --features {params.features} --text {input.text} "
+        "--threshold {params.threshold} --source {wildcards.strategy} --out-manifest {output.manifest} "
+        "--out-summary {output.summary} 2> {log}"
+
+
+for name, spec in METRIC_REPORTS.items():
+
+    rule:
+        name:
+            f"make_{name}"
+        input:
+            metrics_plan.input_files(metrics_plan.report_inputs(config, spec)),
+        output:
+            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=name),
+            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
+        log:
+            f"{OUT}/logs/make_{name}.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            cli=GENROBUST,
+            kind=spec["kind"],
+            # not sort_keys: the report's rows are its mappings' keys, in the order config lists them
+            spec=json.dumps(
+                dict(spec, test_set_names={t: config["test_sets"][t].get("name", t) for t in config["test_sets"]},
+                     seed=config["seed"])
+            ),
+            inputs=json.dumps(metrics_plan.report_inputs(config, spec), sort_keys=True),
+        shell:
+            "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "
+            "--out-table {output.table} --out-figure {output.figure} 2> {log}"
+
+
+# Optional (config `benchmarks: embedding:`): the extractors' images/s on a GPU node.
+rule benchmark_embedding:
+    output:
+        f"{OUT}/benchmarks/embedding.json",
+    log:
+        f"{OUT}/logs/benchmark_embedding.log",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=60,
+    params:
+        cli=GENROBUST,
+        options=json.dumps(config.get("benchmarks", {}).get("embedding", {}), sort_keys=True),
+    shell:
+        "{params.cli} benchmark-embedding --options {params.options:q} --threads {threads} "
+        "--json-out {output} > {log} 2>&1"

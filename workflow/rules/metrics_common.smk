@@ -1,0 +1,91 @@
+# Input functions and job sizes of the metrics rules (metrics.smk); no rules here (STYLE.md).
+
+import re
+
+from genrobust.config import DERIVED_KINDS, METRIC_REPORT_KINDS
+from genrobust.metrics import plan as metrics_plan
+
+METRIC_REPORTS = {name: spec for name, spec in REPORTS.items() if spec["kind"] in METRIC_REPORT_KINDS}
+FILTERED = [(d, s, split) for d, s, split in generated_datasets(config) if config["strategies"][s]["kind"] in DERIVED_KINDS]
+EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
+TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
+METRICS = config.get("metrics") or {}
+METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
+EMBED_SECONDS = {"inception": 0.002, "clip": 0.001}  # decoding, resizing and one forward pass per image
+CLASSIFY_SECONDS = 0.01  # a ViT-L/14 at 336 px (Table 5's largest) per image
+
+
+def metric_model_inputs(*paths):
+    """The demo rule that builds a metric stand-in when the demo builds `path`."""
+    if DEMO and any(p and produced_by_demo(config, p) for p in paths):
+        return [f"{DEMO['models']}/metrics/metric_models.json"]
+    return []
+
+
+def group_images(group):
+    """Images a group embeds (upper bound: before a per-class cap), for its time limit."""
+    images = 0
+    for base in group["sets"]:
+        *_, split, name = base.split("/")
+        if group["dataset"] == "test":
+            images += test_set_images(name)
+        else:
+            d = group["dataset"]
+            images += real_images(d, split) if name == "real" else generated_images(d, name, split)
+    return images
+
+
+def group_set_args(group):
+    return " ".join(f"--set {kind} {table} {base}" for base, (table, kind) in group["sets"].items())
+
+
+def group_text_args(group):
+    if group["extractor"] != "clip" or group["dataset"] == "test":
+        return ""
+    text = metrics_plan.text_file(OUT, group["dataset"])
+    return f"--text-out {text} --classes {config['datasets'][group['dataset']]['classes']}"
+
+
+def extractor_models(extractor):
+    spec = METRICS.get(extractor) or {}
+    return [spec.get("weights")] if extractor == "inception" else [spec.get("model", "").removeprefix("local-dir:")]
+
+
+def predictions_sets(wildcards):
+    return {
+        "real": metrics_plan.source_table(OUT, wildcards.dataset, "val", "real"),
+        "generated": metrics_plan.source_table(OUT, wildcards.dataset, "val", wildcards.strategy),
+    }
+
+
+def predictions_set_args(wildcards, input):
+    return f"--set real real {input.real} --set {wildcards.strategy} generated {input.generated}"
+
+
+def timm_model_args(wildcards):
+    spec = TIMM_MODELS[wildcards.model]
+    return f"--timm {spec['timm']}" + (f" --file {spec['file']}" if spec.get("file") else "")
+
+
+def timm_model_inputs(wildcards):
+    spec = TIMM_MODELS[wildcards.model]
+    return metric_model_inputs(spec["timm"].removeprefix("local-dir:"), spec.get("file"))
+
+
+def embed_runtime(group):
+    return lambda wildcards, attempt: _minutes(group_images(group) * EMBED_SECONDS[group["extractor"]], attempt)
+
+
+def predictions_runtime(wildcards, attempt):
+    images = real_images(wildcards.dataset, "val") + generated_images(wildcards.dataset, wildcards.strategy, "val")
+    return _minutes(images * CLASSIFY_SECONDS, attempt)
+
+
+def filtered_source(wildcards):
+    spec = config["strategies"][wildcards.strategy]
+    return {
+        "manifest": metrics_plan.source_table(OUT, wildcards.dataset, wildcards.split, spec["source"]),
+        "features": metrics_plan.features_base(config, "clip", wildcards.dataset, wildcards.split, spec["source"])
+        + ".npy",
+        "text": metrics_plan.text_file(OUT, wildcards.dataset),
+    }
