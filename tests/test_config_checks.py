@@ -86,6 +86,10 @@ DEMO_CASES = {
     "places file missing": (
         strategy("cl80", templates="background", places="config/places.txt"),
         "strategies.cl80.places: 'config/places.txt' is not an existing file; give 'default' or a file"),
+    "scaling beyond the generated set": (
+        lambda c: c["reports"].update(scaling={**c["reports"]["figure11"], "kind": "scaling_curve",
+                                               "generated_percents": [50, 100, 200]}),
+        "reports.scaling.generated_percents"),
     "templates set typo": (
         strategy("img2img", templates="openai81"),
         "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (background, definition, hypernym, openai80), a list, "
@@ -253,3 +257,15 @@ def test_dry_run_stops_at_a_semantic_mistake_naming_the_key(workdir):
     lines = [s for s in (result.stdout + result.stderr).splitlines() if "strategies.cl80.scheduler" in s]
     assert lines and "'PNDMSchedular' is not a diffusers scheduler; did you mean PNDMScheduler?" in lines[0]
     assert "Job stats" not in result.stdout  # nothing was planned, let alone run
+
+
+def test_scaling_report_plans_generated_alone_and_added_to_the_real_data():
+    from genrobust.config import report_mixtures
+
+    def scaling(c):
+        c["reports"]["scaling"] = {k: v for k, v in c["reports"]["figure11"].items() if k not in ("total", "generated_shares")}
+        c["reports"]["scaling"].update(kind="scaling_curve", generated_percents=[50, 100])
+    config = planned(DEMO, scaling)
+    check_semantics(config)
+    assert report_mixtures(config["reports"]["scaling"], config) == [
+        "real_100", "cl80_50", "cl80_100", "real_100+cl80_50", "real_100+cl80_100", "real_25", "real_50"]

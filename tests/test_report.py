@@ -112,6 +112,22 @@ def test_budget_curve_orders_by_share(tmp_path):
     assert average["mean"].tolist() == pytest.approx([20.5, 25.5, 30.5])
 
 
+def test_scaling_curve_series_and_sizes(tmp_path):
+    report = spec("scaling_curve", strategy="cl80", generated_percents=[50, 100, 400])
+    assert list(report["rows"].values()) == ["real_100", "cl80_50", "cl80_100", "cl80_400",
+                                            "real_100+cl80_50", "real_100+cl80_100", "real_100+cl80_400"]
+    runs = {mix: {"val": 0.5, "sketch": 0.1 + 0.05 * i, "imagenet_r": 0.1 + 0.05 * i}
+            for i, mix in enumerate(report["rows"].values())}
+    accuracy, robustness = tables(tmp_path, runs)
+    frame = make_report("scaling_curve", accuracy, robustness, report, str(tmp_path / "s.csv"), str(tmp_path / "s.png"))
+    average = frame[(frame.measure == "accuracy") & (frame.test_set == "Average")]
+    by = {(r.series, r.generated_percent): r.mean for r in average.itertuples()}
+    assert by == pytest.approx({("real only", 0.0): 10.5, ("generated only", 50): 15.5, ("generated only", 100): 20.5,
+                                ("generated only", 400): 25.5, ("real + generated", 50): 30.5,
+                                ("real + generated", 100): 35.5, ("real + generated", 400): 40.5})
+    assert (tmp_path / "s.png").stat().st_size > 0 and pd.read_csv(tmp_path / "s.csv").shape[0] == len(frame)
+
+
 def test_budget_of_the_real_set_size_reuses_the_percent_runs():
     report = spec("budget_curve", strategy="cl80", total="real", generated_shares=[0, 0.25, 1])
     assert list(report["rows"].values()) == ["real_100", "real_75+cl80_25", "cl80_100"]

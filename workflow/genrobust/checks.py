@@ -377,6 +377,8 @@ def _mixture_key(report_name: str, report: dict, label: str | None, source: str)
         return f"{key}.real_percents" if source == "real" else f"{key}.generated_percents"
     if report["kind"] == "budget_curve":
         return f"{key}.total" if source == "real" else f"{key}.generated_shares"
+    if report["kind"] == "scaling_curve":
+        return f"{key}.generated_percents"
     return f"{key}.rows.{label}"
 
 

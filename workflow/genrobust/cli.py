@@ -250,7 +250,8 @@ def _add_reduce_stages(stage) -> None:
 
     p = stage("report", cmd_report, "one of the paper's tables or figures (CSV + PNG)")
     p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table", "mixture_grid",
-                                                      "budget_curve", "corruption_table", "loss_curves"])
+                                                      "budget_curve", "scaling_curve", "corruption_table",
+                                                      "loss_curves"])
     p.add_argument("--metrics", nargs="*", help="loss_curves: the runs' metrics.jsonl files")
     p.add_argument("--accuracy", help="the report's accuracy table (every kind but loss_curves)")
     p.add_argument("--robustness", help="its effective-robustness table (kinds that report ER)")

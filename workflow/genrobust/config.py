@@ -93,7 +93,7 @@ DERIVED_KINDS = {"clip_filtered"}
 # Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk): no evaluation jobs.
 METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"}
 REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
-                             "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
+                             "scaling_curve", "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
 
 
@@ -146,13 +146,19 @@ def report_rows(report: dict) -> dict[str, str]:
             terms = [(src, 100 * p) for src, p in (("real", 1 - share), (s, share)) if p > 0]
             rows[f"{s} share {share:g}"] = prefix + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
         return rows
+    if report["kind"] == "scaling_curve":  # real alone, then generated alone and added to all the real data
+        s = report["strategy"]
+        rows = {"real only": "real_100"}
+        rows.update({f"{s} {_percent(g)}%": f"{s}_{_percent(g)}" for g in report["generated_percents"]})
+        rows.update({f"real + {s} {_percent(g)}%": f"real_100+{s}_{_percent(g)}" for g in report["generated_percents"]})
+        return rows
     if "classifiers" in report:  # generated_benchmark / generated_scatter: their trained rows
         return {label: c["mixture"] for label, c in report["classifiers"].items() if "mixture" in c}
     return dict(report.get("rows") or {})  # fid_table / clip_diversity train nothing
 
 
 # Report kinds with effective robustness, which needs a reference (the standard models' line).
-ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "corruption_table"}
+ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "scaling_curve", "corruption_table"}
 
 
 def report_reference(report: dict, config: dict) -> dict:
@@ -327,7 +333,7 @@ def check_config(config: dict) -> None:
             if t not in test_sets:
                 raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
         generate = datasets[dataset].get("generate", {})
-        if report["kind"] in ("mixture_grid", "budget_curve") and report["strategy"] not in strategies:
+        if report["kind"] in ("mixture_grid", "budget_curve", "scaling_curve") and report["strategy"] not in strategies:
             raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
         for label, mix in report_rows(report).items():
             for source in parse_mixture(mix).sources:

@@ -265,6 +265,42 @@ def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: 
     return frame
 
 
+def scaling_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """The scaling study the paper left as future work: average shift-set accuracy and ER against
+    the generated set's size (% of the real set, log axis), generated alone and added to all the
+    real data, with real alone as a line."""
+    s = report["strategy"]
+    size = {f"{s} {g:g}%": g for g in report["generated_percents"]}
+    size.update({f"real + {s} {g:g}%": g for g in report["generated_percents"]})
+    series = {label: ("real only" if label == "real only" else "real + generated" if label.startswith("real + ")
+                      else "generated only") for label in report["rows"]}
+    frame = frame.assign(series=frame["Training data"].map(series),
+                         generated_percent=frame["Training data"].map(lambda x: size.get(x, 0.0)))
+    io.write_csv(out_table, frame)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, measure, label in zip(axes, ("accuracy", "effective_robustness"),
+                                  ("average shift-set accuracy (%)", "average effective robustness (%)")):
+        average = frame[(frame["measure"] == measure) & (frame["test_set"] == "Average")]
+        for name, marker in (("generated only", "s"), ("real + generated", "o")):
+            line = average[average["series"] == name].sort_values("generated_percent")
+            ax.errorbar(line["generated_percent"], line["mean"], yerr=line["std"].fillna(0), marker=marker,
+                        capsize=3, label=name)
+        real = average[average["series"] == "real only"]["mean"]
+        if len(real):
+            ax.axhline(float(real.iloc[0]), color="grey", linestyle="--", label="real only")
+        ax.set_xscale("log")
+        ax.set_xticks(report["generated_percents"], [f"{g:g}%" for g in report["generated_percents"]])
+        ax.minorticks_off()
+        ax.set_xlabel(f"generated ({s}) images, % of the real train set")
+        ax.set_ylabel(label)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].legend(frameon=False, fontsize=8)
+    fig.suptitle(f"{report['dataset']}: scaling the generated data", fontsize=10)
+    _save(fig, out_figure)
+    return frame
+
+
 def corruption_table(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str,
                      averaged: str = "") -> pd.DataFrame:
     """Table 9: accuracy and effective robustness on ImageNet-C (mean over the corruptions named
@@ -333,7 +369,7 @@ def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict,
 
     robustness_table: effective robustness per shift set (Table 1) with accuracy bars (Figure 2);
     accuracy_table: accuracy on the ID set and shift sets (Tables 3, 4); mixture_grid (Figures 3,
-    7-10); budget_curve (Figure 11); corruption_table (Table 9); loss_curves (Figure 12)."""
+    7-10); budget_curve (Figure 11); scaling_curve (beyond the paper); corruption_table (Table 9); loss_curves (Figure 12)."""
     if kind == "loss_curves":
         return loss_curves(metrics or [], report, out_table, out_figure)
     names = column_names(report)
@@ -343,9 +379,10 @@ def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict,
     if kind == "corruption_table":
         frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
         return corruption_table(frame, report, out_table, out_figure, corruptions_averaged(accuracy, report))
-    if kind in ("mixture_grid", "budget_curve"):
+    if kind in ("mixture_grid", "budget_curve", "scaling_curve"):
         frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
-        return {"mixture_grid": mixture_grid, "budget_curve": budget_curve}[kind](frame, report, out_table, out_figure)
+        draw = {"mixture_grid": mixture_grid, "budget_curve": budget_curve, "scaling_curve": scaling_curve}[kind]
+        return draw(frame, report, out_table, out_figure)
     acc = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
     if kind == "robustness_table":
         table = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
