@@ -155,6 +155,28 @@ def test_changed_settings_restart_the_shard_instead_of_mixing_images(tiny_sd, tm
     assert not set(partial.items()) & set(after.items())  # no image of the old settings survives
 
 
+def test_a_grown_set_keeps_the_images_of_the_smaller_one(tiny_sd, tmp_path):
+    """Raising per_class (the scaling study) renders only the new images; shrinking keeps a subset."""
+    def shard(per_class):
+        return generate.generate_class_label_shard(
+            strategy="cl80", split="train", spec=spec_for(tiny_sd), wnids=WNIDS, per_class=per_class, n_shards=1,
+            shard=0, global_seed=0, out_manifest=str(tmp_path / "shard~0" / "manifest.csv"), device="cpu")
+
+    small = shard(2)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "shard~0").glob("*.jpg")}
+    grown = shard(4)
+    assert len(small) == 6 and len(grown) == 12
+    assert set(small["id"]) < set(grown["id"])
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "shard~0").glob("*.jpg")}
+    assert all(after[name] == before[name] for name in before)  # not re-rendered, not rewritten
+    seeds = grown.set_index("id")["seed"]
+    assert (small.set_index("id")["seed"] == seeds[small["id"]]).all()
+    shrunk = shard(1)
+    assert set(shrunk["id"]) < set(small["id"]) and len(list((tmp_path / "shard~0").glob("*.jpg"))) == 3
+    assert {p.name: p.read_bytes() for p in (tmp_path / "shard~0").glob("*.jpg")} == \
+        {name: data for name, (_, data) in before.items() if name[:-4] in set(shrunk["id"])}
+
+
 def test_manifest_records_seed_prompt_template_and_model(tiny_sd, tmp_path):
     manifest = run_shard(tiny_sd, tmp_path, shard=1)
     assert list(manifest.columns) == generate.MANIFEST_COLUMNS

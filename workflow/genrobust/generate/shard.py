@@ -138,16 +138,47 @@ def generation_seconds(progress_path: Path) -> float:
     return sum(float(r.get("seconds", 0.0)) for r in _progress_records(progress_path))
 
 
-def _start_afresh_if_settings_changed(shard_dir: Path, settings: dict) -> None:
-    """Discard the shard's images and progress when they were made under other settings."""
+def _reconcile_settings(shard_dir: Path, settings: dict, ids: list[str]) -> None:
+    """Make the shard's finished images agree with `settings`. Made under other image settings,
+    they are all discarded. Made under the same ones for another image list (the strategy's size
+    or shard count changed), the images still planned here are kept: an image is a function of its
+    id's seed and the settings, so a grown set reuses every image of the smaller one it contains."""
     settings_path = shard_dir / "settings.json"
-    if settings_path.exists() and io.read_json(settings_path) != json.loads(json.dumps(settings)):
-        print(f"[generate] {shard_dir}: settings changed since the last run; starting the shard afresh",
-              file=sys.stderr)
-        (shard_dir / "progress.jsonl").unlink(missing_ok=True)
-        for old in shard_dir.glob("*.jpg"):
-            old.unlink()
-    io.write_json(settings_path, settings)
+    current = {**json.loads(json.dumps(settings)), "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+    previous = io.read_json(settings_path) if settings_path.exists() else current
+    if previous != current:
+        same_images = _image_settings(previous) == _image_settings(current)
+        kept = _keep_progress_of(shard_dir, set(ids) if same_images else set())
+        why = "its image list changed" if same_images else "settings changed since the last run"
+        print(f"[generate] {shard_dir}: {why}; keeping {kept} finished images", file=sys.stderr)
+    io.write_json(settings_path, current)
+
+
+# Settings that choose which images a shard holds, not what an image looks like.
+IMAGE_LIST_KEYS = ("ids", "per_class", "sources_per_class")
+
+
+def _image_settings(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k not in IMAGE_LIST_KEYS}
+
+
+def _keep_progress_of(shard_dir: Path, ids: set[str]) -> int:
+    """Rewrite the progress log with the records of `ids` only and delete every other image."""
+    progress_path = shard_dir / "progress.jsonl"
+    kept_records = []
+    for record in _progress_records(progress_path):
+        rows = [row for row in record["rows"] if row["id"] in ids]
+        if rows:
+            share = len(rows) / len(record["rows"])  # the render time of the images kept
+            kept_records.append({"rows": rows, "bytes": {r["id"]: record.get("bytes", {}).get(r["id"]) for r in rows},
+                                 "seconds": round(float(record.get("seconds", 0.0)) * share, 4)})
+    kept = {row["id"] for record in kept_records for row in record["rows"]}
+    with io.atomic_path(progress_path) as tmp:
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in kept_records))
+    for image in shard_dir.glob("*.jpg"):
+        if image.stem not in kept:
+            image.unlink()
+    return len(kept)
 
 
 def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_manifest: str, save_size: int,
@@ -163,13 +194,14 @@ def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_m
     shard_dir = out_manifest.parent
     shard_dir.mkdir(parents=True, exist_ok=True)
     progress_path = shard_dir / "progress.jsonl"
-    _start_afresh_if_settings_changed(shard_dir, {
-        **settings, "batch_size": batch_size, "save_size": save_size, "jpeg_quality": jpeg_quality,
-        "ids": hashlib.sha256("\n".join(s.id for s in items).encode()).hexdigest()})
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    _reconcile_settings(shard_dir, {**settings, "batch_size": batch_size, "save_size": save_size,
+                                    "jpeg_quality": jpeg_quality}, [s.id for s in items])
     done = read_progress(progress_path)
-    todo = [b for b in batches if not all(s.id in done for s in b)]
-    n_done = len(items) - sum(len(b) for b in todo)
+    # The images left, in plan order, in batches: after a kill these are whole batches of the
+    # uninterrupted run (progress is recorded per batch), so a resumed shard renders the same batches.
+    missing = [s for s in items if s.id not in done]
+    todo = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
+    n_done = len(items) - len(missing)
     print(f"[generate] {desc}: {len(items)} images, {n_done} already done", file=sys.stderr)
     start = time.time()
     if todo:
