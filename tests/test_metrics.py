@@ -202,6 +202,75 @@ def test_an_image_set_is_embedded_once_and_then_read_from_its_cache(tmp_path, st
     assert capped["images"] == 6 and len(builds) == 2  # a different set (3 per class): a miss builds it
 
 
+def _indexed(tmp_path, frame) -> Path:
+    table = tmp_path / "index.csv"
+    io.write_csv(table, frame.assign(wnid=frame["label"].map(dict(enumerate(WNIDS)))))
+    return table
+
+
+def test_a_set_whose_outputs_snakemake_removed_is_linked_back_not_re_embedded(tmp_path, stand_ins):
+    from genrobust.metrics.extractors import build
+
+    table = _indexed(tmp_path, draw_labelled_images(tmp_path, classes=2, per_class=4))
+    spec, builds = {"weights": stand_ins["inception"], "batch_size": 4}, []
+
+    def extractor():
+        builds.append(1)
+        return build("inception", spec, "cpu")
+
+    embed_image_set(table, tmp_path / "f/real", extractor, extractor_name="inception", spec=spec)
+    before = np.load(tmp_path / "f/real.npy")
+    for suffix in ("npy", "csv", "json"):  # what Snakemake does to a job's outputs before re-running it
+        (tmp_path / f"f/real.{suffix}").unlink()
+    again = embed_image_set(table, tmp_path / "f/real", extractor, extractor_name="inception",
+                            spec={**spec, "batch_size": 2})  # a batch size changes no feature
+    assert again["cached"] and len(builds) == 1 and np.array_equal(np.load(tmp_path / "f/real.npy"), before)
+    assert len(list((tmp_path / "f/.cache").glob("real.*.npy"))) == 1
+
+
+def test_the_border_crop_embeds_the_images_without_their_frame(tmp_path, stand_ins):
+    from PIL import Image
+
+    from genrobust.metrics.extractors import build
+
+    (tmp_path / "framed").mkdir()
+    frame = draw_labelled_images(tmp_path / "framed", classes=2, per_class=3)
+    cropped = frame.copy()
+    for i, path in enumerate(frame["path"]):
+        image = np.asarray(Image.open(path).convert("RGB")).copy()
+        inner = tmp_path / "inner" / f"{i}.png"
+        inner.parent.mkdir(exist_ok=True)
+        Image.fromarray(image[2:-2, 2:-2]).save(inner)
+        image[:2], image[-2:], image[:, :2], image[:, -2:] = 255, 255, 255, 255  # a white frame, as ObjectNet's
+        Image.fromarray(image).save(path)
+        cropped.loc[i, "path"] = str(inner)
+    extractor = build("inception", {"weights": stand_ins["inception"]}, "cpu")
+    common = dict(extractor_name="inception", spec={"weights": stand_ins["inception"]})
+    embed_image_set(_indexed(tmp_path / "framed", frame), tmp_path / "a", extractor, border_crop=2, **common)
+    embed_image_set(_indexed(tmp_path / "inner", cropped), tmp_path / "b", extractor, **common)
+    embed_image_set(_indexed(tmp_path / "framed", frame), tmp_path / "c", extractor, **common)
+    a, b, c = (np.load(tmp_path / f"{n}.npy") for n in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_nan_features_are_an_error_naming_the_images(tmp_path, stand_ins):
+    import dataclasses
+
+    import torch
+
+    from genrobust.metrics.extractors import build
+
+    table = _indexed(tmp_path, draw_labelled_images(tmp_path, classes=2, per_class=2))
+    real = build("inception", {"weights": stand_ins["inception"]}, "cpu")
+    broken = dataclasses.replace(real, embed=lambda images: real.embed(images) * torch.nan)
+    with pytest.raises(ValueError, match=r"NaN or inf for 4 images \(.*\.png"):
+        embed_image_set(table, tmp_path / "f", broken, extractor_name="inception", spec={})
+    huge = dataclasses.replace(real, embed=lambda images: real.embed(images) * 0 + 1e6)
+    with pytest.raises(ValueError, match="feature_dtype: float32"):
+        embed_image_set(table, tmp_path / "g", huge, extractor_name="inception", spec={})
+    assert not (tmp_path / "f.npy").exists()
+
+
 def test_demo_stand_ins_load_through_the_production_code_paths(tmp_path, stand_ins):
     from genrobust.metrics.classify import predict, timm_classifier
     from genrobust.metrics.embeddings import read_image_set

@@ -35,6 +35,10 @@ TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c"
 # ImageNet-C's 15 standard corruptions (Hendrycks & Dietterich 2019), whose mean is the reported
 # number; the download also holds 4 extras (speckle_noise, gaussian_blur, spatter, saturate),
 # held out in the original paper, which are averaged only when config lists them.
+# Pixels cropped from each side before any preprocessing: ObjectNet's images carry a thin border
+# (evaluation and embedding both crop it).
+BORDER_CROP_PX = {"objectnet": 2}
+
 IMAGENET_C_CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
     "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",

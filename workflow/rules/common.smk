@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from genrobust.datasets import BORDER_CROP_PX
 from genrobust.config import (
     CLASS_CONDITIONED_KINDS,
     ER_KINDS,
@@ -269,8 +270,8 @@ def evaluation_set_args(wildcards, input):
     args = []
     for t in report_test_sets(config, wildcards.dataset):
         args.append(f"--set {t}={input[t]}")
-        if config["test_sets"][t]["kind"] == "objectnet":
-            args.append(f"--border-crop {t}=2")  # ObjectNet images carry a thin border
+        if config["test_sets"][t]["kind"] in BORDER_CROP_PX:
+            args.append(f"--border-crop {t}={BORDER_CROP_PX[config['test_sets'][t]['kind']]}")
         if config["test_sets"][t]["kind"] in SUBSET_KINDS:
             args.append(f"--id-subset {t}")
     return " ".join(args) + f" --id-test-set {config['evaluation']['id_test_set']}"

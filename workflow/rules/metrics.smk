@@ -31,7 +31,7 @@ for rule_name, group in EMBED_GROUPS.items():
         params:
             cli=GENROBUST,
             extractor=group["extractor"],
-            spec=METRICS_SPEC,
+            spec=embed_spec(group["extractor"]),
             sets=group_set_args(group),
             text=group_text_args(group),
             seed=config["seed"],

@@ -35,8 +35,14 @@ def group_images(group):
     return images
 
 
+def embed_spec(extractor):
+    """Only what an embedding job reads, so editing another part of `metrics:` re-runs nothing."""
+    return json.dumps({k: METRICS[k] for k in (extractor, "feature_dtype") if k in METRICS}, sort_keys=True)
+
+
 def group_set_args(group):
-    return " ".join(f"--set {kind} {table} {base}" for base, (table, kind) in group["sets"].items())
+    sets = [f"--set {kind} {table} {base}" for base, (table, kind) in group["sets"].items()]
+    return " ".join(sets + [f"--border-crop {base}={px}" for base, px in group["border_crop"].items()])
 
 
 def group_text_args(group):

@@ -39,8 +39,9 @@ def cmd_embed(args) -> None:
             built["x"] = build(args.extractor, spec, device)
         return built["x"]
 
+    crops = {base: int(px) for base, _, px in (item.rpartition("=") for item in args.border_crop or [])}
     for kind, table, base in _sets(args.set):
-        embed_image_set(table, base, extractor, extractor_name=args.extractor, spec=spec,
+        embed_image_set(table, base, extractor, extractor_name=args.extractor, spec=spec, border_crop=crops.get(base, 0),
                         generated=kind == "generated", max_per_class=spec.get("max_per_class"), seed=args.seed,
                         batch_size=spec.get("batch_size", 64), num_workers=workers, device=device,
                         precision=spec.get("precision", "fp32"), dtype=args.spec.get("feature_dtype", "float16"))
@@ -91,6 +92,8 @@ def add_parsers(stage) -> None:
     p.add_argument("--spec", type=json.loads, required=True, help="config 'metrics' section as JSON")
     p.add_argument("--set", nargs=3, action="append", required=True, metavar=("KIND", "TABLE", "OUT_BASE"),
                    help="KIND real|generated|test, its index or manifest, and <OUT_BASE>.npy/.csv/.json")
+    p.add_argument("--border-crop", action="append", metavar="OUT_BASE=PX",
+                   help="crop PX pixels from each side of that set's images first (ObjectNet: 2, as evaluation)")
     p.add_argument("--text-out", help="CLIP: also embed the class prompts of --classes into this .npz")
     p.add_argument("--classes", default="imagenet1k", help="'imagenet1k' or a file of wnids (for --text-out)")
     p.add_argument("--seed", type=int, default=0, help="seeds the per-class cap (metrics.inception.max_per_class)")

@@ -19,6 +19,8 @@ image is left out with a warning (the .json counts it); a set where none can be 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import json
 import sys
 import time
@@ -180,8 +182,54 @@ def cached(base: str | Path, key: str) -> bool:
         return False
 
 
+# Snakemake deletes a job's outputs before it runs, so a group job re-run because one set was
+# added (or a batch size changed) would re-embed every set. Each finished set is therefore also
+# hard-linked (no copy) into .cache/ beside it, under its cache key; a re-run links it back.
+# One entry per set name is kept: `rm -r <folder>/.cache` frees the space of sets no longer used.
+def _cache_base(base: str | Path, key: str) -> Path:
+    base = Path(str(base))
+    return base.parent / ".cache" / f"{base.name}.{key[:20]}"
+
+
+def _link(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links: a copy
+        shutil.copy2(source, target)
+
+
+def _store_in_cache(base: str | Path, key: str) -> None:
+    cache = _cache_base(base, key)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for old in cache.parent.glob(f"{Path(str(base)).name}.*"):
+        if not old.name.startswith(cache.name):
+            old.unlink()
+    for path, suffix in zip(feature_paths(base), (".npy", ".csv", ".json")):
+        _link(path, Path(str(cache) + suffix))
+
+
+def _restore_from_cache(base: str | Path, key: str) -> bool:
+    cache = _cache_base(base, key)
+    if not cached(cache, key):
+        return False
+    for path, suffix in zip(feature_paths(base), (".npy", ".csv", ".json")):
+        _link(Path(str(cache) + suffix), path)
+    return True
+
+
+def _check_finite(feats: np.ndarray, stored: np.ndarray, paths, positions, desc: str) -> None:
+    """NaN/inf features would turn into a scipy error, or NaN statistics, far from their cause."""
+    for values, what in ((feats, "the extractor returned"), (stored, "stored as the feature dtype, overflowed to")):
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            names = ", ".join(str(paths[p]) for p in np.asarray(positions)[bad][:3])
+            fix = "check the model (its weights, precision)" if values is feats else "set metrics.feature_dtype: float32"
+            raise ValueError(f"{desc}: {what} NaN or inf for {int(bad.sum())} images ({names}); {fix}")
+
+
 def _write_features(extractor, rows: pd.DataFrame, npy: Path, *, batch_size, num_workers, device, precision,
-                    dtype, desc) -> tuple[np.ndarray, dict[int, str]]:
+                    dtype, desc, border_crop: int = 0) -> tuple[np.ndarray, dict[int, str]]:
     """Stream the images through the extractor into `npy`; (row positions embedded, errors)."""
     import torch
 
@@ -192,7 +240,7 @@ def _write_features(extractor, rows: pd.DataFrame, npy: Path, *, batch_size, num
     out = None
     with io.atomic_path(npy, suffix=".npy") as tmp, torch.inference_mode():
         for images, positions, failed in batches(rows["path"], extractor.transform, batch_size, num_workers,
-                                                 device, desc):
+                                                 device, desc, border_crop=border_crop):
             errors.update(failed)
             if images is None:
                 continue
@@ -200,7 +248,10 @@ def _write_features(extractor, rows: pd.DataFrame, npy: Path, *, batch_size, num
                 feats = extractor.embed(images).float().cpu().numpy()
             if out is None:  # the dimension is known from the first batch
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(rows), feats.shape[1]))
-            out[positions] = feats.astype(dtype)
+            with np.errstate(over="ignore"):  # an overflow is reported by _check_finite, with the images
+                stored = feats.astype(dtype)
+            _check_finite(feats, stored, rows["path"].to_numpy(), positions, desc)
+            out[positions] = stored
             done[positions] = True
         if out is None:
             first = next(iter(errors.values()), "no images")
@@ -223,22 +274,24 @@ def _write_features(extractor, rows: pd.DataFrame, npy: Path, *, batch_size, num
 def embed_image_set(table: str | Path, out_base: str | Path, extractor, *, extractor_name: str, spec: dict,
                     generated: bool = False, max_per_class: int | None = None, seed: int = 0,
                     batch_size: int = 64, num_workers: int = 0, device: str = "cpu", precision: str = "fp32",
-                    dtype: str = "float16") -> dict:
+                    dtype: str = "float16", border_crop: int = 0) -> dict:
     """Embed the images of `table` into <out_base>.npy/.csv/.json; returns the provenance record.
     A set whose cache key (rows and extractor spec) matches an existing output is not re-embedded.
     `extractor` is an Extractor or a zero-argument callable building one (built only on a miss)."""
     if dtype not in FEATURE_DTYPES:
         raise ValueError(f"feature dtype must be one of {FEATURE_DTYPES}, got {dtype!r}")
     rows = cap_per_class(read_image_set(table, generated), max_per_class, seed, str(table))
-    key = cache_key(rows, extractor_name, {**spec, "max_per_class": max_per_class, "seed": seed, "dtype": dtype})
+    what = {k: v for k, v in spec.items() if k != "batch_size"}  # what the features depend on
+    key = cache_key(rows, extractor_name, {**what, "max_per_class": max_per_class, "seed": seed, "dtype": dtype,
+                                           "border_crop": border_crop})
     npy, csv, meta = feature_paths(out_base)
-    if cached(out_base, key):
+    if cached(out_base, key) or _restore_from_cache(out_base, key):
         print(f"[embed] {table}: cached {npy}", file=sys.stderr)
         return {**io.read_json(meta), "cached": True}
     extractor = extractor() if callable(extractor) and not hasattr(extractor, "embed") else extractor
     start = time.time()
     embedded, errors = _write_features(extractor, rows, npy, batch_size=batch_size, num_workers=num_workers,
-                                       device=device, precision=precision, dtype=dtype,
+                                       device=device, precision=precision, dtype=dtype, border_crop=border_crop,
                                        desc=f"embed {Path(str(out_base)).name} ({extractor_name})")
     seconds = time.time() - start
     for position in sorted(errors)[:MAX_LISTED_WARNINGS]:
@@ -251,6 +304,7 @@ def embed_image_set(table: str | Path, out_base: str | Path, extractor, *, extra
               "images_per_second": round(len(embedded) / seconds, 1) if seconds else None,
               "threads": _threads(), "cache_key": key}
     io.write_json(meta, record)
+    _store_in_cache(out_base, key)
     print(f"[embed] {table}: {len(embedded)} images -> {npy} ({record['images_per_second']} images/s)",
           file=sys.stderr)
     return record

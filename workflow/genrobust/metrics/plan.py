@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from genrobust.config import METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, report_rows
+from genrobust.datasets import BORDER_CROP_PX
 
 FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
 BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
@@ -100,10 +101,13 @@ def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str,
     groups: dict[str, dict] = {}
     for extractor, dataset, split, name in wanted:
         group = groups.setdefault(f"embed_{extractor}_{dataset}", {"extractor": extractor, "dataset": dataset,
-                                                                   "sets": {}})
+                                                                   "sets": {}, "border_crop": {}})
         base = features_base(config, extractor, dataset, split, name)
         if dataset == TEST:
             group["sets"][base] = (test_table(config["out"], name), "test")
+            border = BORDER_CROP_PX.get(config["test_sets"][name]["kind"], 0)
+            if border:  # cropped as evaluation crops it (ObjectNet's frame)
+                group["border_crop"][base] = border
         else:
             source = base_source(config, name)
             group["sets"][base] = (source_table(config["out"], dataset, split, source),

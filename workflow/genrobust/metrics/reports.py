@@ -190,7 +190,8 @@ def _filter_masks(inputs: dict, report: dict) -> dict[str, pd.Series]:
         features = _set(inputs, f"val/{name}")
         scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
                                          positions=features.rows.index.to_numpy())
-        masks[name] = pd.Series(clip_scores.passes_filter(scores, threshold), index=features.rows["path"].to_numpy())
+        paths = features.rows["path"].map(_canonical).to_numpy()  # as the predictions' paths are looked up
+        masks[name] = pd.Series(clip_scores.passes_filter(scores, threshold), index=paths)
     return masks
 
 
@@ -210,7 +211,7 @@ def classifier_accuracies(report: dict, inputs: dict) -> pd.DataFrame:
             record = {"Classifier": label, "predictions": source}
             for name, column in (("real", "Real"), (strategy, "Generated")):
                 rows = predictions[predictions["set"].astype(str) == name]
-                passed = rows["path"].map(masks[name]).fillna(False).astype(bool)
+                passed = rows["path"].map(_canonical).map(masks[name]).fillna(False).astype(bool)
                 record[column], record[f"Filtered {column}"] = _accuracy(rows), _accuracy(rows[passed])
                 record[f"n {column}"], record[f"n Filtered {column}"] = len(rows), int(passed.sum())
             records.append(record)
