@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,6 @@ def create_model(arch: str, num_classes: int, blurpool: bool = True) -> nn.Modul
     torchvision's model of that name if torchvision has it, else timm's; prefix the name with
     'torchvision:' or 'timm:' to choose the library explicitly.
     """
-    import timm
     import torchvision.models as tvm
 
     source, name = (arch.split(":", 1) if ":" in arch else (None, arch))
@@ -64,10 +64,11 @@ def create_model(arch: str, num_classes: int, blurpool: bool = True) -> nn.Modul
         raise ValueError(f"unknown model library {source!r} in {arch!r} (torchvision: or timm:)")
     if source in (None, "torchvision") and name in tvm.list_models(module=tvm):
         model = tvm.get_model(name, weights=None, num_classes=int(num_classes))
-    elif source in (None, "timm") and timm.is_model(name):
+    elif source in (None, "timm") and _timm().is_model(name):
+        timm = _timm()
         model = timm.create_model(name, pretrained=False, num_classes=int(num_classes))
     else:
-        known = list(dict.fromkeys(list(timm.list_models()) + list(tvm.list_models())))
+        known = list(dict.fromkeys(list(_timm().list_models()) + list(tvm.list_models())))
         close = difflib.get_close_matches(name, known, n=8, cutoff=0.6)
         hint = f"; did you mean one of: {', '.join(close)}" if close else ""
         raise ValueError(f"unknown architecture {arch!r} (neither timm nor torchvision "
@@ -75,6 +76,13 @@ def create_model(arch: str, num_classes: int, blurpool: bool = True) -> nn.Modul
     if blurpool:
         apply_blurpool(model)
     return model
+
+
+def _timm():
+    """timm, imported only for a model torchvision lacks: it costs ~4 s of start-up per job."""
+    import timm
+
+    return timm
 
 
 def classifier_head(model: nn.Module) -> nn.Linear:
@@ -94,13 +102,10 @@ def _norm_types() -> tuple[type, ...]:
     types = [nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm]
     if hasattr(nn, "RMSNorm"):
         types.append(nn.RMSNorm)
-    try:  # timm norms that do not subclass torch's
-        import timm.layers as tl
-
+    tl = sys.modules.get("timm.layers")  # timm norms that do not subclass torch's; only a model
+    if tl is not None:                   # built by timm (which then imported it) can hold them
         types += [getattr(tl, n) for n in ("RmsNorm", "RmsNorm2d", "SimpleNorm", "SimpleNorm2d",
                                            "FrozenBatchNorm2d") if hasattr(tl, n)]
-    except ImportError:
-        pass
     return tuple(types)
 
 
