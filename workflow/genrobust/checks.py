@@ -213,8 +213,8 @@ def _check_models(config: dict) -> None:
         return
     for name, spec in config["models"].items():
         key, model_id = f"models.{name}.id", spec["id"]
-        if produced_by_demo(config, model_id):
-            continue  # a demo rule builds the folder
+        if produced_by_demo(config, model_id) or spec.get("finetune"):
+            continue  # a demo rule or the finetune_model rule builds the folder
         local = Path(model_id).expanduser()
         if local.exists():
             if not (local / "model_index.json").is_file():

@@ -190,7 +190,6 @@ def active_reports(config: dict) -> dict[str, dict]:
 PAPER_OUTPUTS_NOT_BUILT = {
     "Table 2": "FID of real and generated data against each shift set",
     "Table 5": "pretrained classifiers on real vs generated val, with CLIP filtering",
-    "Table 6": "Stable Diffusion fine-tuned on ImageNet, and classifiers trained on its images",
     "Table 7": "CLIP diversity of each training set",
 }
 
@@ -294,6 +293,10 @@ def check_config(config: dict) -> None:
     """Cross-references and paths; raises ConfigError naming the key (and path) at fault."""
     models, strategies = config["models"], config["strategies"]
     datasets, test_sets = config["datasets"], config["test_sets"]
+    from .finetune.plan import check_finetune, finetuned_models, resolve_finetuned_ids
+
+    resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
+    check_finetune(config)
     for name, strategy in strategies.items():
         model = strategy.get("model")
         if strategy["kind"] in STRATEGY_KINDS_NEEDING_A_MODEL and model is None:
@@ -355,14 +358,15 @@ def check_config(config: dict) -> None:
     generated = generated_datasets(config)
     used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
                                                          if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
+    used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
     needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
     needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
                for field in ("weights", "mixing_set") if strategies[s].get(field)]
     needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
                for d in sorted(used) for t in report_test_sets(config, d)]
     needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
-    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items()
-               if spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"])]
+    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items() if not spec.get("finetune")
+               and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]
     for key, path in needed:
         if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
             raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, "
