@@ -95,7 +95,7 @@ def finetune_model(base_id: str, base_revision: str | None, recipe: FinetuneReci
             if trainer.ema is not None:
                 trainer.ema.step(trainer.unet.parameters())
             step += 1
-            mean = acc.gather(summed / plan.accumulation).mean().item()
+            mean = acc.gather((summed / plan.accumulation).reshape(1)).mean().item()
             summed.zero_()
             if not (mean == mean and abs(mean) != float("inf")):
                 raise ValueError(f"fine-tuning diverged at step {step}: loss {mean}; lower finetune.lr or use "
