@@ -1,7 +1,7 @@
 # genrobust: "Leaving Reality to Imagination" (Bansal & Grover, 2023) as one workflow.
 # Full study:  snakemake --profile slurm   (after make setup; workflow/profiles/slurm; config/config.yaml)
 # Offline toy: make demo   (snakemake --profile workflow/profiles/demo: config/demo.yaml, 2 cores)
-# The DAG, in order: data -> generate -> convert -> train -> evaluate -> analysis -> report.
+# The DAG, in order: data -> (finetune ->) generate -> convert -> train -> evaluate -> analysis -> report.
 
 from snakemake.utils import min_version, validate
 
@@ -19,6 +19,7 @@ if not workflow.config_settings.configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/train.smk"

@@ -94,7 +94,8 @@ def test_full_plan_matches_the_paper_grid():
     # and 1 are Table 1's real_100 and cl80_100 runs (ResNeXt-50), not two more trainings.
     in1k = {r.mix for r in runs if r.dataset == "imagenet1k"}
     assert in1k == {"real_100", "cl80_100", "real_100+cl80_100",
-                    "real_75+cl80_25", "real_50+cl80_50", "real_25+cl80_75"}
+                    "real_75+cl80_25", "real_50+cl80_50", "real_25+cl80_75",
+                    "cl80ft_100", "real_100+cl80ft_100"}  # Table 6: from the fine-tuned SD v1.5
     assert not any(r.mix.startswith("n_") for r in runs)
     shards = [j for j in generation_jobs(FULL) if j[:3] == ("imagenet1k", "cl80", "train")]
     gen = FULL["datasets"]["imagenet1k"]["generate"]["cl80"]

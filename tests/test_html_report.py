@@ -38,6 +38,7 @@ PAPER = {
     "table5": ("Table 5", "79.3"),
     "generated_scatter": ("Table 5", "55.9"),
     "table7": ("Table 7", "0.30"),
+    "table6": ("Table 6", "38.1"),
 }
 
 

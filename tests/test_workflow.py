@@ -32,8 +32,9 @@ def expected_full_counts() -> dict[str, int]:
     # IN-100, 3 archs x 3 seeds: real, real + each of 8 strategies and baselines (Tables 3, 4),
     # and the 3 x 3 mixture grid (Figure 3) whose real_100+cl80_100 is already counted.
     in100 = (1 + 8 + 9 - 1) * 3 * 3
-    runs = table1 + figure11 + in100
-    return {"generate_shard": shards, "train_classifier": runs, "evaluate_model": runs}
+    table6 = 2 * 1 * 3       # Finetune-Generated, Real + Finetune-Generated x ResNeXt-50 x 3 seeds (3 rows are Table 1's)
+    runs = table1 + figure11 + in100 + table6
+    return {"generate_shard": shards, "train_classifier": runs, "evaluate_model": runs, "finetune_model": 1}
 
 
 @pytest.mark.parametrize("profile", [[], ["--profile", str(REPO / "workflow/profiles/slurm")]])
@@ -45,7 +46,7 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
     counts = job_counts(result.stdout)
     expected = expected_full_counts()
     assert {k: counts[k] for k in expected} == expected
-    assert expected["generate_shard"] == 912 and expected["train_classifier"] == 207
+    assert expected["generate_shard"] == 1412 and expected["train_classifier"] == 213
     plan = result.stderr
     assert "imagenet1k/cl80/train: 1,300,000 images (1300 per class) in 500 shards" in plan
     assert "imagenet1k/cl80/val: 50,000 images (50 per class) in 20 shards" in plan
@@ -54,8 +55,7 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
         assert f"imagenet100/{strategy}/val: 5,000 images (50 per class)" in plan
     for strategy in ("variation", "img2img", "deepaugment", "pixmix"):  # one per real image
         assert f"imagenet100/{strategy}/train: 1 per real train image" in plan
-    assert "genrobust: report Table 6 (" in plan and "not produced by this version" in plan  # said before any job
-    for table in ("Table 2", "Table 5", "Table 7"):  # built by the metrics stage
+    for table in ("Table 2", "Table 5", "Table 6", "Table 7"):  # every paper output is built now
         assert f"genrobust: report {table} (" not in plan
     print(f"full dry-run {'with profile ' if profile else ''}in {elapsed:.1f} s: {counts['total']} jobs")
 
@@ -213,6 +213,7 @@ TARGET_PLANS = {
     "figure3": (90, 90, {"cl80"}),       # 9 grid cells x 3 x 3, + real_100 (the IN-100 reference)
     "figure11": (15, 15, {"cl80"}),      # 5 shares x ResNeXt-50 x 3 seeds
     "figure12": (2, 0, {"cl80"}),        # loss curves: two trainings, no evaluation
+    "table6": (15, 15, {"cl80", "cl80ft"}),  # 5 rows x ResNeXt-50 x 3 seeds; cl80ft from the fine-tuned SD
 }
 
 

@@ -233,6 +233,8 @@ def _check_models(config: dict) -> None:
     if not config.get("check_paths", True):
         return
     for name, spec in config["models"].items():
+        if spec.get("finetune"):
+            continue  # the finetune_model rule builds its folder (finetune.plan checks the block)
         key, model_id = f"models.{name}.id", spec["id"]
         if produced_by_demo(config, model_id):
             continue  # a demo rule builds the folder

@@ -60,6 +60,20 @@ def cmd_generate_shard(args) -> None:
                    real_index=args.real_index)
 
 
+def cmd_finetune(args) -> None:
+    from .finetune import finetune_model
+
+    finetune_model(args.base, args.revision, args.recipe, args.index, args.out, args.checkpoints, args.seed,
+                   threads=args.threads, device=args.device, keep_checkpoints=args.keep_checkpoints)
+
+
+def cmd_benchmark_finetune(args) -> None:
+    from .benchmark.finetune import run
+
+    if run(args):
+        raise SystemExit(2)
+
+
 def cmd_gather(args) -> None:
     from .generate import gather_manifests
 
@@ -198,6 +212,20 @@ def _add_generate_stages(stage) -> None:
     p.add_argument("shards", nargs="+")
 
 
+def _add_finetune_stage(stage) -> None:
+    p = stage("finetune", cmd_finetune, "fine-tune Stable Diffusion on a real train set, class names as captions")
+    p.add_argument("--base", required=True, help="the base model: a hub id or a diffusers folder")
+    p.add_argument("--revision", help="the base model's revision (hub)")
+    p.add_argument("--recipe", type=_json, required=True, help="config models.<name>.finetune as JSON")
+    p.add_argument("--index", required=True, help="the real train set's index (path, wnid, label)")
+    p.add_argument("--seed", type=int, required=True, help="the global seed (unless the recipe sets one)")
+    p.add_argument("--checkpoints", required=True, help="folder of resumable checkpoints (removed at the end)")
+    p.add_argument("--keep-checkpoints", action="store_true")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True, help="the fine-tuned model's folder (pipeline, or LoRA + base pointer)")
+
+
 def _add_convert_stages(stage) -> None:
     p = stage("write-beton", cmd_write_beton, "write the FFCV beton of one training source (or of the val set)")
     p.add_argument("--table", required=True, help="the real index, or a generated manifest")
@@ -266,6 +294,7 @@ def _add_modules_with_own_parsers(sub) -> None:
     from .benchmark import embedding as benchmark_embedding
     from .benchmark import generation as benchmark_generation
     from .benchmark import training as benchmark_training
+    from .benchmark import finetune as benchmark_finetune
 
     for name, module, func, help in (
         ("contact-sheet", contact_sheet, cmd_contact_sheet, "sample grid per strategy and class (the paper's Figure 6)"),
@@ -275,6 +304,8 @@ def _add_modules_with_own_parsers(sub) -> None:
          "images/s of the training loaders (FFCV vs plain PyTorch) and of training steps"),
         ("benchmark-embedding", benchmark_embedding, cmd_benchmark_embedding,
          "images/s of the metric extractors (Inception, CLIP ViT-B/32; full size, random weights)"),
+        ("benchmark-finetune", benchmark_finetune, cmd_benchmark_finetune,
+         "images/s of Stable Diffusion fine-tuning (full-size SD v1.5 UNet, random weights; full and LoRA)"),
     ):
         p = sub.add_parser(name, parents=[module.build_parser(add_help=False)], help=help)
         p.set_defaults(func=func)
@@ -296,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    for add in (_add_data_stages, _add_generate_stages, _add_convert_stages, _add_train_evaluate_stages,
-                _add_reduce_stages):
+    for add in (_add_data_stages, _add_finetune_stage, _add_generate_stages, _add_convert_stages,
+                _add_train_evaluate_stages, _add_reduce_stages):
         add(stage)
     _add_metrics_stages(stage)
     _add_modules_with_own_parsers(sub)

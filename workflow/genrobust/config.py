@@ -198,16 +198,9 @@ def active_reports(config: dict) -> dict[str, dict]:
     return {name: r for name, r in config["reports"].items() if not missing_strategies(r, config)}
 
 
-# The paper's outputs no report kind of this version writes yet (README: "What is not built yet").
-PAPER_OUTPUTS_NOT_BUILT = {
-    "Table 6": "Stable Diffusion fine-tuned on ImageNet, and classifiers trained on its images",
-}
-
-
 def skipped_reports(config: dict) -> list[str]:
-    """One notice per report this version cannot build in full, and one per paper output that no
-    report kind of this version writes."""
-    notes = [f"{table} ({what}): not produced by this version" for table, what in PAPER_OUTPUTS_NOT_BUILT.items()]
+    """One notice per report this version cannot build in full."""
+    notes = []
     for name, report in config["reports"].items():
         missing = missing_strategies(report, config)
         if missing:
@@ -310,6 +303,10 @@ def check_config(config: dict) -> None:
     """Cross-references and paths; raises ConfigError naming the key (and path) at fault."""
     models, strategies = config["models"], config["strategies"]
     datasets, test_sets = config["datasets"], config["test_sets"]
+    from .finetune.plan import check_finetune, finetuned_models, resolve_finetuned_ids
+
+    resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
+    check_finetune(config)
     for name, strategy in strategies.items():
         model = strategy.get("model")
         if strategy["kind"] in STRATEGY_KINDS_NEEDING_A_MODEL and model is None:
@@ -371,14 +368,15 @@ def check_config(config: dict) -> None:
     generated = generated_datasets(config)
     used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
                                                          if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
+    used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
     needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
     needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
                for field in ("weights", "mixing_set") if strategies[s].get(field)]
     needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
                for d in sorted(used) for t in report_test_sets(config, d)]
     needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
-    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items()
-               if spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"])]
+    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items() if not spec.get("finetune")
+               and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]
     for key, path in needed:
         if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
             raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, "

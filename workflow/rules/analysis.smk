@@ -79,3 +79,23 @@ rule benchmark_training:
     shell:
         "{params.cli} benchmark-training --options {params.options:q} --threads {threads} "
         "--json-out {output} > {log} 2>&1"
+
+
+rule benchmark_finetune:
+    output:
+        f"{OUT}/benchmarks/finetune.json",
+    log:
+        f"{OUT}/logs/benchmark_finetune.log",
+    conda:
+        ENV
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=60,
+    params:
+        cli=GENROBUST,
+        options=json.dumps(config.get("benchmarks", {}).get("finetune", {}), sort_keys=True),
+    shell:
+        "{params.cli} benchmark-finetune --options {params.options:q} --threads {threads} "
+        "--json-out {output} > {log} 2>&1"

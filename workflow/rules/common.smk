@@ -26,6 +26,7 @@ from genrobust.config import (
     skipped_reports,
     training_runs,
 )
+from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
@@ -76,6 +77,7 @@ wildcard_constraints:
     test_set=r"[a-z][a-z0-9_]*",
     source=r"[a-z][a-z0-9]*",
     report=r"[a-z][a-z0-9_]*",
+    model=r"[a-z][a-z0-9_]*",
 
 
 # ----------------------------------------------------------------------------- data
@@ -130,6 +132,56 @@ def dataset_index_options(wildcards):
     return "--allow-empty-classes" if config["datasets"][wildcards.dataset]["allow_empty_classes"] else ""
 
 
+# ----------------------------------------------------------------------------- finetune
+
+
+def finetune_block(wildcards):
+    block = finetuned_models(config).get(wildcards.model)
+    if block is None:
+        raise WorkflowError(f"models.{wildcards.model} has no finetune block: nothing fine-tunes it here")
+    return block
+
+
+def finetune_inputs(wildcards):
+    """The real train index of the block's dataset, and what the demo builds of its base."""
+    block = finetune_block(wildcards)
+    inputs = {"index": f"{OUT}/index/{block['dataset']}/train.csv"}
+    for i, built in enumerate(demo_inputs(config["models"][block["base"]]["id"])):
+        inputs[f"demo{i}"] = built
+    return inputs
+
+
+def finetune_base_args(wildcards):
+    base = config["models"][finetune_block(wildcards)["base"]]
+    revision = f" --revision {base['revision']}" if base.get("revision") else ""
+    return f"--base {base['id']}{revision}"
+
+
+def finetune_recipe(wildcards):
+    return json.dumps(finetune_block(wildcards), sort_keys=True)
+
+
+def finetune_checkpoint_dir(wildcards):
+    return finetune_checkpoints(config, wildcards.model)
+
+
+def finetune_launcher(wildcards, resources):
+    """The CLI, or torchrun with one process per GPU (set-resources: finetune_model: gpu: N);
+    accelerate picks the processes up from torchrun's environment."""
+    gpus = int(getattr(resources, "gpu", 1) or 1)
+    if gpus <= 1:
+        return GENROBUST
+    return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {gpus} -m genrobust"
+
+
+def finetuned_model_input(strategy):
+    """A strategy generating from a model fine-tuned here waits for its finetune_model job."""
+    name = strategy.get("model")
+    if name and config["models"][name].get("finetune"):
+        return {"finetuned": finetune_output(config, name)}
+    return {}
+
+
 # ----------------------------------------------------------------------------- generate
 
 
@@ -164,6 +216,7 @@ def generation_inputs(wildcards):
     for i, path in enumerate(p for p in paths if p):
         for built in demo_inputs(path):
             inputs[f"demo{i}"] = built
+    inputs.update(finetuned_model_input(strategy))
     return inputs
 
 

@@ -186,3 +186,31 @@ def evaluation_mem_mb(wildcards, threads, attempt):
     options = config["evaluation"]
     side = options["res"] / options["crop_ratio"]
     return _megabytes(GPU_JOB_MB + min(threads, 8) * 2 * options["batch_size"] * side**2 * 3 * 4 / 1e6, attempt)
+
+
+# Fine-tuning SD v1.5 at 512 px (per image, one GPU): the paper's 1 epoch of 1.28M ImageNet images
+# took ~1 day on one A5000 (~15 images/s); LoRA's backward pass skips the UNet's weight gradients.
+FINETUNE_SECONDS_512 = {"full": 0.07, "lora": 0.05}
+
+
+def _finetune_images(block):
+    dataset = block["dataset"]
+    if block.get("max_steps"):
+        return block["max_steps"] * block.get("batch_size", 16) * block.get("gradient_accumulation_steps", 1)
+    return block.get("epochs", 1) * real_images(dataset, "train")
+
+
+def finetune_runtime(wildcards, attempt):
+    """On one GPU (a job on N GPUs asks for N times the time it needs; set-resources lowers it)."""
+    block = finetuned_models(config)[wildcards.model]
+    per_image = FINETUNE_SECONDS_512[block.get("method", "full")] * (block.get("resolution", 512) / 512) ** 2
+    return _minutes(_finetune_images(block) * per_image, attempt)
+
+
+def finetune_mem_mb(wildcards, attempt):
+    block = finetuned_models(config)[wildcards.model]
+    # two copies of the base model's weights in host memory while loading and saving, and the
+    # loader workers' decoded batches
+    side = block.get("resolution", 512)
+    batches = (block.get("num_workers", 8) + 2) * 2 * block.get("batch_size", 16) * side**2 * 3 * 4 / 1e6
+    return _megabytes(2 * GPU_JOB_MB + batches, attempt)

@@ -14,10 +14,20 @@ MAX_ATTEMPTS = 5  # per image: a NaN / all-black / flagged image is retried with
 
 def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler: str | None,
                   dtype: str, device: str, safety_checker: bool, compile_unet: bool = False):
-    """Load a diffusers pipeline by class name from a hub id or a local folder, ready to run fast."""
+    """Load a diffusers pipeline by class name from a hub id or a local folder, ready to run fast.
+    A LoRA folder (models.<name>.finetune with method lora) loads its base model with the adapter
+    fused in."""
     import diffusers
     import torch
     import transformers
+
+    from ..finetune.lora import apply_lora, lora_base
+
+    lora = lora_base(model_id)
+    if lora is not None:
+        pipe = load_pipeline(lora["base_id"], lora.get("base_revision"), pipeline, scheduler, dtype, device,
+                             safety_checker)
+        return _to_device(apply_lora(pipe, model_id), device, compile_unet)
 
     # One tqdm bar per shard; the libraries' own loading and per-step bars would drown it.
     diffusers.utils.logging.disable_progress_bar()
@@ -52,6 +62,13 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
     if scheduler_class is not None:
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)  # one bar per shard instead of one per batch
+    return _to_device(pipe, device, compile_unet)
+
+
+def _to_device(pipe, device: str, compile_unet: bool):
+    """The pipeline on `device`; on a GPU its UNet (or transformer) channels_last, maybe compiled."""
+    import torch
+
     pipe = pipe.to(device)
     if device.startswith("cuda"):
         unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
