@@ -107,20 +107,20 @@ DEMO_CASES = {
         lambda c: c["reports"]["table3"].update(archs=["resnet18", "resnext50_32x4"]),
         "reports.table3.archs: 'resnext50_32x4' is not a classifier in timm nor torchvision; "
         "did you mean resnext50_32x4d?"),
-    "min_res above max_res": (recipe(min_res=64), "datasets.demo10.recipe.min_res: 64 is above max_res 48"),
+    "min_res above max_res": (recipe(min_res=64), "datasets.demo10.recipe.min_res: 64 is above max_res 40"),
     "ramp backwards": (recipe(start_ramp=3, end_ramp=1), "datasets.demo10.recipe.start_ramp: 3 is after end_ramp 1"),
     "half a ramp": (recipe(end_ramp=None), "datasets.demo10.recipe.end_ramp: null while start_ramp is set"),
     "warm-up past the run": (
         recipe(lr_peak_epoch=6), "datasets.demo10.recipe.lr_peak_epoch: 6 is after the last epoch"),
     "batch above the training set": (
         recipe(batch_size=512),
-        "datasets.demo10.recipe.batch_size: 512 is more than the 100 images of 'real_25' "
+        "datasets.demo10.recipe.batch_size: 512 is more than the 75 images of 'real_25' "
         "(datasets.demo10.reference.mixtures)"),
     "more generated than planned": (
         row("table1", "real_100+cl80_200"),
-        "reports.table1.rows.Bad: 'real_100+cl80_200' needs 800 cl80 images, but there are at most 400 "
-        "(datasets.demo10.generate.cl80.train_per_class 40 x 10 classes); "
-        "raise datasets.demo10.generate.cl80.train_per_class to 80"),
+        "reports.table1.rows.Bad: 'real_100+cl80_200' needs 600 cl80 images, but there are at most 300 "
+        "(datasets.demo10.generate.cl80.train_per_class 30 x 10 classes); "
+        "raise datasets.demo10.generate.cl80.train_per_class to 60"),
     "real over 100 percent": (
         row("table3", "real_120"),
         "reports.table3.rows.Bad: 'real_120' asks for 120% real, but the real train set is 100% (all of it)"),
@@ -136,10 +136,10 @@ DEMO_CASES = {
         "makes 1 per real image, so at most 100%"),
     "fixed total above the real set": (
         row("table1", "n_1000+real_50+cl80_50"),
-        "reports.table1.rows.Bad: 'n_1000+real_50+cl80_50' needs 500 real images, but there are at most 400"),
+        "reports.table1.rows.Bad: 'n_1000+real_50+cl80_50' needs 500 real images, but there are at most 300"),
     "source not generated for train": (
         lambda c: c["datasets"]["demo10"]["generate"]["photo"].update(train_shards=0),
-        "needs 400 photo images, but there are at most 0 (datasets.demo10.generate.photo.train_shards is 0)"),
+        "needs 300 photo images, but there are at most 0 (datasets.demo10.generate.photo.train_shards is 0)"),
     "source twice": (
         row("table1", "real_50+real_50"), "reports.table1.rows.Bad: 'real_50+real_50' names real twice"),
 }

@@ -79,33 +79,36 @@ def test_demo_runs_end_to_end(workdir):
 
     # Generation: every planned image is in the manifest and on disk, with its seed and prompt.
     classes = io.read_lines(workdir / "config/demo_classes.txt")
-    for split, per_class in (("train", 40), ("val", 10)):
+    per_class = demo["demo"]["train_per_class"]
+    n_real = per_class * len(classes)  # the real train set; every generated train set is as large
+    for split, n_per_class in (("train", per_class), ("val", 10)):
         manifest = pd.read_csv(out / f"generate/demo10/cl80/{split}/manifest.csv")
-        assert len(manifest) == per_class * len(classes) and manifest["id"].is_unique
-        assert manifest.groupby("wnid").size().to_dict() == {w: per_class for w in classes}
+        assert len(manifest) == n_per_class * len(classes) and manifest["id"].is_unique
+        assert manifest.groupby("wnid").size().to_dict() == {w: n_per_class for w in classes}
         assert all((out / f"generate/demo10/cl80/{split}" / p).is_file() for p in manifest["path"])
         assert manifest["seed"].is_unique and (manifest["prompt"] != "").all()
 
-    # Every other strategy and baseline, as many as the real images: class-conditioned ones 40 per
+    # Every other strategy and baseline, as many as the real images: class-conditioned ones as many per
     # class, image-conditioned ones one per real train image.
     strategies = ("photo", "rendition", "ldm", "img2img", "variation", "deepaugment", "pixmix")
     for strategy in strategies:
         manifest = pd.read_csv(out / f"generate/demo10/{strategy}/train/manifest.csv")
-        assert manifest.groupby("wnid").size().to_dict() == {w: 40 for w in classes}, strategy
+        assert manifest.groupby("wnid").size().to_dict() == {w: per_class for w in classes}, strategy
         assert all((out / f"generate/demo10/{strategy}/train" / p).is_file() for p in manifest["path"])
         summary = json.loads((out / f"generate/demo10/{strategy}/train/summary.json").read_text())
-        assert summary["images"] == 400 and summary["per_class"]["min"] == 40
+        assert summary["images"] == n_real and summary["per_class"]["min"] == per_class
     photo = pd.read_csv(out / "generate/demo10/photo/train/manifest.csv")
     assert photo["prompt"].str.startswith("a photo of a ").all()
     assert (out / "figure6_demo10.png").read_bytes()[:4] == b"\x89PNG"
 
     # One beton per source; mixtures are exact row lists of their sources.
     for source in ("real", "cl80") + strategies:
-        assert len(pd.read_csv(out / f"beton/demo10/train/{source}.csv")) == 400, source
+        assert len(pd.read_csv(out / f"beton/demo10/train/{source}.csv")) == n_real, source
         assert (out / f"beton/demo10/train/{source}.beton").is_file()
-    for mix, n in {"real_100": {"real": 400}, "real_25": {"real": 100}, "cl80_100": {"cl80": 400},
-                   "real_100+cl80_100": {"real": 400, "cl80": 400}, "real_50+cl80_50": {"real": 200, "cl80": 200},
-                   "real_100+pixmix_100": {"real": 400, "pixmix": 400}}.items():
+    half, quarter = n_real // 2, n_real // 4
+    for mix, n in {"real_100": {"real": n_real}, "real_25": {"real": quarter}, "cl80_100": {"cl80": n_real},
+                   "real_100+cl80_100": {"real": n_real, "cl80": n_real}, "real_50+cl80_50": {"real": half, "cl80": half},
+                   "real_100+pixmix_100": {"real": n_real, "pixmix": n_real}}.items():
         rows = pd.read_csv(out / f"mix/demo10/mix~{mix}.csv")
         assert rows.groupby("source").size().to_dict() == n and not rows.duplicated().any()
 
@@ -114,7 +117,7 @@ def test_demo_runs_end_to_end(workdir):
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs] == list(range(demo["datasets"]["demo10"]["recipe"]["epochs"]))
     record = json.loads((run / "run.json").read_text())  # the resolved recipe beside the metrics
-    assert record["recipe"] == demo["datasets"]["demo10"]["recipe"] and record["train_rows"] == 400
+    assert record["recipe"] == demo["datasets"]["demo10"]["recipe"] and record["train_rows"] == n_real
     evaluation = json.loads((out / "eval/demo10/mix~real_100/arch~resnet18/seed~0/evaluation.json").read_text())
     assert set(evaluation) == {"meta", "imagenet_val", "sketch", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c"}
     assert set(evaluation["imagenet_c"]["per_corruption"]) == {"gaussian_noise", "motion_blur", "contrast"}
@@ -164,9 +167,9 @@ def test_demo_runs_end_to_end(workdir):
     assert table5.loc["ResNet-18 (Real Data)", "Real"] == pytest.approx(100 * val["top1"], abs=0.01)
     table7 = pd.read_csv(out / "table7.csv", index_col=0)
     assert list(table7.columns) == list(demo["reports"]["table7"]["sources"])
-    assert table7.loc["Images", "Real"] == 400 and 0 <= table7.loc["Diversity (CLIP)", "Real"] <= 2
+    assert table7.loc["Images", "Real"] == n_real and 0 <= table7.loc["Diversity (CLIP)", "Real"] <= 2
     gate = json.loads((out / "generate/demo10/cl80clip/train/summary.json").read_text())
-    assert gate["kept"] + gate["dropped"] == 400 and table7.loc["Images"].iloc[-1] == gate["kept"]
+    assert gate["kept"] + gate["dropped"] == n_real and table7.loc["Images"].iloc[-1] == gate["kept"]
     assert (out / "generated_scatter.png").read_bytes()[:4] == b"\x89PNG"
 
     # Everything is up to date: a second run has nothing to do.
