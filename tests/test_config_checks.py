@@ -114,7 +114,7 @@ DEMO_CASES = {
         recipe(lr_peak_epoch=6), "datasets.demo10.recipe.lr_peak_epoch: 6 is after the last epoch"),
     "batch above the training set": (
         recipe(batch_size=512),
-        "datasets.demo10.recipe.batch_size: 512 is more than the 75 images of 'real_25' "
+        "datasets.demo10.recipe.batch_size: 512 is more than the 150 images of 'real_50' "
         "(datasets.demo10.reference.mixtures)"),
     "more generated than planned": (
         row("table1", "real_100+cl80_200"),
@@ -268,4 +268,4 @@ def test_scaling_report_plans_generated_alone_and_added_to_the_real_data():
     config = planned(DEMO, scaling)
     check_semantics(config)
     assert report_mixtures(config["reports"]["scaling"], config) == [
-        "real_100", "cl80_50", "cl80_100", "real_100+cl80_50", "real_100+cl80_100", "real_25", "real_50"]
+        "real_100", "cl80_50", "cl80_100", "real_100+cl80_50", "real_100+cl80_100", "real_50"]
