@@ -170,7 +170,8 @@ def _keep_progress_of(shard_dir: Path, ids: set[str]) -> int:
         rows = [row for row in record["rows"] if row["id"] in ids]
         if rows:
             share = len(rows) / len(record["rows"])  # the render time of the images kept
-            kept_records.append({"rows": rows, "bytes": {r["id"]: record.get("bytes", {}).get(r["id"]) for r in rows},
+            sizes = record.get("bytes", {})  # absent in records older than the size check
+            kept_records.append({"rows": rows, "bytes": {r["id"]: sizes[r["id"]] for r in rows if r["id"] in sizes},
                                  "seconds": round(float(record.get("seconds", 0.0)) * share, 4)})
     kept = {row["id"] for record in kept_records for row in record["rows"]}
     with io.atomic_path(progress_path) as tmp:
