@@ -18,6 +18,7 @@ from genrobust.config import class_count, produced_by_demo
 
 MIN_RUNTIME = 10  # minutes: start-up, imports, model loading
 GPU_JOB_MB = 8000  # interpreter, CUDA context and a model in host memory (SD v1.5: ~4 GB of weights)
+SD15_HOST_MB = 4300  # SD v1.5's UNet, text encoder and VAE in fp32
 CPU_JOB_MB = 2000
 REAL_PER_CLASS = {"train": 1300, "val": 50}  # ImageNet's (the paper's "100% = 130K" for IN-100)
 # Full-size test images per ImageNet-1K class of each test-set kind (ImageNet-R: 30K, ObjectNet:
@@ -209,8 +210,9 @@ def finetune_runtime(wildcards, attempt):
 
 def finetune_mem_mb(wildcards, attempt):
     block = finetuned_models(config)[wildcards.model]
-    # two copies of the base model's weights in host memory while loading and saving, and the
-    # loader workers' decoded batches
+    # a second copy of the base model's weights in host memory while loading and saving (the
+    # demo's tiny SD: a few MB), and the loader workers' decoded batches
+    weights = 100 if produced_by_demo(config, config["models"][block["base"]]["id"]) else SD15_HOST_MB
     side = block.get("resolution", 512)
     batches = (block.get("num_workers", 8) + 2) * 2 * block.get("batch_size", 16) * side**2 * 3 * 4 / 1e6
-    return _megabytes(2 * GPU_JOB_MB + batches, attempt)
+    return _megabytes(GPU_JOB_MB + weights + batches, attempt)
