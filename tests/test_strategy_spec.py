@@ -57,7 +57,8 @@ def test_a_spec_given_with_every_key_round_trips():
              "save_size": 128, "jpeg_quality": 90, "safety_checker": True, "compile": True, "strength": 0.5,
              "images_per_real": 2, "weights": "/w", "edsr_input_size": 64, "cae_input_size": None,
              "mixing_set": "/m", "classes": "imagenet1k", "n_shards": 7,
-             "seed": 3, "per_class": 10, "sources_per_class": 5, "source": "cl80", "threshold": 0.2}
+             "seed": 3, "per_class": 10, "sources_per_class": 5, "source": "cl80", "threshold": 0.2,
+             "seeds_from": "cl80"}
     assert set(given) == set(StrategySpec.keys())
     spec = StrategySpec.from_dict(given)
     assert spec.to_dict() == given

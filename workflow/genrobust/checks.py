@@ -381,6 +381,8 @@ def _mixture_key(report_name: str, report: dict, label: str | None, source: str)
         return f"{key}.total" if source == "real" else f"{key}.generated_shares"
     if report["kind"] == "scaling_curve":
         return f"{key}.generated_percents"
+    if report["kind"] == "guidance_curve":
+        return f"{key}.generated_percent"
     return f"{key}.rows.{label}"
 
 

@@ -9,6 +9,7 @@ tests check the plan without Snakemake.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,13 @@ IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "i
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 # Sources made from another strategy's images, nothing generated: metrics/filtering.py.
 DERIVED_KINDS = {"clip_filtered"}
-# Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk): no evaluation jobs.
-METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"}
+# Reports that put each generated set's CLIP diversity beside the effective robustness it gives
+# (metrics/strategy_reports.py): trained and evaluated like the ER reports, embedded like Table 7.
+DIVERSITY_ER_KINDS = {"guidance_curve", "diversity_er"}
+# Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk); all but the
+# DIVERSITY_ER_KINDS need no evaluation job.
+METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"} | DIVERSITY_ER_KINDS
+UNEVALUATED_KINDS = METRIC_REPORT_KINDS - DIVERSITY_ER_KINDS
 REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
                              "scaling_curve", "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
@@ -152,13 +158,15 @@ def report_rows(report: dict) -> dict[str, str]:
         rows.update({f"{s} {_percent(g)}%": f"{s}_{_percent(g)}" for g in report["generated_percents"]})
         rows.update({f"real + {s} {_percent(g)}%": f"real_100+{s}_{_percent(g)}" for g in report["generated_percents"]})
         return rows
+    if report["kind"] == "guidance_curve":
+        return guidance_rows(report)
     if "classifiers" in report:  # generated_benchmark / generated_scatter: their trained rows
         return {label: c["mixture"] for label, c in report["classifiers"].items() if "mixture" in c}
     return dict(report.get("rows") or {})  # fid_table / clip_diversity train nothing
 
 
 # Report kinds with effective robustness, which needs a reference (the standard models' line).
-ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "scaling_curve", "corruption_table"}
+ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "scaling_curve", "corruption_table"} | DIVERSITY_ER_KINDS
 
 
 def report_reference(report: dict, config: dict) -> dict:
@@ -225,7 +233,7 @@ def report_test_sets(config: dict, dataset: str) -> list[str]:
     """Test sets the models of `dataset` are evaluated on: the ID set first, then the reports'."""
     names = [config["evaluation"]["id_test_set"]]
     for report in active_reports(config).values():
-        if report["dataset"] == dataset and report["kind"] not in METRIC_REPORT_KINDS:  # those evaluate nothing
+        if report["dataset"] == dataset and report["kind"] not in UNEVALUATED_KINDS:
             names += [t for t in report["test_sets"] if t not in names]
     return names
 
@@ -273,6 +281,67 @@ def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     return jobs
 
 
+# ----------------------------------------------------------------------------- guidance sweeps
+
+# A guidance_curve trains on one strategy at several guidance scales (Fan et al. CVPR 2024 and
+# Fake-it found ~2 better for training data than the paper's 7.5). Each scale is a strategy of
+# its own, derived from the template: the template's settings, its image counts, and its seeds
+# and prompts (seeds_from), so the sets differ in guidance only.
+TRAIN_ON = {"generated": "{s}_{p}", "real+generated": "real_100+{s}_{p}"}  # a guidance_curve's `train_on`
+
+
+def guidance_strategy_name(template: str, guidance: float) -> str:
+    """cl80 at guidance 2 -> 'cl80g2'; at 7.5 -> 'cl80g7p5' (strategy names are [a-z][a-z0-9]*)."""
+    return f"{template}g{_percent(guidance).replace('.', 'p')}"
+
+
+def guidance_rows(report: dict) -> dict[str, str]:
+    """label -> mixture of a guidance_curve, per guidance value and `train_on` (after expand_guidance_sweeps)."""
+    if "guidance_strategies" not in report:
+        raise ConfigError("a guidance_curve report is planned after expand_guidance_sweeps(config) names its "
+                          "strategies")
+    percent = _percent(report.get("generated_percent", 100))
+    return {f"guidance {g}, {on}": TRAIN_ON[on].format(s=s, p=percent)
+            for g, s in report["guidance_strategies"].items() for on in report.get("train_on", ["real+generated"])}
+
+
+def _derive_guidance_strategy(config: dict, key: str, dataset: str, template: str, guidance: float) -> str:
+    """Add the template's strategy at `guidance` (and its generate entry) to config; its name."""
+    strategies, generate = config["strategies"], config["datasets"][dataset]["generate"]
+    spec = strategies[template]
+    if float(guidance) == float(spec["guidance"]):
+        return template  # the template itself: generated once
+    name = guidance_strategy_name(template, guidance)
+    derived = {**copy.deepcopy(spec), "guidance": guidance, "seeds_from": spec.get("seeds_from") or template}
+    counts = {**generate[template], "val_shards": 0}  # the template's train images; no val set is trained on
+    for entries, value, where in ((strategies, derived, "strategies"), (generate, counts,
+                                                                        f"datasets.{dataset}.generate")):
+        if entries.setdefault(name, copy.deepcopy(value)) != value:
+            raise ConfigError(f"{key}.guidance: guidance {guidance:g} of '{template}' is strategy '{name}', but "
+                              f"{where}.{name} already exists with other settings; rename that one")
+    return name
+
+
+def expand_guidance_sweeps(config: dict) -> None:
+    """Add every guidance_curve's derived strategies to config (idempotent), and record them in
+    the report as guidance_strategies: {guidance: strategy}."""
+    for rname, report in config["reports"].items():
+        if report["kind"] != "guidance_curve":
+            continue
+        key, template, dataset = f"reports.{rname}", report["strategy"], report["dataset"]
+        if dataset not in config["datasets"]:
+            continue  # check_config names the key
+        spec = config["strategies"].get(template)
+        if spec is None or spec["kind"] not in STRATEGY_KINDS_NEEDING_A_MODEL:
+            raise ConfigError(f"{key}.strategy: '{template}' must be a diffusion strategy (a kind of "
+                              f"{sorted(STRATEGY_KINDS_NEEDING_A_MODEL)}), whose guidance scale the report varies")
+        if template not in config["datasets"][dataset].get("generate", {}):
+            raise ConfigError(f"{key}.strategy: datasets.{dataset}.generate.{template} is not set; every guidance "
+                              f"value generates as many images as it says")
+        report["guidance_strategies"] = {
+            _percent(g): _derive_guidance_strategy(config, key, dataset, template, g) for g in report["guidance"]}
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -306,6 +375,7 @@ def check_config(config: dict) -> None:
     from .finetune.plan import check_finetune, finetuned_models, resolve_finetuned_ids
 
     resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
+    expand_guidance_sweeps(config)  # a guidance_curve's strategies, one per guidance value
     check_finetune(config)
     for name, strategy in strategies.items():
         model = strategy.get("model")
@@ -315,6 +385,10 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"strategies.{name}.model: '{model}' is not one of models ({sorted(models)})")
         if name in ("real", "n"):
             raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
+        seeds_from = strategy.get("seeds_from")
+        if seeds_from is not None and strategies.get(seeds_from, {}).get("kind") != strategy["kind"]:
+            raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy of the same kind "
+                              f"({strategy['kind']}), whose per-image seeds this one reuses")
     if config["evaluation"]["id_test_set"] not in test_sets:
         raise ConfigError(f"evaluation.id_test_set: '{config['evaluation']['id_test_set']}' is not one of test_sets")
     for dname, dataset in datasets.items():

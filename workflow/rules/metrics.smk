@@ -130,7 +130,7 @@ for name, spec in METRIC_REPORTS.items():
         name:
             f"make_{name}"
         input:
-            metrics_plan.input_files(metrics_plan.report_inputs(config, spec)),
+            metrics_plan.input_files(metrics_plan.report_inputs(config, name)),
         output:
             table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=name),
             figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
@@ -144,10 +144,15 @@ for name, spec in METRIC_REPORTS.items():
             kind=spec["kind"],
             # not sort_keys: the report's rows are its mappings' keys, in the order config lists them
             spec=json.dumps(
-                dict(spec, test_set_names={t: config["test_sets"][t].get("name", t) for t in config["test_sets"]},
-                     seed=config["seed"])
+                dict(
+                    spec,
+                    rows=report_rows(spec),
+                    test_set_names={t: config["test_sets"][t].get("name", t) for t in config["test_sets"]},
+                    id_test_set=config["evaluation"]["id_test_set"],
+                    seed=config["seed"],
+                )
             ),
-            inputs=json.dumps(metrics_plan.report_inputs(config, spec), sort_keys=True),
+            inputs=json.dumps(metrics_plan.report_inputs(config, name), sort_keys=True),
         shell:
             "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "
             "--out-table {output.table} --out-figure {output.figure} 2> {log}"

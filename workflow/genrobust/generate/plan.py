@@ -29,28 +29,31 @@ class ImageSpec:
 
 
 def plan_images(strategy: str, split: str, wnids: list[str], per_class: int, global_seed: int,
-                positions: Iterable[int] | None = None) -> list[ImageSpec]:
+                positions: Iterable[int] | None = None, seeds_from: str | None = None) -> list[ImageSpec]:
     """The images of one generated dataset, class-major in sorted wnid order (only those at
-    `positions` of that order when given, so a shard never builds the whole 1.3M-image plan)."""
+    `positions` of that order when given, so a shard never builds the whole 1.3M-image plan),
+    seeded as strategy `seeds_from` (default: its own) seeds them."""
     wnids = sorted(wnids)
+    seeded_as = seeds_from or strategy
     specs = []
     for position in range(len(wnids) * per_class) if positions is None else positions:
         wnid, k = wnids[position // per_class], position % per_class
         specs.append(ImageSpec(id=f"{strategy}-{split}-{wnid}-{k:05d}", wnid=wnid, k=k,
-                               seed=derive_seed(global_seed, strategy, split, wnid, k)))
+                               seed=derive_seed(global_seed, seeded_as, split, wnid, k)))
     return specs
 
 
 def plan_from_sources(strategy: str, split: str, real_index: pd.DataFrame, per_real: int,
-                      global_seed: int) -> list[ImageSpec]:
+                      global_seed: int, seeds_from: str | None = None) -> list[ImageSpec]:
     """`per_real` images per real image of the index (path, wnid), in index order."""
+    seeded_as = seeds_from or strategy
     specs = []
     for path, wnid in zip(real_index["path"], real_index["wnid"]):
         stem = Path(path).stem
         for j in range(per_real):
             specs.append(ImageSpec(
                 id=f"{strategy}-{split}-{wnid}-{stem}-{j}", wnid=wnid, k=j, source=str(path),
-                seed=derive_seed(global_seed, strategy, split, wnid, stem, j)))
+                seed=derive_seed(global_seed, seeded_as, split, wnid, stem, j)))
     return specs
 
 
@@ -74,7 +77,7 @@ def plan_shard(kind: str, strategy: str, split: str, spec: StrategySpec | Mappin
             raise GenerationError(f"strategy {strategy} ({kind}) needs per_class for the {split} split")
         n_images = len(wnids) * spec.per_class
         return plan_images(strategy, split, wnids, spec.per_class, global_seed,
-                           shard_range(n_images, n_shards, shard))
+                           shard_range(n_images, n_shards, shard), spec.seeds_from)
     if real_index is None:
         raise GenerationError(f"strategy {strategy} ({kind}) needs the real {split} index")
     sources = io.read_csv(real_index)
@@ -85,5 +88,5 @@ def plan_shard(kind: str, strategy: str, split: str, spec: StrategySpec | Mappin
     # Only this shard's source rows (whole sources: a shard boundary falls between images of one source
     # only when images_per_real > 1, and then plan_from_sources is sliced below).
     first, last = mine.start // per_real, -(-mine.stop // per_real)
-    items = plan_from_sources(strategy, split, sources.iloc[first:last], per_real, global_seed)
+    items = plan_from_sources(strategy, split, sources.iloc[first:last], per_real, global_seed, spec.seeds_from)
     return items[mine.start - first * per_real: mine.stop - first * per_real]

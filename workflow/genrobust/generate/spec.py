@@ -48,6 +48,7 @@ class StrategySpec:
     templates: str | tuple[str, ...] = "openai80"  # class_labels, img2img: a named set, a file or templates
     class_names: str = _DEFAULT["class_names"]
     places: str = "default"  # templates with {place}: 'default' (prompts.PLACES) or a file of phrases
+    seeds_from: str | None = None  # the strategy whose per-image seeds it reuses (None: its own)
     steps: int = _DEFAULT["steps"]
     guidance: float = _DEFAULT["guidance"]
     height: int = _DEFAULT["height"]

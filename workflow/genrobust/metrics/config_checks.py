@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genrobust.config import ConfigError, produced_by_demo
+from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, ConfigError, produced_by_demo
 
-from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, FILTER_KIND
+from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, FILTER_KIND, row_sources
 
 SCHEMAS = ("local-dir:", "hf-hub:")
 
@@ -113,6 +113,11 @@ def check_report(config: dict, name: str, report: dict) -> None:
             if not _split_made(config, dataset, source, "train"):
                 raise ConfigError(f"{key}.sources.{label}: datasets.{dataset}.generate.{source} does not make a "
                                   "train split")
+    if kind in DIVERSITY_ER_KINDS:
+        try:
+            row_sources(report)
+        except ValueError as err:
+            raise ConfigError(f"{key}.rows: {err} (its CLIP diversity is set beside the row's ER)") from None
     if kind in BENCHMARK_KINDS:
         strategy = report["strategy"]
         if strategy not in config["strategies"] or not _split_made(config, dataset, strategy, "val"):
@@ -127,8 +132,7 @@ def check_report(config: dict, name: str, report: dict) -> None:
 
 
 def check_metrics(config: dict) -> None:
-    metric_reports = {n: r for n, r in config["reports"].items() if r["kind"] in (FID_KIND, DIVERSITY_KIND,
-                                                                                   *BENCHMARK_KINDS)}
+    metric_reports = {n: r for n, r in config["reports"].items() if r["kind"] in METRIC_REPORT_KINDS}
     for name, report in metric_reports.items():
         check_report(config, name, report)
     metrics = config.get("metrics") or {}

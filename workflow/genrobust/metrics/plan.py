@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import re
 
-from genrobust.config import METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, report_rows
+from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, parse_mixture, report_rows
 from genrobust.datasets import BORDER_CROP_PX
 
 FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
 BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
-assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS}
+assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS}
 FILTER_KIND = "clip_filtered"
 TEST = "test"
 TEXT_FILE = "text.npz"
@@ -83,7 +83,22 @@ def report_sets(config: dict, report: dict) -> list[tuple[str, str, str | None, 
         return [("clip", dataset, "train", s) for s in report["sources"].values()]
     if kind in BENCHMARK_KINDS:
         return [("clip", dataset, "val", "real"), ("clip", dataset, "val", report["strategy"])]
+    if kind in DIVERSITY_ER_KINDS:
+        return [("clip", dataset, "train", s) for s in dict.fromkeys(row_sources(report).values())]
     return []
+
+
+def row_sources(report: dict) -> dict[str, str]:
+    """label -> the generated source of each row of a guidance_curve / diversity_er report (the set
+    whose CLIP diversity is set beside the row's effective robustness)."""
+    sources = {}
+    for label, mix in report_rows(report).items():
+        generated = [s for s in parse_mixture(mix).sources if s != "real"]
+        if len(generated) != 1:
+            raise ValueError(f"row '{label}' ({mix}) must train on exactly one generated source, "
+                             f"not {len(generated)}")
+        sources[label] = generated[0]
+    return sources
 
 
 def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple[str, str, str, str]]:
@@ -175,18 +190,21 @@ def run_prediction_pattern(out: str) -> str:
 # ----------------------------------------------------------------------------- report inputs
 
 
-def report_inputs(config: dict, report: dict) -> dict:
-    """Everything a metric report reads, named: {sets: {key: features base}, filtered: {source:
-    manifest}, text: file, predictions: {label: [files]}}."""
+def report_inputs(config: dict, name: str) -> dict:
+    """Everything metric report `name` reads, named: {sets: {key: features base}, filtered: {source:
+    manifest}, text: file, predictions: {label: [files]}, analysis: {accuracy, robustness: CSV}}."""
+    report = config["reports"][name]
     out, dataset = config["out"], report["dataset"]
-    inputs: dict = {"sets": {}, "filtered": {}, "text": None, "predictions": {}}
+    inputs: dict = {"sets": {}, "filtered": {}, "text": None, "predictions": {}, "analysis": {}}
     for extractor, group, split, name in report_sets(config, report):
         key = name if group == TEST else f"{split}/{name}"
         inputs["sets"][key] = features_base(config, extractor, group, split, name)
         if group != TEST and is_filtered(config, name):
             inputs["filtered"][name] = source_table(out, group, split, name)
-    if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS):
+    if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS):
         inputs["text"] = text_file(out, dataset)
+    if report["kind"] in DIVERSITY_ER_KINDS:  # the analysis rules' outputs (analysis.smk)
+        inputs["analysis"] = {table: f"{out}/analysis/{name}/{table}.csv" for table in ("accuracy", "robustness")}
     if report["kind"] in BENCHMARK_KINDS:
         inputs["predictions"] = classifier_predictions(config, report)
     return inputs
@@ -198,6 +216,7 @@ def input_files(inputs: dict) -> list[str]:
     files += list(inputs["filtered"].values())
     files += [inputs["text"]] if inputs["text"] else []
     files += [f for paths in inputs["predictions"].values() for f in paths]
+    files += list(inputs["analysis"].values())
     return list(dict.fromkeys(files))
 
 

@@ -128,15 +128,22 @@ def _distances(train: Features, shift: dict[str, Features], report: dict) -> pd.
 # ----------------------------------------------------------------------------- Table 7
 
 
+def clip_measures(inputs: dict, source: str) -> tuple[Features, np.ndarray, float, pd.Series]:
+    """A train set's CLIP measures: its features, each image's consistency (cosine with 'a photo
+    of a {class}'), the mean of per-class diversity, and the diversity per class."""
+    text_wnids, photo, _ = clip_scores.read_text_file(inputs["text"])
+    features = _set(inputs, f"train/{source}")
+    scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
+                                     positions=features.rows.index.to_numpy())
+    mean_diversity, by_class = clip_scores.diversity(features, features.class_rows())
+    return features, scores, mean_diversity, by_class
+
+
 def clip_diversity(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
     threshold = report.get("threshold", FILTER_THRESHOLD)
-    text_wnids, photo, _ = clip_scores.read_text_file(inputs["text"])
     table, per_class = {}, []
     for label, source in report["sources"].items():
-        features = _set(inputs, f"train/{source}")
-        scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
-                                         positions=features.rows.index.to_numpy())
-        mean_diversity, by_class = clip_scores.diversity(features, features.class_rows())
+        features, scores, mean_diversity, by_class = clip_measures(inputs, source)
         passed = clip_scores.passes_filter(scores, threshold)
         table[label] = {"Diversity (CLIP)": mean_diversity, "Consistency (CLIP)": float(np.nanmean(scores)),
                         f"Share passing the CLIP filter (>= {threshold:g})": float(passed.mean()),
@@ -275,8 +282,10 @@ def generated_scatter(report: dict, inputs: dict, out_table: str, out_figure: st
 
 def make_metrics_report(kind: str, report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
     """One metric report (kinds in plan.METRIC_REPORT_KINDS) as CSV (+ companions) and PNG."""
+    from .strategy_reports import diversity_er, guidance_curve
+
     makers = {FID_KIND: fid_table, DIVERSITY_KIND: clip_diversity, BENCHMARK_KINDS[0]: generated_benchmark,
-              BENCHMARK_KINDS[1]: generated_scatter}
+              BENCHMARK_KINDS[1]: generated_scatter, "guidance_curve": guidance_curve, "diversity_er": diversity_er}
     if kind not in makers:
         raise ValueError(f"unknown metric report kind '{kind}' (one of {', '.join(makers)})")
     table = makers[kind](report, inputs, out_table, out_figure)

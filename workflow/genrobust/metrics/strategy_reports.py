@@ -1,0 +1,139 @@
+"""What a generated set is beside what training on it gives, one report row per training set:
+its CLIP diversity and consistency (Table 7's measures, of the row's generated source) and the
+accuracy and effective robustness of the runs trained on it (Table 1's, from the report's own
+analysis tables). Beyond the paper (issue 15):
+
+- guidance_curve: one strategy at several guidance scales (config.expand_guidance_sweeps derives
+  a strategy per scale, sharing the template's seeds and prompts): accuracy, ER and CLIP measures
+  against guidance, the study of Fan et al. (CVPR 2024) and Sariyildiz et al. (CVPR 2023), who
+  found a low scale (~2) better for training data than 7.5.
+- diversity_er: any strategies side by side on what may explain their gains: average ER against
+  CLIP diversity and against consistency, one labelled point per row, and the correlations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from genrobust import io
+from genrobust.report import COLOURS, _plt, _save, column_names, companion, row_table
+
+from .plan import row_sources
+from .reports import clip_measures
+
+AVERAGE_ER = "Effective robustness, average (%)"
+SHIFT_TOP1 = "Shift-set average top-1 (%)"
+DIVERSITY, CONSISTENCY = "CLIP diversity", "CLIP consistency"
+
+
+def row_measures(report: dict, inputs: dict) -> pd.DataFrame:
+    """One row per report row (mean over its archs and seeds; `std` columns: seed std): ID and
+    shift-set average top-1, average ER and ER per shift set (percent), the generated source's
+    CLIP diversity and consistency, and its images."""
+    names = column_names(report)
+    accuracy = io.read_csv(inputs["analysis"]["accuracy"])
+    robustness = io.read_csv(inputs["analysis"]["robustness"])
+    id_set = report["id_test_set"]
+    top1_id = row_table(accuracy, report, "top1", [id_set], names)
+    top1 = row_table(accuracy, report, "top1", report["test_sets"], names)
+    er = row_table(robustness, report, "effective_robustness", report["test_sets"], names)
+    table = pd.DataFrame({
+        f"{names.get(id_set, id_set)} top-1 (%)": top1_id.mean.iloc[:, 0],
+        SHIFT_TOP1: top1.mean["Average"], f"{SHIFT_TOP1} std": top1.std["Average"],
+        AVERAGE_ER: er.mean["Average"], f"{AVERAGE_ER} std": er.std["Average"],
+    })
+    table = table.join(er.mean.drop(columns="Average").add_prefix("ER ").add_suffix(" (%)"))
+    sources = row_sources(report)
+    measured = {}
+    for source in dict.fromkeys(sources.values()):
+        _, scores, mean_diversity, _ = clip_measures(inputs, source)
+        measured[source] = {DIVERSITY: mean_diversity, CONSISTENCY: float(np.nanmean(scores)), "Images": len(scores)}
+    clip = pd.DataFrame([measured[sources[label]] for label in table.index], index=table.index)
+    table = table.join(clip).assign(Strategy=[sources[label] for label in table.index])
+    table.index.name = "Training data"
+    return table
+
+
+def _write(frame: pd.DataFrame, path) -> None:
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp)
+
+
+# ----------------------------------------------------------------------------- guidance
+
+
+def guidance_curve(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Accuracy, ER and the generated sets' CLIP measures against the guidance scale, one line
+    per `train_on` (the generated set alone, or added to all the real data)."""
+    table = row_measures(report, inputs)
+    of_label = {f"guidance {g}, {on}": (float(g), on) for g in report["guidance_strategies"]
+                for on in report.get("train_on", ["real+generated"])}
+    table.insert(0, "Guidance", [of_label[label][0] for label in table.index])
+    table.insert(1, "Trained on", [of_label[label][1] for label in table.index])
+    _write(table.round(4), out_table)
+    id_column = next(c for c in table.columns if c.endswith(" top-1 (%)") and c != SHIFT_TOP1)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for i, (on, line) in enumerate(table.groupby("Trained on", sort=False)):
+        line = line.sort_values("Guidance")
+        colour = COLOURS[(i + 1) % len(COLOURS)]
+        axes[0].plot(line["Guidance"], line[id_column], color=colour, ls="--", marker="o", label=f"{on}: ID")
+        axes[0].errorbar(line["Guidance"], line[SHIFT_TOP1], yerr=line[f"{SHIFT_TOP1} std"].fillna(0),
+                         color=colour, marker="s", capsize=3, label=f"{on}: shift sets")
+        axes[1].errorbar(line["Guidance"], line[AVERAGE_ER], yerr=line[f"{AVERAGE_ER} std"].fillna(0), color=colour,
+                         marker="o", capsize=3, label=on)
+    per_set = table.drop_duplicates("Strategy").sort_values("Guidance")
+    axes[2].plot(per_set["Guidance"], per_set[DIVERSITY], marker="o", color=COLOURS[3], label="diversity")
+    axes[2].plot(per_set["Guidance"], per_set[CONSISTENCY], marker="s", color=COLOURS[4], label="consistency")
+    axes[1].axhline(0, color="grey", lw=1, ls=":")
+    for ax, ylabel in zip(axes, ("top-1 accuracy (%)", "average effective robustness (%)", "CLIP measure")):
+        ax.set_xticks(sorted(per_set["Guidance"]))
+        ax.set_xlabel(f"guidance scale ({report['strategy']})")
+        ax.set_ylabel(ylabel)
+        ax.legend(frameon=False, fontsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(f"{report['dataset']}: training on {report['strategy']} generated at each guidance scale "
+                 f"({report.get('generated_percent', 100):g}% of the real set's size)", fontsize=10)
+    _save(fig, out_figure)
+    return table
+
+
+# ----------------------------------------------------------------------------- diversity vs ER
+
+
+def correlations(table: pd.DataFrame) -> pd.DataFrame:
+    """Pearson r and Spearman rho of average ER with each CLIP measure over the rows (NaN under 3)."""
+    rows = []
+    for measure in (DIVERSITY, CONSISTENCY):
+        x, y = table[measure].astype(float), table[AVERAGE_ER].astype(float)
+        enough = len(table) >= 3 and x.nunique() > 1 and y.nunique() > 1
+        rows.append({"measure": measure, "pearson_r": x.corr(y) if enough else np.nan,
+                     "spearman_rho": x.corr(y, method="spearman") if enough else np.nan, "rows": len(table)})
+    return pd.DataFrame(rows).set_index("measure")
+
+
+def diversity_er(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Average ER against CLIP diversity and consistency of each row's generated set (labelled
+    points, seed std as error bars), with the correlations in `_correlation.csv` and the titles."""
+    table = row_measures(report, inputs)
+    _write(table.round(4), out_table)
+    stats = correlations(table)
+    _write(stats.round(4), companion(out_table, "correlation"))
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, measure in zip(axes, (DIVERSITY, CONSISTENCY)):
+        ax.errorbar(table[measure], table[AVERAGE_ER], yerr=table[f"{AVERAGE_ER} std"].fillna(0), fmt="o",
+                    color=COLOURS[1], capsize=3)
+        for label, x, y in zip(table.index, table[measure], table[AVERAGE_ER]):
+            ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="grey", lw=1, ls=":")
+        r = stats.loc[measure, "pearson_r"]
+        ax.set_title(f"{measure}: Pearson r = {r:.2f} over {len(table)} sets" if np.isfinite(r)
+                     else f"{measure} ({len(table)} sets: too few for a correlation)", fontsize=9)
+        ax.set_xlabel(f"{measure} of the generated set")
+        ax.set_ylabel("average effective robustness (%)")
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(f"{report['dataset']}: what the generated data is vs the robustness it gives", fontsize=10)
+    _save(fig, out_figure)
+    return table
