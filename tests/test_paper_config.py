@@ -92,3 +92,39 @@ def test_analysis_table_targets_plan_only_what_they_need(tmp_path, target):
         else:
             assert counts.get(key, 0) == expected, (key, counts)
     assert not {k for k in counts if k.startswith("embed_")} - {k for k in METRIC_TARGET_PLANS[target]}
+
+
+def commented_report(name: str) -> dict:
+    """A report config.yaml ships commented out (beyond the paper), uncommented."""
+    lines = (ROOT / "config" / "config.yaml").read_text().splitlines()
+    start = lines.index(f"  # {name}:")
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line)
+    return yaml.safe_load("\n".join(line.replace("  # ", "  ", 1) for line in block))[name]
+
+
+def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(monkeypatch):
+    import copy
+
+    from snakemake.utils import validate
+
+    from genrobust.config import check_config, generation_jobs, training_runs
+
+    monkeypatch.chdir(ROOT)
+    config = copy.deepcopy(CONFIG)
+    config["check_paths"] = False
+    for name in ("guidance", "diversity_er"):
+        config["reports"][name] = commented_report(name)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(config)
+    scales = config["reports"]["guidance"]["guidance_strategies"]
+    assert scales == {"1.5": "cl80g1p5", "2": "cl80g2", "4": "cl80g4", "7.5": "cl80"}
+    shards = config["datasets"]["imagenet100"]["generate"]["cl80"]["train_shards"]
+    for derived in ("cl80g1p5", "cl80g2", "cl80g4"):
+        jobs = [j for j in generation_jobs(config) if j[1] == derived]
+        assert len(jobs) == shards and {j[2] for j in jobs} == {"train"}  # no val set for a sweep
+    mixes = {r.mix for r in training_runs(config) if r.dataset == "imagenet100"}
+    assert {"cl80g2_100", "real_100+cl80g2_100", "cl80_100", "real_100+cl80g1p5_100"} <= mixes

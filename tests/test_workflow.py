@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import time
 
 import pandas as pd
@@ -67,13 +68,22 @@ def test_lint_is_clean(workdir):
         assert "Lints for" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end(workdir):
+@pytest.fixture(scope="module")
+def finished_demo(tmp_path_factory):
+    """A working directory in which the demo has run through Snakemake (once for this module)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    shutil.copytree(REPO / "config", workdir / "config")
     start = time.time()
     result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), cwd=workdir, timeout=1200)
     elapsed = time.time() - start
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     print(f"demo through Snakemake: {elapsed:.0f} s")
+    return workdir
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(finished_demo):
+    workdir = finished_demo
     out = workdir / "results" / "demo"
     demo = yaml.safe_load((workdir / "config/demo.yaml").read_text())
 
@@ -196,6 +206,83 @@ def test_demo_runs_end_to_end(workdir):
     from test_html_report import check_html_report
 
     check_html_report(workdir, demo, "--profile", str(REPO / "workflow/profiles/demo"))
+
+
+def merged_config(workdir, *files: str) -> dict:
+    """The config Snakemake plans from overlaid configfiles (dicts merged key by key), planned."""
+    from snakemake.utils import update_config, validate
+
+    from genrobust.config import check_config
+
+    config: dict = {}
+    for name in files:
+        update_config(config, yaml.safe_load((workdir / name).read_text()))
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    check_config(config)
+    return config
+
+
+@pytest.mark.slow
+def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypatch):
+    """config/demo_beyond.yaml over the finished demo (make demo-beyond): the guidance curve, the
+    diversity-vs-ER scatter, the scaling study and the prompt families, reusing every demo job."""
+    workdir = finished_demo
+    monkeypatch.chdir(workdir)
+    from genrobust.config import training_runs
+
+    demo = merged_config(workdir, "config/demo.yaml")
+    beyond = merged_config(workdir, "config/demo.yaml", "config/demo_beyond.yaml")
+    new_runs = set(training_runs(beyond)) - set(training_runs(demo))
+    assert {r.mix for r in new_runs} >= {"real_100+cl80g2_100", "real_100+background_100", "cl80_50"}
+    start = time.time()
+    result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",
+                       "config/demo_beyond.yaml", cwd=workdir, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    print(f"demo_beyond overlay through Snakemake: {time.time() - start:.0f} s")
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["train_classifier"] == counts["evaluate_model"] == len(new_runs), counts  # nothing retrained
+    out = workdir / "results" / "demo"
+
+    # The guidance sweep: cl80 at 2 is cl80 with only the guidance changed (the same seeds, the same prompts).
+    cl80 = pd.read_csv(out / "generate/demo10/cl80/train/manifest.csv")
+    low = pd.read_csv(out / "generate/demo10/cl80g2/train/manifest.csv")
+    paired = cl80.merge(low, on=["wnid", "k"], suffixes=("", "_low"))
+    assert len(paired) == len(cl80) == len(low)
+    assert (paired["seed"] == paired["seed_low"]).all() and (paired["prompt"] == paired["prompt_low"]).all()
+    assert set(paired["guidance"]) == {7.5} and set(paired["guidance_low"]) == {2}
+    guidance = pd.read_csv(out / "guidance.csv", index_col=0)
+    assert list(guidance["Guidance"]) == [2, 7.5] and list(guidance["Strategy"]) == ["cl80g2", "cl80"]
+    table1 = pd.read_csv(out / "table1.csv", index_col=0)  # the same run against the same reference line
+    assert guidance.loc["guidance 7.5, real+generated", "Effective robustness, average (%)"] == pytest.approx(
+        table1.loc["Real + Generated Data", "Average"], abs=0.02)
+
+    # The strategies side by side: each row's diversity is Table 7's measure of the same images.
+    scatter = pd.read_csv(out / "diversity_er.csv", index_col=0)
+    assert list(scatter.index) == list(beyond["reports"]["diversity_er"]["rows"])
+    table7 = pd.read_csv(out / "table7.csv", index_col=0)
+    assert scatter.loc["Class labels (80 templates)", "CLIP diversity"] == pytest.approx(
+        table7.loc["Diversity (CLIP)", "Generated (Class Labels)"], abs=1e-3)
+    correlation = pd.read_csv(out / "diversity_er_correlation.csv", index_col=0)
+    assert (correlation["rows"] == len(scatter)).all() and correlation["pearson_r"].between(-1, 1).all()
+
+    # The scaling study's points, and the prompt families' prompts and CLIP measures.
+    scaling = pd.read_csv(out / "scaling.csv")
+    assert set(scaling["generated_percent"]) == {0, 50, 100}
+    assert set(scaling["series"]) == {"real only", "generated only", "real + generated"}
+    from genrobust.prompts import PLACES
+
+    background = pd.read_csv(out / "generate/demo10/background/train/manifest.csv")
+    assert background["prompt"].map(lambda p: any(p.endswith(" " + place) for place in PLACES)).all()
+    hypernym = pd.read_csv(out / "generate/demo10/hypernym/train/manifest.csv")
+    assert hypernym["prompt"].str.contains(", a kind of ").all()
+    families = pd.read_csv(out / "prompt_families.csv", index_col=0)
+    assert families.loc["Images", "Hypernym family"] == len(hypernym)
+    for figure in ("guidance", "diversity_er", "scaling", "prompt_families"):
+        assert (out / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
+
+    again = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",
+                      "config/demo_beyond.yaml", cwd=workdir)
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_benchmark_rules_are_planned_only_when_config_asks(workdir):

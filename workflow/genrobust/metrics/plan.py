@@ -196,11 +196,11 @@ def report_inputs(config: dict, name: str) -> dict:
     report = config["reports"][name]
     out, dataset = config["out"], report["dataset"]
     inputs: dict = {"sets": {}, "filtered": {}, "text": None, "predictions": {}, "analysis": {}}
-    for extractor, group, split, name in report_sets(config, report):
-        key = name if group == TEST else f"{split}/{name}"
-        inputs["sets"][key] = features_base(config, extractor, group, split, name)
-        if group != TEST and is_filtered(config, name):
-            inputs["filtered"][name] = source_table(out, group, split, name)
+    for extractor, group, split, source in report_sets(config, report):
+        key = source if group == TEST else f"{split}/{source}"
+        inputs["sets"][key] = features_base(config, extractor, group, split, source)
+        if group != TEST and is_filtered(config, source):
+            inputs["filtered"][source] = source_table(out, group, split, source)
     if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS):
         inputs["text"] = text_file(out, dataset)
     if report["kind"] in DIVERSITY_ER_KINDS:  # the analysis rules' outputs (analysis.smk)
