@@ -53,6 +53,7 @@ def test_missing_kind_fails():
 def test_a_spec_given_with_every_key_round_trips():
     given = {"kind": "img2img", "model_id": "sd", "revision": "main", "pipeline": "StableDiffusionImg2ImgPipeline",
              "scheduler": "DDIMScheduler", "templates": ["a photo of a {}.", "a {} drawing."], "class_names": "wordnet", "places": "/p.txt",
+             "captions": "/c.csv",
              "steps": 20, "guidance": 5.0, "height": 256, "width": 384, "batch_size": 4, "dtype": "bfloat16",
              "save_size": 128, "jpeg_quality": 90, "safety_checker": True, "compile": True, "strength": 0.5,
              "images_per_real": 2, "weights": "/w", "edsr_input_size": 64, "cae_input_size": None,

@@ -38,10 +38,11 @@ DIFFUSERS_CLASSES = DATA / "diffusers_classes.txt"
 ARCHITECTURES = DATA / "architectures.txt"
 METRIC_MODELS = DATA / "metric_models.txt"  # timm pretrained names, open_clip models and tags
 
-PROMPT_KINDS = {"class_labels", "img2img"}  # strategies prompted from templates and class names
+PROMPT_KINDS = {"class_labels", "img2img", "captions"}  # strategies prompted from templates and class names
 # The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
 KIND_CALL_ARGS = {"class_labels": {"prompt", "height", "width"}, "img2img": {"prompt", "image", "strength"},
-                  "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"}}
+                  "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"},
+                  "captions": {"prompt", "height", "width"}}
 COMMON_CALL_ARGS = {"num_inference_steps", "guidance_scale", "output_type", "generator"}
 CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*KIND_CALL_ARGS.values()))
 # A Hugging Face hub id, as huggingface_hub.utils.validate_repo_id accepts it: [namespace/]name.
@@ -56,6 +57,7 @@ def check_semantics(config: dict) -> None:
     _check_generators(config)
     _check_models(config)
     _check_prompt_files(config)
+    _check_captions(config)
     _check_archs(config)
     for name, dataset in config["datasets"].items():
         _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
@@ -225,6 +227,13 @@ def _check_prompt_files(config: dict) -> None:
             if missing:
                 raise ConfigError(f"{key}.class_names: '{spec}' has no name for {len(missing)} classes of "
                                   f"datasets.{dname} ({', '.join(missing[:3])}...); add 'wnid<TAB>name' lines")
+
+
+def _check_captions(config: dict) -> None:
+    """Captions files and the templates that use them (genrobust/captions.py)."""
+    from .captions import check_captions
+
+    check_captions(config)
 
 
 def _check_models(config: dict) -> None:

@@ -87,7 +87,7 @@ def read_class_file(path: str) -> list[str]:
 # What this version builds. Config may already describe the rest of the study (config.yaml
 # does); reports that need anything else are skipped with a notice (skipped_reports).
 IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
-                              "pixmix", "clip_filtered"}
+                              "pixmix", "clip_filtered", "captions"}
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 # Sources made from another strategy's images, nothing generated: metrics/filtering.py.
 DERIVED_KINDS = {"clip_filtered"}
@@ -100,7 +100,7 @@ METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "ge
 UNEVALUATED_KINDS = METRIC_REPORT_KINDS - DIVERSITY_ER_KINDS
 REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
                              "scaling_curve", "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
-STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional"}
+STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional", "captions"}
 
 
 # Where a run's outputs live under each stage folder (train/, eval/, checkpoints/): DESIGN.md's

@@ -9,7 +9,10 @@ never depends on a download.
 Beyond the paper, a template may also name WordNet facts about the class and a background, the
 prompt families of Sariyildiz et al., "Fake it till you make it" (CVPR 2023): {hypernym} (the
 class's WordNet hypernym), {definition} (its WordNet gloss; both from genrobust.wordnet) and
-{place} (a background phrase drawn per image from a list, seeded like the template).
+{place} (a background phrase drawn per image from a list, seeded like the template). And
+{caption}: a caption from a user's file (genrobust.captions), drawn per image from its class's
+captions, or the real image's own for the `captions` kind; a template with {caption} may leave
+the class name out (captions usually name it).
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ NAMED_TEMPLATE_SETS = {
     "definition": ("a photo of a {}, {definition}",),
     "background": ("a photo of a {} {place}",),
 }
-TEMPLATE_FIELDS = ("hypernym", "definition", "place")  # the named fields a template may use
+TEMPLATE_FIELDS = ("hypernym", "definition", "place", "caption")  # the named fields a template may use
 
 # Backgrounds for {place}: common scene categories (Places365-like), each a phrase that follows
 # the class name. A strategy's `places:` may name a file of one's own, one phrase per line.
@@ -137,20 +140,21 @@ PLACES: tuple[str, ...] = (
 
 
 def check_template(template: str) -> str:
-    """Return `template` if it holds exactly one '{}' (the class name) and otherwise only the
-    named fields of TEMPLATE_FIELDS."""
+    """Return `template` if it holds exactly one '{}' (the class name), or at most one where it
+    holds {caption}, and otherwise only the named fields of TEMPLATE_FIELDS."""
     if not isinstance(template, str):
         raise ValueError(f"template must be a string, got {template!r}")
     fields = re.findall(r"\{([^{}]*)\}", template)
-    if fields.count("") != 1 or any(f and f not in TEMPLATE_FIELDS for f in fields):
+    names = fields.count("")
+    if names > 1 or (names == 0 and "caption" not in fields) or any(f and f not in TEMPLATE_FIELDS for f in fields):
         allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
-        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name and "
-                         f"otherwise only {allowed} (found {['{' + f + '}' for f in fields]})")
+        raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name (at most one "
+                         f"with {{caption}}) and otherwise only {allowed} (found {['{' + f + '}' for f in fields]})")
     return template
 
 
 def template_fields(template: str) -> set[str]:
-    """The named fields ({hypernym}, {definition}, {place}) a template uses."""
+    """The named fields ({hypernym}, {definition}, {place}, {caption}) a template uses."""
     return set(re.findall(r"\{([^{}]+)\}", template))
 
 
@@ -203,9 +207,11 @@ def choose_place(places: Sequence[str], seed: int) -> str:
 
 class Prompter:
     """One image's prompt from its class and seed: a seeded template, the class name, and the
-    named fields the template uses (WordNet facts of the class, a seeded place)."""
+    named fields the template uses (WordNet facts of the class, a seeded place, a caption: seeded
+    among its class's in the per-class file `captions`, or the one the caller gives)."""
 
-    def __init__(self, templates, wnids: Iterable[str], class_names="clip", places="default"):
+    def __init__(self, templates, wnids: Iterable[str], class_names="clip", places="default", captions=None):
+        from . import captions as caption_files
         from . import wordnet
 
         wnids = list(wnids)
@@ -214,6 +220,27 @@ class Prompter:
         fields = set().union(*map(template_fields, self.templates))
         self.wordnet = wordnet.facts(wnids) if fields & {"hypernym", "definition"} else {}
         self.places = load_places(places) if "place" in fields else []
+        self.captions_file = captions
+        self.captions = caption_files.read_class_captions(captions, wnids) if captions else {}
+
+    def class_caption(self, wnid: str, seed: int) -> tuple[str, str]:
+        """(caption, where it is: 'file#wnid:i', i its index among the class's captions) of an image."""
+        if not self.captions:
+            raise ValueError(f"a template uses {{caption}} but no captions file is given (class {wnid})")
+        from .captions import choose_caption
+
+        i = choose_caption(self.captions[wnid], derive_seed(seed, "caption"))
+        return self.captions[wnid][i], f"{self.captions_file}#{wnid}:{i}"
+
+    def compose(self, wnid: str, seed: int, caption: tuple[str, str] | None = None) -> tuple[str, str, str]:
+        """(template, prompt, caption source) of the image with this class and seed; `caption`,
+        (text, source), is the image's own (per-image captions), else one of its class's is drawn.
+        The caption source is '' when the template has no {caption}."""
+        _, template = choose_template(self.templates, derive_seed(seed, "template"))
+        fields, source = self.fields(template, wnid, seed), ""
+        if "caption" in template_fields(template):
+            fields["caption"], source = caption if caption is not None else self.class_caption(wnid, seed)
+        return template, class_label_prompt(template, self.names[wnid], **fields), source
 
     def fields(self, template: str, wnid: str, seed: int) -> dict[str, str]:
         wanted = template_fields(template)
@@ -224,8 +251,8 @@ class Prompter:
 
     def prompt(self, wnid: str, seed: int) -> tuple[str, str]:
         """(template, prompt) of the image with this class and seed."""
-        _, template = choose_template(self.templates, derive_seed(seed, "template"))
-        return template, class_label_prompt(template, self.names[wnid], **self.fields(template, wnid, seed))
+        template, text, _ = self.compose(wnid, seed)
+        return template, text
 
 
 def choose_template(templates: Sequence[str], seed: int) -> tuple[int, str]:

@@ -210,7 +210,9 @@ def generation_inputs(wildcards):
     inputs = {}
     if strategy["kind"] not in CLASS_CONDITIONED_KINDS:
         inputs["real_index"] = f"{OUT}/index/{wildcards.dataset}/{wildcards.split}.csv"
-    paths = [strategy.get("weights"), strategy.get("mixing_set")]
+    paths = [strategy.get("weights"), strategy.get("mixing_set"), strategy.get("captions")]
+    if strategy.get("captions") and not demo_inputs(strategy["captions"]):
+        inputs["captions"] = strategy["captions"]  # a user's file: an edit re-runs the shards
     if "model" in strategy:
         paths.append(config["models"][strategy["model"]]["id"])
     for i, path in enumerate(p for p in paths if p):

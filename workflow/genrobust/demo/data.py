@@ -182,15 +182,40 @@ def _to_image(arr: np.ndarray) -> Image.Image:
 
 
 def render_photo(rng: np.random.Generator, c: Concept, size: int | tuple[int, int], *, scale=(0.2, 0.33),
-                 noise=0.035, light=(0.9, 1.1)) -> Image.Image:
+                 noise=0.035, light=(0.9, 1.1), notes: dict | None = None) -> Image.Image:
     """ImageNet train/val: the concept on a noisy gradient, random position/scale/rotation; `size`
-    is a square's side or (width, height)."""
+    is a square's side or (width, height). `notes`, when given, receives what was drawn (for
+    describe_photo); the draws and pixels are the same either way."""
     img = _gradient(rng, size, sat=(0.05, 0.35), val=(0.35, 0.85))
     sat = rng.uniform(0.6, 0.95) if rng.random() > GREY_SHARE else rng.uniform(0.0, 0.15)
-    colour = _hsv(c.hue + rng.normal(0, HUE_JITTER), sat, rng.uniform(0.7, 1.0))
-    img = _paint(img, c, colour, _pose(rng, size, scale), rim=rng.uniform(0.2, 0.6))
+    hue = c.hue + rng.normal(0, HUE_JITTER)
+    colour = _hsv(hue, sat, rng.uniform(0.7, 1.0))
+    pose = _pose(rng, size, scale)
+    img = _paint(img, c, colour, pose, rim=rng.uniform(0.2, 0.6))
+    if notes is not None:
+        notes.update(hue=hue % 1.0, saturation=sat, pose=pose, size=_wh(size),
+                     background=float(np.mean(img[0, 0] + img[-1, -1]) / 2))
     img = img * rng.uniform(*light) + rng.normal(0, noise, img.shape)
     return _to_image(img)
+
+
+COLOUR_NAMES = ((0.04, "red"), (0.1, "orange"), (0.18, "yellow"), (0.42, "green"), (0.54, "turquoise"),
+                (0.7, "blue"), (0.8, "purple"), (0.93, "pink"), (1.01, "red"))
+TEXTURE_WORDS = {"solid": "plain", "stripes": "striped", "dots": "dotted"}
+
+
+def describe_photo(c: Concept, notes: dict) -> str:
+    """A caption of a drawn photo from what render_photo noted: the demo's stand-in for a
+    captioning model (BLIP-2) run over the real train images."""
+    colour = "grey" if notes["saturation"] < 0.3 else next(n for h, n in COLOUR_NAMES if notes["hue"] < h)
+    cx, cy, r, _ = notes["pose"]
+    w, h = notes["size"]
+    row = "top" if cy < h / 3 else "bottom" if cy > 2 * h / 3 else ""
+    column = "left" if cx < w / 3 else "right" if cx > 2 * w / 3 else ""
+    where = f"at the {' '.join(p for p in (row, column) if p)}" if row or column else "in the centre"
+    big = "large" if r > 0.28 * min(w, h) else "small"
+    tone = "dark" if notes["background"] < 0.45 else "light"
+    return f"a {big} {TEXTURE_WORDS[c.texture]} {colour} {c.shape} {where} of a {tone} background"
 
 
 def render_v2(rng: np.random.Generator, c: Concept, size: int | tuple[int, int]) -> Image.Image:
@@ -358,12 +383,22 @@ def _save(im: Image.Image, path: Path) -> None:
         im.save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
+TRAIN_CAPTIONS = "imagenet/train_captions.csv"  # a caption of every train image (path,caption)
+
+
+def _write_captions(path: Path, rows: list[tuple[str, str]]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["path", "caption"]).to_csv(path, index=False)
+
+
 def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: int = 0, size: int = 64,
                     n_train: int = 40, n_val: int = 10, n_test: int = 10, n_corrupt: int = 2) -> dict[str, int]:
     """Write the demo's real-data stand-ins under out_root (all at once: built in a temporary
     sibling folder and moved into place, so a killed run leaves no half tree).
 
-    Layout: imagenet/{train,val}/<wnid>/, sketch/<wnid>/, imagenet-r/<wnid>/ (demo classes in the
+    Layout: imagenet/{train,val}/<wnid>/, imagenet/train_captions.csv (path,caption: what each
+    train image shows, the stand-in for a captioning model), sketch/<wnid>/, imagenet-r/<wnid>/ (demo classes in the
     real ImageNet-R 200 only), imagenetv2-matched-frequency-format-val/<class index>/,
     objectnet-1.0/{images/<folder>/,mappings/}, imagenet-c/<corruption>/<1-5>/<wnid>/.
     n_test images per class for each shift set, n_corrupt per class, corruption and severity.
@@ -383,17 +418,23 @@ def write_demo_data(out_root: str | os.PathLike, classes: Sequence[str], seed: i
         counts[key] = counts.get(key, 0) + 1
 
     def per_class(key: str, split: str, n: int, render: Callable, path_of: Callable, only=None,
-                  varied: bool = False) -> None:
+                  varied: bool = False, captions: list | None = None) -> None:
         for ci, w in enumerate(classes):
             if only is not None and w not in only:
                 continue
             for k in range(n):
                 shape = aspect_size(seed, split, w, k, size) if varied else size
-                emit(key, tmp / path_of(ci, w, k), render(_rng(seed, split, w, k), concepts[w], shape))
+                notes = {} if captions is not None else None
+                extra = {"notes": notes} if notes is not None else {}
+                emit(key, tmp / path_of(ci, w, k), render(_rng(seed, split, w, k), concepts[w], shape, **extra))
+                if notes is not None:  # path relative to the train folder, as a captions file holds it
+                    captions.append((f"{w}/{Path(path_of(ci, w, k)).name}", describe_photo(concepts[w], notes)))
 
     with io.atomic_dir(out_root) as tmp:
+        train_captions: list[tuple[str, str]] = []
         per_class("imagenet/train", "train", n_train, render_photo, lambda ci, w, k: f"imagenet/train/{w}/{w}_{k}.JPEG",
-                  varied=True)
+                  varied=True, captions=train_captions)
+        _write_captions(tmp / TRAIN_CAPTIONS, train_captions)
         per_class("imagenet/val", "val", n_val, render_photo,
                   lambda ci, w, k: f"imagenet/val/{w}/ILSVRC2012_val_{ci * n_val + k + 1:08d}.JPEG", varied=True)
         per_class("sketch", "sketch", n_test, render_sketch, lambda ci, w, k: f"sketch/{w}/sketch_{k}.JPEG")

@@ -3,7 +3,8 @@
 A generated dataset (dataset, strategy, split) is a list of images: (class c, k) for every class
 in sorted-wnid order and k < per_class, flattened class-major, for the class-conditioned kinds
 (class labels, class-conditional DiT); one (or images_per_real) per real image of the split, in
-index order, for the image-conditioned kinds (img2img, image variation, DeepAugment, PixMix).
+index order, for the image-conditioned kinds (img2img, image variation, DeepAugment, PixMix) and
+for text-to-image from each real image's caption (`captions`).
 Shard i of S owns the contiguous range [i*N//S, (i+1)*N//S), so shard outputs are known from
 config alone (no checkpoints). Each kind is a renderer (RENDERERS) behind one shard runner.
 
@@ -21,7 +22,7 @@ defective images), `renderers` (one per kind), `shard` (the resumable runner and
 from .pipelines import MAX_ATTEMPTS, _generate_with_retries, is_defective, load_pipeline
 from .plan import (CLASS_CONDITIONED, GenerationError, ImageSpec, plan_from_sources, plan_images, plan_shard,
                    retry_seed, shard_range)
-from .renderers import (RENDERERS, ClassConditionalRenderer, ClassLabelRenderer, DeepAugmentRenderer,
+from .renderers import (RENDERERS, CaptionRenderer, ClassConditionalRenderer, ClassLabelRenderer, DeepAugmentRenderer,
                         DiffusersRenderer, Img2ImgRenderer, ImageVariationRenderer, PixMixRenderer,
                         load_source_images)
 from .shard import (MANIFEST_COLUMNS, BackgroundWriter, gather_manifests, generate_class_label_shard,
@@ -29,7 +30,7 @@ from .shard import (MANIFEST_COLUMNS, BackgroundWriter, gather_manifests, genera
 from .spec import StrategySpec
 
 __all__ = [
-    "BackgroundWriter", "CLASS_CONDITIONED", "ClassConditionalRenderer", "ClassLabelRenderer",
+    "BackgroundWriter", "CLASS_CONDITIONED", "CaptionRenderer", "ClassConditionalRenderer", "ClassLabelRenderer",
     "DeepAugmentRenderer", "DiffusersRenderer", "GenerationError", "ImageSpec", "Img2ImgRenderer",
     "ImageVariationRenderer", "MANIFEST_COLUMNS", "MAX_ATTEMPTS", "PixMixRenderer", "RENDERERS",
     "StrategySpec", "gather_manifests", "generate_class_label_shard", "generate_shard", "is_defective",

@@ -108,22 +108,41 @@ class DiffusersRenderer:
 
 
 class ClassLabelRenderer(DiffusersRenderer):
-    """Text-to-image from a seeded template of the class name (any diffusers text-to-image pipeline)."""
+    """Text-to-image from a seeded template of the class name (any diffusers text-to-image pipeline);
+    with `captions` (a wnid,caption file), templates may use {caption}: one of the class's, seeded."""
 
     def __init__(self, spec, wnids, device):
         from .. import prompts
 
         super().__init__(spec, wnids, device)
-        self.prompter = prompts.Prompter(spec.templates, wnids, spec.class_names, spec.places)
+        try:
+            self.prompter = prompts.Prompter(spec.prompt_templates(), wnids, spec.class_names, spec.places,
+                                             spec.captions)
+        except ValueError as err:  # a captions file that does not cover the classes
+            raise GenerationError(f"strategies.*.captions: {err}") from None
+        if not spec.captions and any("caption" in prompts.template_fields(t) for t in self.prompter.templates):
+            raise GenerationError(f"a {spec.kind} template uses {{caption}} but the strategy has no captions file")
+
+    def settings(self):
+        """The captions drawn from (by content: an edited file re-renders); nothing without captions."""
+        from ..captions import digest
+
+        return {"captions_sha256": digest(self.prompter.captions)} if self.prompter.captions else {}
+
+    def caption_of(self, item: ImageSpec):
+        """The image's own caption (text, source), or None: one of its class's is drawn."""
+        return None
 
     def prompts_for(self, batch):
-        made = [self.prompter.prompt(b.wnid, b.seed) for b in batch]
-        return [template for template, _ in made], [text for _, text in made]
+        """(templates, prompts, rows' caption fields) of the batch."""
+        made = [self.prompter.compose(b.wnid, b.seed, self.caption_of(b)) for b in batch]
+        return ([template for template, _, _ in made], [text for _, text, _ in made],
+                [{"caption_source": source} if source else {} for _, _, source in made])
 
     def inputs(self, batch):
-        templates, texts = self.prompts_for(batch)
+        templates, texts, extra = self.prompts_for(batch)
         size = {"height": self.spec.height, "width": self.spec.width}
-        rows = [{"prompt": p, "template": t, **size} for p, t in zip(texts, templates)]
+        rows = [{"prompt": p, "template": t, **size, **e} for p, t, e in zip(texts, templates, extra)]
         return {"prompt": texts, **size}, rows
 
 
@@ -131,12 +150,52 @@ class Img2ImgRenderer(ClassLabelRenderer):
     """The real image, noised to `strength`, denoised towards its class prompt."""
 
     def inputs(self, batch):
-        templates, texts = self.prompts_for(batch)
+        templates, texts, extra = self.prompts_for(batch)
         size = (self.spec.width, self.spec.height)
         strength = self.spec.strength
-        rows = [{"prompt": p, "template": t, "strength": strength, "width": size[0], "height": size[1]}
-                for p, t in zip(texts, templates)]
+        rows = [{"prompt": p, "template": t, "strength": strength, "width": size[0], "height": size[1], **e}
+                for p, t, e in zip(texts, templates, extra)]
         return {"prompt": texts, "image": load_source_images(batch, size), "strength": strength}, rows
+
+
+class CaptionRenderer(ClassLabelRenderer):
+    """Text-to-image from each real image's caption (Real-Fake, SynCLR): `captions` is a path,caption
+    file of the real train images (genrobust.captions), read once for the shard's own images
+    (plan); templates hold {caption} and may name the class with {}. The image is labelled with
+    its real image's class."""
+
+    def __init__(self, spec, wnids, device):
+        from .. import prompts
+
+        DiffusersRenderer.__init__(self, spec, wnids, device)
+        self.path = _required(spec, "captions")
+        self.prompter = prompts.Prompter(spec.prompt_templates(), wnids, spec.class_names, spec.places)
+        lacking = [t for t in self.prompter.templates if "caption" not in prompts.template_fields(t)]
+        if lacking:
+            raise GenerationError(f"a captions strategy's templates must each hold {{caption}}; "
+                                  f"{lacking[0]!r} does not")
+        self.captions: dict[str, tuple[str, str]] = {}
+        self.sources: list[str] = []
+
+    def plan(self, items: list[ImageSpec]) -> None:
+        """Read the captions of this shard's real images (the file may hold 1.28M rows): all must have one."""
+        from ..captions import read_image_captions
+
+        self.sources = list(dict.fromkeys(s.source for s in items))
+        try:
+            self.captions = read_image_captions(self.path, self.sources)
+        except ValueError as err:
+            raise GenerationError(f"strategies.*.captions: {err}") from None
+
+    def settings(self):
+        """The shard's own captions (an edit re-renders the shards whose images it touches)."""
+        from ..captions import digest
+
+        return {"captions_sha256": digest([[self.captions[s][1], self.captions[s][0]] for s in self.sources])}
+
+    def caption_of(self, item):
+        caption, key = self.captions[item.source]
+        return caption, f"{self.path}#{key}"
 
 
 class ImageVariationRenderer(DiffusersRenderer):
@@ -221,6 +280,7 @@ class PixMixRenderer:
 RENDERERS = {
     "class_labels": ClassLabelRenderer,
     "img2img": Img2ImgRenderer,
+    "captions": CaptionRenderer,
     "image_variation": ImageVariationRenderer,
     "class_conditional": ClassConditionalRenderer,
     "deepaugment": DeepAugmentRenderer,

@@ -24,7 +24,7 @@ from .spec import StrategySpec
 MANIFEST_COLUMNS = [
     "id", "path", "wnid", "k", "source", "prompt", "template", "class_id", "seed", "attempt",
     "regenerated_because", "model", "revision", "pipeline", "scheduler", "steps", "guidance",
-    "strength", "height", "width", "preprocessing",
+    "strength", "height", "width", "preprocessing", "caption_source",
 ]
 
 
@@ -273,6 +273,8 @@ def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[st
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     items = plan_shard(spec.kind, strategy, split, spec, wnids, n_shards, shard, global_seed, real_index)
     renderer = RENDERERS[spec.kind](spec, sorted(wnids), device)
+    if hasattr(renderer, "plan"):  # inputs read for this shard's images alone (per-image captions)
+        renderer.plan(items)
     # A renderer adds what its images depend on beyond the strategy's keys (resolved defaults,
     # preprocessing), so that a shard begun under an older renderer starts afresh.
     settings = {**spec.settings(), **renderer.settings()}

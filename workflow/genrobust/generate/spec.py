@@ -49,6 +49,7 @@ class StrategySpec:
     class_names: str = _DEFAULT["class_names"]
     places: str = "default"  # templates with {place}: 'default' (prompts.PLACES) or a file of phrases
     seeds_from: str | None = None  # the strategy whose per-image seeds it reuses (None: its own)
+    captions: str | None = None  # class_labels: a wnid,caption file; captions kind: a path,caption file
     steps: int = _DEFAULT["steps"]
     guidance: float = _DEFAULT["guidance"]
     height: int = _DEFAULT["height"]
@@ -101,6 +102,12 @@ class StrategySpec:
         if isinstance(out["templates"], tuple):
             out["templates"] = list(out["templates"])
         return out
+
+    def prompt_templates(self) -> str | tuple[str, ...]:
+        """The templates prompts are made from: the strategy's, or where it has captions and names
+        no templates (a `captions` strategy always has captions), the caption itself."""
+        named = "templates" in self.given if self.given is not None else self.templates != "openai80"
+        return self.templates if named or not (self.captions or self.kind == "captions") else ("{caption}",)
 
     def settings(self) -> dict[str, Any]:
         """What the shard's images depend on; progress under other settings is discarded. It is the
