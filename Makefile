@@ -26,10 +26,12 @@ demo-beyond: setup
 	  && $(SNAKEMAKE) $(BEYOND) --report results/demo/report.html --quiet all; status=$$?; \
 	echo "== demo-beyond wall time: $$(( $$(date +%s) - start )) s (results and report.html in results/demo/)"; exit $$status
 
-## test: the test suite, including one end-to-end demo run through Snakemake
+## test: the test suite, including one end-to-end demo run through Snakemake (and its overlay,
+## config/demo_beyond.yaml). Two workers, one file each at a time: the demo's file (minutes, 2 cores
+## at most part of the time) runs beside the rest.
 test: setup
 	@start=$$(date +%s); \
-	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q tests; status=$$?; \
+	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadfile tests; status=$$?; \
 	echo "== test wall time: $$(( $$(date +%s) - start )) s"; exit $$status
 
 ## dryrun: plan the paper's full-scale study without its data

@@ -57,3 +57,9 @@ def subset_for_classes(index, class_wnids):
     kept, targets, mask = select_test_subset(index, class_wnids)
     kept = kept.assign(wnids=[";".join(class_wnids[c] for c in t) for t in targets])
     return kept, [class_wnids[c] for c in mask]
+
+
+def pytest_collection_modifyitems(items):
+    """The slow end-to-end demo tests first, so that under `make test` (-n 2 --dist loadfile) their
+    file starts at once on one worker and every other file runs beside it on the other."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order

@@ -136,5 +136,5 @@ def test_every_report_output_is_marked_for_the_report():
 def test_report_of_a_finished_demo():
     """`make demo` leaves the run in the checkout; the end-to-end test checks its own run."""
     if not (REPO / "results/demo/table1.csv").is_file() or not (REPO / ".snakemake/metadata").is_dir():
-        pytest.skip("no finished `make demo` in the checkout (test_workflow's demo run checks its own report)")
+        pytest.skip("no finished `make demo` in the checkout (test_demo_e2e's demo run checks its own report)")
     check_html_report(REPO, DEMO, "--profile", str(REPO / "workflow/profiles/demo"))

@@ -118,6 +118,7 @@ rule filter_generated:
         cli=GENROBUST,
         features=lambda wildcards, input: input.features.removesuffix(".npy"),
         threshold=lambda wildcards: config["strategies"][wildcards.strategy].get("threshold", 0.3),
+        clip=embed_spec("clip"),  # what the features and texts were made with (they are ancient inputs)
     shell:
         "{params.cli} filter-generated --manifest {input.manifest} --features {params.features} --text {input.text} "
         "--threshold {params.threshold} --source {wildcards.strategy} --out-manifest {output.manifest} "

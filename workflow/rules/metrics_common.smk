@@ -88,10 +88,15 @@ def predictions_runtime(wildcards, attempt):
 
 
 def filtered_source(wildcards):
+    """The source's manifest, CLIP features and class texts. The features and texts are ancient():
+    a report adding a set re-runs its embedding group, which links the unchanged features back
+    from the cache; that must not re-filter (and so re-write betons and re-train). They change only
+    with the source's manifest (an input) or the CLIP settings (params.clip), which re-run the filter."""
     spec = config["strategies"][wildcards.strategy]
+    features = metrics_plan.features_base(config, "clip", wildcards.dataset, wildcards.split, spec["source"])
     return {
         "manifest": metrics_plan.source_table(OUT, wildcards.dataset, wildcards.split, spec["source"]),
-        "features": metrics_plan.features_base(config, "clip", wildcards.dataset, wildcards.split, spec["source"])
-        + ".npy",
-        "text": metrics_plan.text_file(OUT, wildcards.dataset),
+        "features": ancient(features + ".npy"),
+        "rows": ancient(features + ".csv"),
+        "text": ancient(metrics_plan.text_file(OUT, wildcards.dataset)),
     }
