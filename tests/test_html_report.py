@@ -25,6 +25,7 @@ from conftest import REPO, snakemake
 CAPTIONS = REPO / "workflow/report"
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 FULL = yaml.safe_load((REPO / "config/config.yaml").read_text())
+BEYOND = yaml.safe_load((REPO / "config/demo_beyond.yaml").read_text())
 # What each report's caption says the paper's version shows: the exhibit, and one of its numbers.
 PAPER = {
     "table1": ("Table 1", "35.6"),
@@ -56,12 +57,12 @@ def _script_var(page: str, name: str):
     return json.loads(block[1])
 
 
-def check_html_report(workdir: Path, config: dict, *args: str) -> dict:
+def check_html_report(workdir: Path, config: dict, *args: str, report: Path | None = None) -> dict:
     """Build `snakemake --report` of the finished run in `workdir` (run with `config`; `args` as
     for that run, e.g. its profile) and check that every report of config is in it, its table
     rendered in the caption with the paper's version, its figure captioned alike, the sample
     sheets captioned, and the workflow described. Returns the report's results by file name."""
-    report = workdir / "report.html"
+    report = report or workdir / "report.html"
     result = snakemake("--report", str(report), *args, cwd=workdir, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     page = report.read_text()
@@ -111,6 +112,21 @@ def test_a_report_the_paper_does_not_have_gets_its_kinds_caption(tmp_path, monke
     assert "System Message" not in body and "<table" in body and "Tables 3" in body
 
 
+@pytest.mark.parametrize("name, phrase", [("guidance", "guidance alone"), ("diversity_er", "Pearson r"),
+                                          ("scaling", "Real-Fake"), ("prompt_families", "diversity")])
+def test_the_beyond_overlay_captions_render_with_their_settings(name, phrase, tmp_path, monkeypatch):
+    config = {**DEMO, "reports": {**DEMO["reports"], **BEYOND["reports"]}}
+    spec = config["reports"][name]
+    (tmp_path / f"{name}.csv").write_text("Training data,Value\nA,1.0\n")
+    monkeypatch.chdir(tmp_path)
+    body = render_caption(CAPTIONS / f"{spec['kind']}.rst", rule=f"make_{name}", config=config,
+                          output=SimpleNamespace(table=f"{name}.csv"))
+    assert "System Message" not in body, body
+    assert f"<strong>{name}</strong>" in body and phrase in body and "<table" in body
+    if name == "guidance":
+        assert "2 / 7.5" in body  # the scales, from the report's settings
+
+
 @pytest.mark.parametrize("config", [DEMO, FULL], ids=["demo", "full"])
 def test_workflow_description_names_the_run_and_the_demo(config):
     body = render_caption(CAPTIONS / "workflow.rst", config=config)
@@ -128,13 +144,15 @@ def test_every_report_output_is_marked_for_the_report():
     rules = (REPO / "workflow/rules/report.smk").read_text()
     assert re.search(r"table=report\(.*caption=f\"\.\./report/\{spec\['kind'\]\}\.rst\"", rules)
     assert re.search(r"figure=report\(.*caption=f\"\.\./report/\{spec\['kind'\]\}\.rst\"", rules)
-    kinds = {spec["kind"] for spec in (*DEMO["reports"].values(), *FULL["reports"].values())}
+    reports = (*DEMO["reports"].values(), *FULL["reports"].values(), *BEYOND["reports"].values())
+    kinds = {spec["kind"] for spec in reports}
+    assert {"guidance_curve", "diversity_er", "scaling_curve"} <= kinds
     assert all((CAPTIONS / f"{kind}.rst").is_file() for kind in kinds)
 
 
 @pytest.mark.slow
-def test_report_of_a_finished_demo():
+def test_report_of_a_finished_demo(tmp_path):
     """`make demo` leaves the run in the checkout; the end-to-end test checks its own run."""
     if not (REPO / "results/demo/table1.csv").is_file() or not (REPO / ".snakemake/metadata").is_dir():
         pytest.skip("no finished `make demo` in the checkout (test_demo_e2e's demo run checks its own report)")
-    check_html_report(REPO, DEMO, "--profile", str(REPO / "workflow/profiles/demo"))
+    check_html_report(REPO, DEMO, "--profile", str(REPO / "workflow/profiles/demo"), report=tmp_path / "report.html")
