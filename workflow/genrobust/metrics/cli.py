@@ -115,10 +115,12 @@ def add_parsers(stage) -> None:
     p.add_argument("--threshold", type=float, required=True)
     p.add_argument("--source", default="")
 
-    p = stage("metrics-report", cmd_metrics_report, "Table 2, 5 or 7 or the real-vs-generated scatter")
+    p = stage("metrics-report", cmd_metrics_report, "Table 2, 5 or 7, the real-vs-generated scatter, the guidance "
+              "curve or the diversity-vs-ER scatter")
     p.add_argument("--kind", required=True)
     p.add_argument("--spec", type=json.loads, required=True)
-    p.add_argument("--inputs", type=json.loads, required=True, help="features, texts and predictions as JSON")
+    p.add_argument("--inputs", type=json.loads, required=True,
+                   help="features, texts, predictions and analysis tables as JSON")
     p.add_argument("--out-table", required=True)
     p.add_argument("--out-figure", required=True)
 
