@@ -183,7 +183,7 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
     beyond = merged_config(workdir, "config/demo.yaml", "config/demo_beyond.yaml")
     new_runs = set(training_runs(beyond)) - set(training_runs(demo))
     assert {r.mix for r in new_runs} == {"real_100+cl80g2_100", "real_100+background_100",
-                                         "real_100+llmcaptions_100", "cl80_50"}
+                                         "real_100+llmcaptions_100", "cl80_50", "real_100+cl80_100+sepbn"}
     start = time.time()
     result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",
                        "config/demo_beyond.yaml", cwd=workdir, timeout=900)
@@ -214,6 +214,17 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
         table7.loc["Diversity (CLIP)", "Generated (Class Labels)"], abs=1e-3)
     correlation = pd.read_csv(out / "diversity_er_correlation.csv", index_col=0)
     assert (correlation["rows"] == len(scatter)).all() and correlation["pearson_r"].between(-1, 1).all()
+
+    # Separate BatchNorm (+sepbn): the same rows as Table 1's run, trained with their own recipe setting.
+    runs = out / "train/demo10"
+    shared = json.loads((runs / "mix~real_100+cl80_100/arch~resnet18/seed~0/run.json").read_text())
+    split = json.loads((runs / "mix~real_100+cl80_100+sepbn/arch~resnet18/seed~0/run.json").read_text())
+    assert split["recipe"] == {**shared["recipe"], "generated_bn": "separate"} and "generated_bn" not in shared["recipe"]
+    assert (split["train_rows"], split["train_rows_sha1"]) == (shared["train_rows"], shared["train_rows_sha1"])
+    separate = pd.read_csv(out / "separate_bn.csv", index_col=0)
+    assert list(separate.index) == list(beyond["reports"]["separate_bn"]["rows"])
+    assert separate.loc["Real + Generated (shared BN)", "Average"] == pytest.approx(
+        table1.loc["Real + Generated Data", "Average"], abs=0.02)
 
     # The scaling study's points, and the prompt families' prompts and CLIP measures.
     scaling = pd.read_csv(out / "scaling.csv")

@@ -31,6 +31,17 @@ def test_parse_mixture():
             parse_mixture(bad)
 
 
+def test_a_sepbn_mixture_is_the_same_rows_trained_with_separate_batchnorm():
+    plain, split = parse_mixture("real_100+cl80_100"), parse_mixture("real_100+cl80_100+sepbn")
+    assert split.terms == plain.terms and split.separate_bn and not plain.separate_bn
+    available = {"real": 40, "cl80": 40}
+    assert pairs(sample_mixture(available, split.name, 0)) == pairs(sample_mixture(available, plain.name, 0))
+    for bad, message in (("cl80_100+sepbn", "needs both"), ("real_100+sepbn", "needs both"),
+                         ("real_100+sepbn+cl80_100", "'sepbn' is not source_percent")):
+        with pytest.raises(ConfigError, match=message):
+            parse_mixture(bad)
+
+
 @pytest.mark.parametrize("mix, expected", [
     ("real_100", {"real": 200}),
     ("real_25+cl80_50", {"real": 50, "cl80": 100}),

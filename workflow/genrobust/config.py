@@ -25,13 +25,20 @@ class ConfigError(Exception):
 # ----------------------------------------------------------------------------- mixtures
 
 
+# A mixture's last term: its run gives the generated images their own BatchNorm statistics
+# (recipe.generated_bn 'separate' for this run only), so that one report compares both ways.
+SEPARATE_BN = "sepbn"
+
+
 @dataclass(frozen=True)
 class Mixture:
-    """A training set: percentages of each source; `total` fixes the size (fixed-budget runs)."""
+    """A training set: percentages of each source; `total` fixes the size (fixed-budget runs);
+    `separate_bn`: trained with separate BatchNorm statistics for its generated rows (+sepbn)."""
 
     name: str
     terms: tuple[tuple[str, float], ...]  # (source, percent); source is "real" or a strategy
     total: int | None = None
+    separate_bn: bool = False
 
     @property
     def sources(self) -> list[str]:
@@ -39,14 +46,17 @@ class Mixture:
 
 
 def parse_mixture(name: str) -> Mixture:
-    """'real_100+cl80_100' -> 100% real + 100% cl80; 'n_1300000+real_75+cl80_25' -> 1.3M images, 75/25.
+    """'real_100+cl80_100' -> 100% real + 100% cl80; 'n_1300000+real_75+cl80_25' -> 1.3M images, 75/25;
+    'real_100+cl80_100+sepbn' -> the first, trained with separate BatchNorm statistics for cl80's rows.
 
     Percentages are of the real train set size (the paper's "100% = 130K"); with a leading
     n_<total> they are shares of that total instead.
     """
     total = None
     terms = []
-    for part in name.split("+"):
+    parts = name.split("+")
+    separate_bn = parts[-1] == SEPARATE_BN
+    for part in parts[:-1] if separate_bn else parts:
         source, _, amount = part.rpartition("_")
         if not source or not re.fullmatch(r"[0-9]+(\.[0-9]+)?", amount):
             raise ConfigError(f"mixture '{name}': term '{part}' is not source_percent (e.g. real_100, cl80_50)")
@@ -60,7 +70,11 @@ def parse_mixture(name: str) -> Mixture:
         raise ConfigError(f"mixture '{name}' has no source terms")
     if total is not None and abs(sum(p for _, p in terms) - 100) > 1e-6:
         raise ConfigError(f"mixture '{name}': shares of a fixed total must add up to 100")
-    return Mixture(name, tuple(terms), total)
+    sources = {source for source, _ in terms}
+    if separate_bn and ("real" not in sources or len(sources) < 2):
+        raise ConfigError(f"mixture '{name}': +{SEPARATE_BN} splits BatchNorm statistics between real and generated "
+                          "images; the mixture needs both")
+    return Mixture(name, tuple(terms), total, separate_bn)
 
 
 # ----------------------------------------------------------------------------- classes

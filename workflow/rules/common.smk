@@ -71,7 +71,7 @@ wildcard_constraints:
     strategy=r"[a-z][a-z0-9]*",
     split=r"train|val",
     shard=r"\d+",
-    mix=r"(n_\d+\+)?[a-z][a-z0-9]*_\d+(\.\d+)?(\+[a-z][a-z0-9]*_\d+(\.\d+)?)*",
+    mix=r"(n_\d+\+)?[a-z][a-z0-9]*_\d+(\.\d+)?(\+[a-z][a-z0-9]*_\d+(\.\d+)?)*(\+sepbn)?",
     arch=r"[A-Za-z0-9_.]+",
     seed=r"\d+",
     test_set=r"[a-z][a-z0-9_]*",
@@ -293,7 +293,11 @@ def training_source_args(wildcards, input):
 
 
 def recipe_json(wildcards):
-    return json.dumps(config["datasets"][wildcards.dataset]["recipe"], sort_keys=True)
+    """The dataset's recipe; a mixture ending in +sepbn trains with separate BatchNorm statistics."""
+    recipe = dict(config["datasets"][wildcards.dataset]["recipe"])
+    if parse_mixture(wildcards.mix).separate_bn:
+        recipe["generated_bn"] = "separate"
+    return json.dumps(recipe, sort_keys=True)
 
 
 def beton_options(wildcards):
