@@ -309,14 +309,24 @@ def guidance_strategy_name(template: str, guidance: float) -> str:
     return f"{template}g{_percent(guidance).replace('.', 'p')}"
 
 
+def guidance_train_on(report: dict) -> list[str]:
+    """What a guidance_curve trains on: its `train_on`, else each set added to all the real data."""
+    return report.get("train_on", ["real+generated"])
+
+
+def guidance_label(guidance: str, train_on: str) -> str:
+    """A guidance_curve row's label (the report's table index)."""
+    return f"guidance {guidance}, {train_on}"
+
+
 def guidance_rows(report: dict) -> dict[str, str]:
     """label -> mixture of a guidance_curve, per guidance value and `train_on` (after expand_guidance_sweeps)."""
     if "guidance_strategies" not in report:
         raise ConfigError("a guidance_curve report is planned after expand_guidance_sweeps(config) names its "
                           "strategies")
     percent = _percent(report.get("generated_percent", 100))
-    return {f"guidance {g}, {on}": TRAIN_ON[on].format(s=s, p=percent)
-            for g, s in report["guidance_strategies"].items() for on in report.get("train_on", ["real+generated"])}
+    return {guidance_label(g, on): TRAIN_ON[on].format(s=s, p=percent)
+            for g, s in report["guidance_strategies"].items() for on in guidance_train_on(report)}
 
 
 def _derive_guidance_strategy(config: dict, key: str, dataset: str, template: str, guidance: float) -> str:

@@ -353,8 +353,9 @@ def reference_json(wildcards):
     )
 
 
-def report_spec(name):
-    spec = dict(config["reports"][name], rows=report_rows(config["reports"][name]))
+def report_spec(name, **extra):
+    """A report's config with its rows expanded, its test sets' names and the ID set, as JSON."""
+    spec = dict(config["reports"][name], rows=report_rows(config["reports"][name]), **extra)
     spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
     spec["id_test_set"] = config["evaluation"]["id_test_set"]
     return json.dumps(spec)  # keeps the rows in the order config lists them

@@ -143,16 +143,7 @@ for name, spec in METRIC_REPORTS.items():
         params:
             cli=GENROBUST,
             kind=spec["kind"],
-            # not sort_keys: the report's rows are its mappings' keys, in the order config lists them
-            spec=json.dumps(
-                dict(
-                    spec,
-                    rows=report_rows(spec),
-                    test_set_names={t: config["test_sets"][t].get("name", t) for t in config["test_sets"]},
-                    id_test_set=config["evaluation"]["id_test_set"],
-                    seed=config["seed"],
-                )
-            ),
+            spec=report_spec(name, seed=config["seed"]),
             inputs=json.dumps(metrics_plan.report_inputs(config, name), sort_keys=True),
         shell:
             "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from genrobust import io
+from genrobust.config import guidance_label, guidance_train_on
 from genrobust.report import COLOURS, _plt, _save, column_names, companion, row_table
 
 from .plan import row_sources
@@ -67,8 +68,8 @@ def guidance_curve(report: dict, inputs: dict, out_table: str, out_figure: str) 
     """Accuracy, ER and the generated sets' CLIP measures against the guidance scale, one line
     per `train_on` (the generated set alone, or added to all the real data)."""
     table = row_measures(report, inputs)
-    of_label = {f"guidance {g}, {on}": (float(g), on) for g in report["guidance_strategies"]
-                for on in report.get("train_on", ["real+generated"])}
+    of_label = {guidance_label(g, on): (float(g), on) for g in report["guidance_strategies"]
+                for on in guidance_train_on(report)}
     table.insert(0, "Guidance", [of_label[label][0] for label in table.index])
     table.insert(1, "Trained on", [of_label[label][1] for label in table.index])
     _write(table.round(4), out_table)
