@@ -269,3 +269,33 @@ def test_scaling_report_plans_generated_alone_and_added_to_the_real_data():
     check_semantics(config)
     assert report_mixtures(config["reports"]["scaling"], config) == [
         "real_100", "cl80_50", "cl80_100", "real_100+cl80_50", "real_100+cl80_100", "real_50"]
+
+
+def drop_reference_column(name):
+    return lambda c: c["datasets"]["imagenet1k"]["reference"]["csv"]["columns"].pop(name)
+
+
+@pytest.mark.parametrize("edit, message", [
+    # Table 9 without its own reference: the testbed CSV has no ImageNet-C, and no real runs are planned.
+    (lambda c: c["reports"]["table9"].pop("reference"),
+     "reports.table9.test_sets: effective robustness on 'imagenet_c' needs a line through >= 2 standard models, but "
+     "datasets.imagenet1k.reference (imagenet-testbed (Taori et al. 2020), models of type STANDARD) gives it 0: "
+     "0 real-only run(s) here and its csv maps no column for imagenet_c"),
+    # ObjectNet's ER compares with val on ObjectNet's classes: the CSV must give that column too.
+    (drop_reference_column("imagenet_val@objectnet"),
+     "reports.table1.test_sets: effective robustness on 'objectnet' needs a line through >= 2 standard models"),
+    (lambda c: c["datasets"]["imagenet1k"]["reference"]["csv"]["columns"].update(sketch="imagenet-sketsh"),
+     "datasets.imagenet1k.reference.csv.columns.sketch: 'imagenet-sketsh' is not a column of "
+     "config/reference/imagenet_testbed_standard.csv (9 columns); did you mean imagenet-sketch?"),
+    # One real run is one point: no line.
+    (lambda c: c["reports"]["figure3"].update(archs=["resnet18"], seeds=[0]),
+     "reports.figure3.test_sets: effective robustness on 'sketch' needs a line through >= 2 standard models, but "
+     "datasets.imagenet100.reference (this study's runs on real_100) gives it 1: 1 real-only run(s) here and it has "
+     "no csv"),
+])
+def test_an_effective_robustness_reference_must_cover_every_set_a_report_fits(edit, message):
+    """A report fits a line per shift set it reports, through its reference's standard models: a set
+    the reference cannot give two points would fail the fit after every training (Table 1 once did)."""
+    with pytest.raises(ConfigError) as err:
+        check_semantics(planned(FULL, edit))
+    assert message in str(err.value) and "\n" not in str(err.value)

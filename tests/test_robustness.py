@@ -94,3 +94,20 @@ def test_shipped_testbed_reference_fits_and_states_its_points(tmp_path):
     assert fits.loc["imagenet_r", "id_measure"] == "imagenet_val@imagenet_r"
     assert "imagenet-testbed" in fits.loc["sketch", "reference"]
     assert set(table["test_set"]) == {"sketch", "imagenet_r"}
+
+
+def test_a_report_fits_lines_only_for_its_own_shift_sets():
+    """Runs are evaluated on every set any report of their dataset asks for (ImageNet-C for Table 9);
+    a report that does not report a set needs no reference points for it."""
+    rows = []
+    for i, (val, sketch) in enumerate([(0.6, 0.3), (0.7, 0.4), (0.8, 0.5)]):
+        run = {"dataset": "d", "mix": "real_100", "arch": f"a{i}", "seed": 0}
+        rows += [{**run, "test_set": "val", "top1": val}, {**run, "test_set": "sketch", "top1": sketch}]
+    rows.append({"dataset": "d", "mix": "real_100", "arch": "a0", "seed": 0, "test_set": "imagenet_c", "top1": 0.2})
+    accuracy = pd.DataFrame(rows)  # ImageNet-C: one reference point only, no line
+    table = robustness_table(accuracy, "val", ["real_100"], None, ["sketch"])
+    assert set(table["test_set"]) == {"sketch"} and len(table) == 3
+    with pytest.raises(ValueError, match=r"^imagenet_c \(ID measure val\): effective robustness needs >= 2"):
+        robustness_table(accuracy, "val", ["real_100"])  # every set in the table: the old behaviour
+    with pytest.raises(ValueError, match=r"no results on \['objectnet'\]"):
+        robustness_table(accuracy, "val", ["real_100"], None, ["sketch", "objectnet"])

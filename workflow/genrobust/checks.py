@@ -25,11 +25,14 @@ from pathlib import Path
 
 from .config import (
     CLASS_CONDITIONED_KINDS,
+    ER_KINDS,
     STRATEGY_KINDS_NEEDING_A_MODEL,
     ConfigError,
+    active_reports,
     parse_mixture,
     produced_by_demo,
     report_mixtures,
+    report_reference,
     report_rows,
 )
 
@@ -63,7 +66,53 @@ def check_semantics(config: dict) -> None:
         _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
     _check_filtered_sources(config)  # before the mixtures: they count a clip_filtered source by its source
     _check_mixtures(config)
+    _check_er_references(config)
     _check_metrics(config)
+
+
+def _check_er_references(config: dict) -> None:
+    """Each shift set of a report with effective robustness is fitted a line through its reference's
+    standard models: its real-only runs here and the published rows of its csv that have both the
+    set's and its ID measure's columns. Fewer than 2 points would fail the fit after every training."""
+    import pandas as pd
+
+    from .datasets import ID_SUBSET_KINDS
+    from .robustness import describe_reference, reference_points
+
+    id_set = config["evaluation"]["id_test_set"]
+    for name, report in active_reports(config).items():
+        if report["kind"] not in ER_KINDS:
+            continue
+        reference = report_reference(report, config)
+        key = f"reports.{name}.reference" if report.get("reference") else f"datasets.{report['dataset']}.reference"
+        runs = len(reference["mixtures"]) * len(report["archs"]) * len(report["seeds"])
+        csv, frame = reference["csv"], None
+        if csv:
+            frame = _read_file(config, f"{key}.csv.path", csv["path"], pd.read_csv, "a CSV of published accuracies")
+            known = set(frame.columns) if frame is not None else None
+            for field, column in [*(("columns." + k, v) for k, v in csv["columns"].items()),
+                                  ("type_column", csv.get("type_column"))]:
+                if known is not None and column and column not in known:
+                    raise ConfigError(f"{key}.csv.{field}: '{column}' is not a column of {csv['path']} "
+                                      f"({len(known)} columns){_did_you_mean(column, known)}")
+        for test_set in report["test_sets"]:
+            if test_set == id_set:
+                continue
+            id_col = f"{id_set}@{test_set}" if config["test_sets"][test_set]["kind"] in ID_SUBSET_KINDS else id_set
+            if csv and frame is None and {test_set, id_col} <= set(csv["columns"]):
+                continue  # a csv plan time cannot read (check_paths off): its rows are unknown
+            published = len(reference_points(csv, test_set, id_col, frame)) if frame is not None else 0
+            if runs + published >= 2:
+                continue
+            lacks = [c for c in (test_set, id_col) if not csv or c not in csv["columns"]]
+            why = f"its csv maps no column for {' and '.join(lacks)}" if csv and lacks else \
+                f"{published} published row(s) with both columns" if csv else "it has no csv"
+            raise ConfigError(
+                f"reports.{name}.test_sets: effective robustness on '{test_set}' needs a line through >= 2 standard "
+                f"models, but {key} ({describe_reference(reference) or 'empty'}) gives it {runs + published}: "
+                f"{runs} real-only run(s) here and {why}. Give the report a reference that covers it "
+                f"(reports.{name}.reference: {{mixtures: [real_100]}}: its own real-data runs, as Table 9's), "
+                f"or map the set in {key}.csv.columns")
 
 
 def _check_filtered_sources(config: dict) -> None:

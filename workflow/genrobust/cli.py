@@ -177,6 +177,15 @@ def cmd_report(args) -> None:
     print(f"{Path(args.out_table).stem} ({args.kind}):\n{table.to_string()}", file=sys.stderr)
 
 
+# ----------------------------------------------------------------------------- planning
+
+
+def cmd_rehearse(args) -> None:
+    from .rehearsal import rehearse
+
+    rehearse(args.configfile, args.out, per_class=args.per_class, cores=args.cores, html=not args.no_html)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -288,6 +297,17 @@ def _add_reduce_stages(stage) -> None:
     p.add_argument("--out-figure", required=True)
 
 
+def _add_planning_stages(stage) -> None:
+    p = stage("rehearse", cmd_rehearse, "build every report of a config from synthetic stand-ins for its GPU jobs, "
+                                        "before spending them")
+    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="the study's config files, merged in order as Snakemake merges them")
+    p.add_argument("--out", default="results/rehearsal", help="an empty folder, or an earlier rehearsal's")
+    p.add_argument("--per-class", type=int, default=3, help="images per class of every stand-in table")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--no-html", action="store_true", help="skip the HTML report")
+
+
 def _add_modules_with_own_parsers(sub) -> None:
     """Subcommands whose options their module defines (light imports: the parsers only)."""
     from . import contact_sheet
@@ -328,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     for add in (_add_data_stages, _add_finetune_stage, _add_generate_stages, _add_convert_stages,
-                _add_train_evaluate_stages, _add_reduce_stages):
+                _add_train_evaluate_stages, _add_reduce_stages, _add_planning_stages):
         add(stage)
     _add_metrics_stages(stage)
     _add_modules_with_own_parsers(sub)

@@ -38,6 +38,10 @@ TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c"
 # Pixels cropped from each side before any preprocessing: ObjectNet's images carry a thin border
 # (evaluation and embedding both crop it).
 BORDER_CROP_PX = {"objectnet": 2}
+# Test-set kinds covering a subset of ImageNet's classes: their ID accuracy (for effective
+# robustness) is val accuracy on that subset, measured in the same pass as val itself and named
+# '<id set>@<test set>' (evaluate.py, robustness.py).
+ID_SUBSET_KINDS = ("imagenet_r", "objectnet")
 
 IMAGENET_C_CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",

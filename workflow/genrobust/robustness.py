@@ -66,14 +66,16 @@ def id_column(id_test_set: str, test_set: str, available: set[str]) -> str:
     return subset if subset in available else id_test_set
 
 
-def reference_points(reference_csv: dict | None, test_set: str, id_col: str) -> pd.DataFrame:
-    """Extra standard-model points from a CSV such as imagenet-testbed's accuracies.
+def reference_points(reference_csv: dict | None, test_set: str, id_col: str,
+                     frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Extra standard-model points from a CSV such as imagenet-testbed's accuracies (`frame`: the
+    CSV, when already read).
 
     reference_csv: {path, columns: {our name: csv column}, type_column?, types?, percent?}.
     """
     if not reference_csv:
         return pd.DataFrame(columns=["id_top1", "top1"])
-    frame = pd.read_csv(reference_csv["path"])
+    frame = pd.read_csv(reference_csv["path"]) if frame is None else frame
     if reference_csv.get("type_column"):
         frame = frame[frame[reference_csv["type_column"]].isin(reference_csv.get("types", ["STANDARD"]))]
     columns = reference_csv["columns"]
@@ -85,11 +87,21 @@ def reference_points(reference_csv: dict | None, test_set: str, id_col: str) -> 
 
 
 def robustness_table(accuracy: pd.DataFrame, id_test_set: str, reference_mixtures: list[str],
-                     reference_csv: dict | None = None) -> pd.DataFrame:
-    """ER of every model on every shift set, from the long accuracy table (one row per run x set)."""
+                     reference_csv: dict | None = None, test_sets: list[str] | None = None) -> pd.DataFrame:
+    """ER of every model on each of `test_sets` (the report's shift sets; default: every shift
+    set in the table), from the long accuracy table (one row per run x set). A run is evaluated on
+    every set any report of its dataset asks for (ImageNet-C for Table 9 too), so a report fits
+    lines for its own sets only: its reference need not cover the others."""
     wide = accuracy.pivot_table(index=RUN_KEYS, columns="test_set", values="top1").reset_index()
     available = set(accuracy["test_set"])
-    shift_sets = sorted(t for t in available if t != id_test_set and "@" not in t)
+    if test_sets is None:
+        shift_sets = sorted(t for t in available if t != id_test_set and "@" not in t)
+    else:
+        shift_sets = [t for t in test_sets if t != id_test_set]
+        missing = [t for t in shift_sets if t not in available] + ([id_test_set] if id_test_set not in available
+                                                                  else [])
+        if missing:
+            raise ValueError(f"the accuracy table has no results on {missing} (it has {sorted(available)})")
     rows = []
     for _, runs in wide.groupby("dataset"):
         for test_set in shift_sets:
@@ -98,7 +110,10 @@ def robustness_table(accuracy: pd.DataFrame, id_test_set: str, reference_mixture
             standard = have[have["mix"].isin(reference_mixtures)]
             extra = reference_points(reference_csv, test_set, id_col)
             reference_id = np.r_[standard[id_col].to_numpy(), extra["id_top1"].to_numpy()]
-            fit = fit_logit_line(reference_id, np.r_[standard[test_set].to_numpy(), extra["top1"].to_numpy()])
+            try:
+                fit = fit_logit_line(reference_id, np.r_[standard[test_set].to_numpy(), extra["top1"].to_numpy()])
+            except ValueError as err:
+                raise ValueError(f"{test_set} (ID measure {id_col}): {err}") from None
             about_fit = {"slope": fit.slope, "intercept": fit.intercept, "n_reference": fit.n_points,
                          "n_reference_runs": len(standard), "n_reference_published": len(extra),
                          "reference_id_min": float(reference_id.min()), "reference_id_max": float(reference_id.max())}
@@ -131,10 +146,11 @@ def fits_of(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_robustness_table(accuracy_csv: str, reference: dict, out: str) -> pd.DataFrame:
-    """The fit stage of one report: effective robustness of each of its models against its
-    reference ({id_test_set, mixtures, csv}); each row names the line it was measured against."""
+    """The fit stage of one report: effective robustness of each of its models on its shift sets
+    against its reference ({id_test_set, test_sets, mixtures, csv}); each row names the line it
+    was measured against."""
     table = robustness_table(io.read_csv(accuracy_csv), reference["id_test_set"], reference["mixtures"],
-                             reference.get("csv"))
+                             reference.get("csv"), reference.get("test_sets"))
     table["reference"] = describe_reference(reference)
     io.write_csv(out, table)
     for fit in fits_of(table).itertuples():

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from genrobust.datasets import BORDER_CROP_PX
+from genrobust.datasets import BORDER_CROP_PX, ID_SUBSET_KINDS
 from genrobust.config import (
     CLASS_CONDITIONED_KINDS,
     ER_KINDS,
@@ -320,18 +320,13 @@ def test_set_indices(wildcards):
     return {t: f"{OUT}/index/test/{t}.csv" for t in report_test_sets(config, wildcards.dataset)}
 
 
-# ImageNet-R and ObjectNet cover a subset of classes: their ID accuracy (for effective
-# robustness) is val accuracy on that subset, measured in the same pass as val itself.
-SUBSET_KINDS = ("imagenet_r", "objectnet")
-
-
 def evaluation_set_args(wildcards, input):
     args = []
     for t in report_test_sets(config, wildcards.dataset):
         args.append(f"--set {t}={input[t]}")
         if config["test_sets"][t]["kind"] in BORDER_CROP_PX:
             args.append(f"--border-crop {t}={BORDER_CROP_PX[config['test_sets'][t]['kind']]}")
-        if config["test_sets"][t]["kind"] in SUBSET_KINDS:
+        if config["test_sets"][t]["kind"] in ID_SUBSET_KINDS:
             args.append(f"--id-subset {t}")
     return " ".join(args) + f" --id-test-set {config['evaluation']['id_test_set']}"
 
@@ -346,10 +341,12 @@ def report_evaluations(wildcards):
 
 
 def reference_json(wildcards):
-    """The report's effective-robustness reference, for the fit."""
+    """The report's effective-robustness reference and the shift sets it fits, for the fit."""
     spec = config["reports"][wildcards.report]
     return json.dumps(
-        {"id_test_set": config["evaluation"]["id_test_set"]} | report_reference(spec, config), sort_keys=True
+        {"id_test_set": config["evaluation"]["id_test_set"], "test_sets": spec["test_sets"]}
+        | report_reference(spec, config),
+        sort_keys=True,
     )
 
 
