@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := PATH=$(BIN):$$PATH $(BIN)/snakemake
 
-.PHONY: setup demo demo-beyond test dryrun lint clean-demo
+.PHONY: setup demo demo-beyond test dryrun rehearse lint clean-demo
 
 setup:
 	@bash envs/setup.sh
@@ -34,9 +34,15 @@ test: setup
 	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q -n 2 --dist loadfile tests; status=$$?; \
 	echo "== test wall time: $$(( $$(date +%s) - start )) s"; exit $$status
 
-## dryrun: plan the paper's full-scale study without its data
+## dryrun: plan the paper's full-scale study without its data, and what each rule of it costs
+## (jobs, GPU- and CPU-hours, memory, disk, images, trainings: genrobust cost)
 dryrun: setup
-	$(SNAKEMAKE) -n --quiet rules --config check_paths=False
+	PATH=$(BIN):$$PATH $(BIN)/python -m genrobust cost --profile workflow/profiles/slurm
+
+## rehearse: every report of the full study built from synthetic stand-ins of its GPU jobs' outputs
+## (IN-1K shape, a few images per class), through the workflow's own reduce rules: about a minute
+rehearse: setup
+	PATH=$(BIN):$$PATH $(BIN)/python -m genrobust rehearse --configfile config/config.yaml --out results/rehearsal
 
 lint: setup
 	$(SNAKEMAKE) --lint --configfile config/demo.yaml

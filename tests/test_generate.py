@@ -286,12 +286,16 @@ def test_gather_concatenates_shards_and_rejects_duplicates(tiny_sd, tmp_path):
     for shard in (0, 1):
         run_shard(tiny_sd, tmp_path, shard=shard)
         paths.append(str(tmp_path / f"shard~{shard}" / "manifest.csv"))
-    gathered = generate.gather_manifests(paths, str(tmp_path / "manifest.csv"))
-    assert len(gathered) == 9 and gathered["id"].is_unique
-    assert gathered.groupby("wnid").size().tolist() == [3, 3, 3]
-    with pytest.raises(generate.GenerationError, match="duplicate"):
+    summary = generate.gather_manifests(paths, str(tmp_path / "manifest.csv"))
+    gathered = io.read_csv(tmp_path / "manifest.csv")
+    assert len(gathered) == 9 == summary["images"] and gathered["id"].is_unique
+    assert gathered.groupby("wnid").size().tolist() == [3, 3, 3] == list(summary["per_class"]["counts"].values())
+    # the rows of each shard in shard order, every column as the shard wrote it
+    shards = pd.concat([io.read_csv(p) for p in paths], ignore_index=True)
+    assert gathered.astype(str).equals(shards.astype(str))
+    with pytest.raises(generate.GenerationError, match=r"duplicate image ids across shards: \['cl80-"):
         generate.gather_manifests(paths + paths[:1], str(tmp_path / "twice.csv"))
-    assert io.read_csv(tmp_path / "manifest.csv")["id"].tolist() == gathered["id"].tolist()
+    assert not (tmp_path / "twice.csv").exists()
 
 
 # ----------------------------------------------------------------------------- every strategy kind

@@ -39,6 +39,35 @@ def unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def test_features_are_read_by_rows_as_the_array_holds_them(tmp_path):
+    """Rows come from explicit reads (no memory map stays resident): slices, scattered and
+    unsorted positions, runs with small gaps read through, as numpy indexes the array."""
+    from genrobust.metrics.embeddings import FeatureFile
+
+    matrix = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float16)
+    np.save(tmp_path / "f.npy", matrix)
+    features = FeatureFile(tmp_path / "f.npy")
+    assert len(features) == 50 and features.shape == (50, 6) and features.dtype == np.float16
+    for key in (slice(0, 50), slice(45, 99), [3, 1, 2], [0, 6, 7, 8, 40, 41, 49], np.arange(0, 50, 7), [5, 5]):
+        assert np.array_equal(features[key], matrix[key]), key
+    assert features[[]].shape == (0, 6)
+    with pytest.raises(IndexError):
+        features[[50]]
+
+
+def test_class_rows_of_a_filtered_set_are_positions_in_its_features(tmp_path):
+    """A clip_filtered set keeps its source's rows (their index: positions in the source's matrix)."""
+    from genrobust.metrics.embeddings import Features
+
+    base = write_features(tmp_path / "f", np.eye(5), [f"{i}.jpg" for i in range(5)],
+                          [WNIDS[0], WNIDS[1], WNIDS[0], WNIDS[1], WNIDS[0]])
+    whole = load_features(base)
+    kept = Features(whole.base, whole.rows.loc[[1, 2, 4]], whole.matrix)
+    rows = kept.class_rows()
+    assert {w: r.tolist() for w, r in rows.items()} == {WNIDS[0]: [2, 4], WNIDS[1]: [1]}
+    assert np.array_equal(kept.of(rows[WNIDS[0]]), np.eye(5)[[2, 4]])
+
+
 # ----------------------------------------------------------------------------- FID and KID
 
 
@@ -71,6 +100,35 @@ def test_kid_equals_clean_fids_on_the_whole_sets_and_is_near_zero_for_one_distri
     same = fid.kernel_distance(x[:15], x[15:], seed=0)
     assert abs(same) < fid.kernel_distance(x, y, seed=0)
     assert fid.kernel_distance(x, y, seed=3) == fid.kernel_distance(x, y, seed=3)  # seeded
+
+
+def kid_by_the_loop(x1, x2, seed, subsets, subset_size):
+    """clean-fid's kernel_distance loop, with the seeded draws: the products of every subset."""
+    d, m = x1.shape[1], min(len(x1), len(x2), subset_size)
+    rng, total = np.random.default_rng(seed), 0.0
+    for _ in range(subsets):
+        x = x2[rng.choice(len(x2), m, replace=False)]
+        y = x1[rng.choice(len(x1), m, replace=False)]
+        a = (x @ x.T / d + 1) ** 3 + (y @ y.T / d + 1) ** 3
+        b = (x @ y.T / d + 1) ** 3
+        total += (a.sum() - np.diag(a).sum()) / (m - 1) - b.sum() * 2 / m
+    return total / subsets / m
+
+
+@pytest.mark.parametrize("n1, n2, subset_size, subsets", [
+    (130, 5, 1000, 100),   # a train class against a V2 class: the shift side whole, its cross sums by column
+    (130, 40, 1000, 7),    # few subsets: subset products instead of Gram matrices
+    (12, 60, 1000, 100),   # the train side whole (a small generated class), cross sums by row
+    (25, 25, 1000, 100),   # both whole
+    (90, 70, 30, 100),     # both larger than the subset: no side whole
+])
+def test_kid_takes_fewer_products_for_the_same_estimate(n1, n2, subset_size, subsets):
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.normal(size=(n1, 24)), rng.normal(0.3, 1.0, size=(n2, 24))
+    expected = kid_by_the_loop(x1, x2, 11, subsets, subset_size)
+    assert fid.kernel_distance(x1, x2, 11, subsets, subset_size) == pytest.approx(expected, rel=1e-10, abs=1e-13)
+    assert fid.kernel_distance(x1, x2, 11, subsets, subset_size, gram1=x1 @ x1.T) == pytest.approx(
+        expected, rel=1e-10, abs=1e-13)
 
 
 def test_per_class_distances_cover_the_shared_classes_with_their_counts(tmp_path):
@@ -151,8 +209,8 @@ def test_clip_filtered_source_keeps_the_rows_at_or_above_the_threshold_and_count
     out = tmp_path / "generate/demo/cl80clip/train"
     kept = filter_generated(str(manifest), base, text, threshold, str(out / "manifest.csv"), str(out / "summary.json"),
                             source="cl80clip")
-    assert sorted(kept["k"].unique().tolist()) == [2, 3]  # 0.5 and 0.75 pass; 0 and 0.25 do not
     written = io.read_csv(out / "manifest.csv")
+    assert kept == len(written) and sorted(written["k"].unique().tolist()) == [2, 3]  # 0.5, 0.75 pass; 0, 0.25 not
     assert set(written.columns) >= {"id", "path", "wnid", "k", "clip_score"}
     resolved = io.resolve_manifest_paths(written, out / "manifest.csv")
     assert all(Path(p).resolve() == (manifest.parent / "images" / f"{i}.jpg").resolve()
@@ -162,7 +220,18 @@ def test_clip_filtered_source_keeps_the_rows_at_or_above_the_threshold_and_count
     assert summary["per_class"] == {w: {"kept": 2, "dropped": 2} for w in WNIDS}
     nudged = filter_generated(str(manifest), base, text, np.nextafter(threshold, 1), str(out / "m2.csv"),
                               str(out / "s2.json"))
-    assert len(nudged) == len(kept) - 3  # the images exactly on the threshold drop out just above it
+    assert nudged == kept - 3  # the images exactly on the threshold drop out just above it
+    # a chunk at a time: the same rows, in the same order, as in one piece
+    from genrobust.metrics import filtering
+
+    filtering.CHUNK_ROWS, chunk_rows = 5, filtering.CHUNK_ROWS
+    try:
+        filter_generated(str(manifest), base, text, threshold, str(out / "m3.csv"), str(out / "s3.json"),
+                         source="cl80clip")
+    finally:
+        filtering.CHUNK_ROWS = chunk_rows
+    assert (out / "m3.csv").read_bytes() == (out / "manifest.csv").read_bytes()
+    assert json.loads((out / "s3.json").read_text()) == summary
 
 
 # ----------------------------------------------------------------------------- the cache

@@ -199,7 +199,8 @@ def _link_profile(tmp_path: Path) -> dict[str, str]:
 def _plan(*args: str, cwd: Path, env: dict) -> dict[str, list[tuple[int, dict[str, str]]]]:
     """A dry-run's jobs per rule: (threads, resources)."""
     exe = Path(sys.executable).with_name("snakemake")
-    done = subprocess.run([str(exe), "-s", str(REPO / "Snakefile"), "-n", "--cores", "64", *args], cwd=cwd, env=env,
+    done = subprocess.run([str(exe), "-s", str(REPO / "Snakefile"), "-n", "--cores", "64", *args, "--quiet", "host"],
+                          cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     plan: dict[str, list] = {}
@@ -289,7 +290,8 @@ def test_a_demo_target_runs_through_slurm_and_survives_a_cancelled_job(cluster, 
     command = [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"), *TARGETS,
                "--profile", "slurm", "--profile", str(REPO / "workflow/profiles/small-site"),
                "--configfile", "config/demo.yaml",
-               "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
+               "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
+               "--printshellcmds", "--quiet", "host"]
     log = tmp_path / "slurm-run.log"
     slurm_start = time.time()
     with log.open("w") as sink:

@@ -109,3 +109,48 @@ def test_training_on_more_gpus_launches_torchrun(workdir, gpus):
     assert len(train) == 1
     torchrun = "-m torch.distributed.run --standalone --nproc-per-node 2 -m genrobust train "
     assert (torchrun in train[0]) == (gpus == 2) and " -m genrobust train " in train[0]
+
+
+def test_every_rule_states_its_threads():
+    """Snakemake sets OMP/OpenBLAS/MKL threads to a job's `threads` (1 when unset): each rule says
+    it, so that no head-node reduce step multiplies its BLAS threads by the node's cores."""
+    for path in sorted((REPO / "workflow/rules").glob("*.smk")):
+        parts = re.split(r"^(\s*rule(?: \w+)?:)\s*$", path.read_text(), flags=re.M)
+        for head, body in zip(parts[1::2], parts[2::2]):
+            if not head.startswith(" "):  # a top-level rule ends at the next top-level statement
+                body = re.split(r"^\S", body, flags=re.M)[0]
+            assert re.search(r"^\s+threads: ", body, flags=re.M), f"{path.name}: {head.strip()} {body[:80]!r}"
+
+
+def job_resources(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", output, flags=re.M)[1:]:
+        found = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        resources = dict(item.split("=", 1) for item in found[1].split(", ")) if found else {}
+        jobs.append((block.split(":", 1)[0], resources))
+    return jobs
+
+
+@pytest.mark.parametrize("site", [None, "small-site", "renamed"])
+def test_every_gpu_job_goes_to_the_gpu_partition(workdir, site):
+    """Derived from the `gpu` resource in one place (GPU_JOB): a GPU rule never lands on a CPU
+    partition, whatever a profile lists, and a site renames the partition in one line."""
+    profiles = ["--profile", str(REPO / "workflow/profiles/slurm")]
+    partition = "gpu"
+    if site == "small-site":
+        profiles += ["--profile", str(REPO / "workflow/profiles/small-site")]
+    elif site == "renamed":
+        (workdir / "site").mkdir()
+        (workdir / "site/config.yaml").write_text("default-resources:\n  gpu_partition: gpu-h100\n")
+        profiles += ["--profile", str(workdir / "site")]
+        partition = "gpu-h100"
+    result = snakemake("-n", *profiles, "--quiet", "host", "--config", "check_paths=False", cwd=workdir, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_resources(result.stdout)
+    gpu_rules = {rule for rule, r in jobs if r.get("gpu", "0") != "0"}
+    assert {"generate_shard", "train_classifier", "evaluate_model", "finetune_model", "predict_timm", "predict_run",
+            "embed_inception_test", "embed_clip_imagenet1k"} <= gpu_rules
+    for rule, resources in jobs:
+        on_gpu = resources.get("gpu", "0") != "0"
+        assert (resources.get("slurm_partition") == partition) == on_gpu, (rule, resources)

@@ -67,6 +67,13 @@ def cmd_finetune(args) -> None:
                    threads=args.threads, device=args.device, keep_checkpoints=args.keep_checkpoints)
 
 
+def cmd_benchmark_scale(args) -> None:
+    from .benchmark.scale import run
+
+    if run(args):
+        raise SystemExit(2)
+
+
 def cmd_benchmark_finetune(args) -> None:
     from .benchmark.finetune import run
 
@@ -178,6 +185,15 @@ def cmd_report(args) -> None:
 
 
 # ----------------------------------------------------------------------------- planning
+
+
+def cmd_cost(args) -> None:
+    from . import io
+    from .cost_report import cost
+
+    summary = cost(args.targets, args.configfile, args.config, args.profile)
+    if args.json_out:
+        io.write_json(args.json_out, summary)
 
 
 def cmd_rehearse(args) -> None:
@@ -298,6 +314,13 @@ def _add_reduce_stages(stage) -> None:
 
 
 def _add_planning_stages(stage) -> None:
+    p = stage("cost", cmd_cost, "what a target costs before it runs: jobs, GPU- and CPU-hours, memory, disk, images, "
+                                "trainings per rule")
+    p.add_argument("targets", nargs="*", help="output files (results/table3.csv); default: the whole study")
+    p.add_argument("--configfile", nargs="+", help="the study's config files (default: config/config.yaml)")
+    p.add_argument("--config", nargs="+", help="key=value overrides, as Snakemake's --config")
+    p.add_argument("--profile", action="append", help="Snakemake profiles (threads and resources as the run has them)")
+    p.add_argument("--json-out", help="the figures as JSON")
     p = stage("rehearse", cmd_rehearse, "build every report of a config from synthetic stand-ins for its GPU jobs, "
                                         "before spending them")
     p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
@@ -315,6 +338,7 @@ def _add_modules_with_own_parsers(sub) -> None:
     from .benchmark import generation as benchmark_generation
     from .benchmark import training as benchmark_training
     from .benchmark import finetune as benchmark_finetune
+    from .benchmark import scale as benchmark_scale
 
     for name, module, func, help in (
         ("contact-sheet", contact_sheet, cmd_contact_sheet, "sample grid per strategy and class (the paper's Figure 6)"),
@@ -326,6 +350,8 @@ def _add_modules_with_own_parsers(sub) -> None:
          "images/s of the metric extractors (Inception, CLIP ViT-B/32; full size, random weights)"),
         ("benchmark-finetune", benchmark_finetune, cmd_benchmark_finetune,
          "images/s of Stable Diffusion fine-tuning (full-size SD v1.5 UNet, random weights; full and LoRA)"),
+        ("benchmark-scale", benchmark_scale, cmd_benchmark_scale,
+         "wall time and peak memory of the stages that grow with the data, at ImageNet-1K shape"),
     ):
         p = sub.add_parser(name, parents=[module.build_parser(add_help=False)], help=help)
         p.set_defaults(func=func)
@@ -372,8 +398,16 @@ def run_reporting_errors(name: str, call) -> int:
     return 0
 
 
+# The thread counts numpy's BLAS, OpenMP and numexpr read when they load (Snakemake sets them to a
+# job's threads; a stage run by hand with --threads gets the same, not one thread per core).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):  # before any stage imports numpy
+        os.environ.update({name: str(max(1, args.threads)) for name in THREAD_VARIABLES})
     return run_reporting_errors(f"genrobust {args.stage}", lambda: args.func(args))
 
 

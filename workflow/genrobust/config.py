@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 IMAGENET1K = "imagenet1k"
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(Exception):
@@ -177,6 +178,16 @@ def report_rows(report: dict) -> dict[str, str]:
     if "classifiers" in report:  # generated_benchmark / generated_scatter: their trained rows
         return {label: c["mixture"] for label, c in report["classifiers"].items() if "mixture" in c}
     return dict(report.get("rows") or {})  # fid_table / clip_diversity train nothing
+
+
+def report_spec(config: dict, name: str, **extra) -> dict:
+    """What a report's writer reads: its config with its rows expanded (in config order), the test
+    sets' display names and the ID set, and `extra` (the metric reports' seed)."""
+    report = config["reports"][name]
+    spec = dict(report, rows=report_rows(report), **extra)
+    spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
+    spec["id_test_set"] = config["evaluation"]["id_test_set"]
+    return spec
 
 
 # Report kinds with effective robustness, which needs a reference (the standard models' line).
@@ -480,3 +491,19 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, "
                               "'Pointing the config at your data'), or plan without data: "
                               "snakemake -n --config check_paths=False")
+
+
+def load_config(configfiles: list[str], overrides: dict | None = None) -> dict:
+    """The config Snakemake builds from `configfiles` (merged in order, as it merges them) and
+    `overrides` (its --config), with the schema's defaults filled and checked as the Snakefile
+    checks it."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config: dict = {}
+    for path in configfiles:
+        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    update_config(config, overrides or {})
+    validate(config, str(SCHEMA))
+    check_config(config)
+    return config

@@ -84,6 +84,13 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False)
 
 
+def count_rows(path: str | os.PathLike, chunk_rows: int = 262144) -> int:
+    """Data rows of a CSV, a chunk of its first column at a time (memory flat in its length; a
+    quoted field may hold a line break, so lines are not rows)."""
+    return sum(len(chunk) for chunk in pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False,
+                                                   chunksize=chunk_rows))
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """Non-empty, non-comment lines of a text file (class lists, template lists)."""
     lines = Path(path).read_text().splitlines()

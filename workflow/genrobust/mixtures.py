@@ -87,7 +87,7 @@ def sample_mixture(available: dict[str, int], mix: str, seed: int) -> dict[str, 
 def write_mixture(tables: dict[str, str], mix: str, seed: int, out: str) -> dict[str, np.ndarray]:
     """The rows of one training mixture as a CSV (source, index), from the row counts of the
     real index and of each generated source's manifest (`tables`: source -> CSV)."""
-    available = {source: len(io.read_csv(table)) for source, table in tables.items()}
+    available = {source: io.count_rows(table) for source, table in tables.items()}
     chosen = sample_mixture(available, mix, seed)
     frame = pd.concat([pd.DataFrame({"source": s, "index": rows}) for s, rows in chosen.items()],
                       ignore_index=True)

@@ -43,12 +43,11 @@ from .config import (
 )
 from .datasets import ID_SUBSET_KINDS, IMAGENET_C_CORRUPTIONS, imagenet_r_wnids, imagenet_wnids, load_class_list
 from .seeding import derive_seed
+from .sizes import FEATURE_DIMS
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 MARKER = ".genrobust-rehearsal"  # a rehearsal folder says so: nothing else is ever emptied
-FEATURE_DIMS = {"inception": 2048, "clip": 512}  # clean-fid's Inception pool3; CLIP ViT-B/32
 OBJECTNET_CLASSES, OBJECTNET_WNIDS = 113, 125  # ObjectNet's classes shared with ImageNet, and their ids
 REDUCE_RULES = ("collect_accuracy", "fit_effective_robustness", "filter_generated")
 
@@ -61,20 +60,11 @@ class RehearsalError(ValueError):
 
 
 def study_config(configfiles: list[str], out: str) -> dict:
-    """The config Snakemake would build from `configfiles` (merged in order, schema defaults
-    filled, checked), with its outputs under `out` and no dataset path required."""
-    import yaml
-    from snakemake.utils import update_config, validate
+    """The config Snakemake would build from `configfiles`, with its outputs under `out` and no
+    dataset path required."""
+    from .config import load_config
 
-    from .config import check_config
-
-    config: dict = {}
-    for path in configfiles:
-        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
-    config.update(out=str(out), check_paths=False)
-    validate(config, str(SCHEMA))
-    check_config(config)
-    return config
+    return load_config(configfiles, {"out": str(out), "check_paths": False})
 
 
 # ----------------------------------------------------------------------------- the toy accuracy model
@@ -145,6 +135,11 @@ def _objectnet_folders() -> dict[str, list[str]]:
     return folders
 
 
+def _per_class_rows(groups: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(group, k) of n rows per group, group by group: the order every table lists its classes in."""
+    return np.repeat(np.asarray(groups, dtype=object), n), np.tile(np.arange(n), len(groups))
+
+
 def toy_test_index(config: dict, test_set: str, images: str, per_class: int) -> pd.DataFrame:
     """index_test_set's table (path, wnids[, corruption, severity]) for a test set of its kind."""
     kind = config["test_sets"][test_set]["kind"]
@@ -152,9 +147,9 @@ def toy_test_index(config: dict, test_set: str, images: str, per_class: int) -> 
         groups = {folder: ";".join(wnids) for folder, wnids in _objectnet_folders().items()}
     else:
         groups = {w: w for w in (imagenet_r_wnids() if kind == "imagenet_r" else imagenet_wnids())}
-    rows = [(f"{images}/{test_set}/{folder}/{k}.jpg", wnids) for folder, wnids in groups.items()
-            for k in range(per_class)]
-    frame = pd.DataFrame(rows, columns=["path", "wnids"])
+    folder, k = _per_class_rows(list(groups), per_class)
+    frame = pd.DataFrame({"path": f"{images}/{test_set}/" + folder + "/" + k.astype(str) + ".jpg",
+                          "wnids": pd.Series(folder).map(groups).to_numpy()})
     if kind == "imagenet_c":
         frame = frame.assign(corruption="gaussian_noise", severity=5)
     return frame
@@ -163,25 +158,48 @@ def toy_test_index(config: dict, test_set: str, images: str, per_class: int) -> 
 def toy_real_index(config: dict, dataset: str, split: str, images: str, per_class: int) -> pd.DataFrame:
     """index_dataset's table (path, wnid, label) of a real train or val split."""
     wnids = load_class_list(config["datasets"][dataset]["classes"])
-    return pd.DataFrame([(f"{images}/{dataset}/{split}/{w}/{w}_{k}.JPEG", w, c)
-                         for c, w in enumerate(wnids) for k in range(per_class)], columns=["path", "wnid", "label"])
+    wnid, k = _per_class_rows(wnids, per_class)
+    return pd.DataFrame({"path": f"{images}/{dataset}/{split}/" + wnid + "/" + wnid + "_" + k.astype(str) + ".JPEG",
+                         "wnid": wnid, "label": np.repeat(np.arange(len(wnids)), per_class)})
 
 
 def toy_manifest(config: dict, dataset: str, strategy: str, split: str, per_class: int) -> pd.DataFrame:
-    """gather_generated's manifest (its leading columns; paths relative to the manifest)."""
-    wnids = load_class_list(config["datasets"][dataset]["classes"])
-    rows = []
-    for w in wnids:
-        for k in range(per_class):
-            image_id = f"{strategy}-{split}-{w}-{k:05d}"
-            rows.append({"id": image_id, "path": f"shard~0/{image_id}.jpg", "wnid": w, "k": k,
-                         "prompt": f"a photo of a {w}", "seed": derive_seed(config["seed"], image_id)})
-    return pd.DataFrame(rows)
+    """A generated set's manifest, every column a shard writes (paths relative to the manifest)."""
+    from .generate.shard import MANIFEST_COLUMNS
+
+    wnid, k = _per_class_rows(load_class_list(config["datasets"][dataset]["classes"]), per_class)
+    ids = f"{strategy}-{split}-" + wnid + "-" + pd.Series(k).map("{:05d}".format).to_numpy()
+    spec = config["strategies"][strategy]
+    frame = pd.DataFrame({"id": ids, "path": "shard~0/" + ids + ".jpg", "wnid": wnid, "k": k,
+                          "prompt": "a photo of a " + wnid + ", in the style of a stand-in",
+                          "template": "a photo of a {}", "seed": np.arange(len(ids)) * 7919 + 104729,
+                          "attempt": 0, "model": config["models"].get(spec.get("model"), {}).get("id", ""),
+                          "pipeline": spec.get("pipeline", ""), "scheduler": spec.get("scheduler", ""),
+                          "steps": spec.get("steps", 50), "guidance": spec.get("guidance", 7.5), "height": 512,
+                          "width": 512})
+    return frame.reindex(columns=MANIFEST_COLUMNS)
+
+
+def full_per_class(config: dict, table: str) -> int:
+    """Images per class of an image table at full scale (its path says which set it is)."""
+    from .sizes import REAL_PER_CLASS, test_images_per_own_class
+
+    parts = Path(table).relative_to(config["out"]).parts
+    if parts[:2] == ("index", "test"):
+        return test_images_per_own_class(config["test_sets"][Path(table).stem]["kind"])
+    if parts[0] == "index":
+        return REAL_PER_CLASS[Path(table).stem]
+    dataset, strategy, split = parts[1:4]
+    gen, spec = config["datasets"][dataset]["generate"][strategy], config["strategies"][strategy]
+    if f"{split}_per_class" in gen:
+        return gen[f"{split}_per_class"]
+    return REAL_PER_CLASS[split] * spec.get("images_per_real", 1)
 
 
 # ----------------------------------------------------------------------------- the stand-ins
 
 CLIP_COSINE = 0.31  # a stand-in image's mean CLIP cosine with its class's prompt (about half pass 0.3)
+FEATURE_BLOCK = 65536  # rows of stand-in features drawn at a time
 
 
 def class_text(wnid: str) -> np.ndarray:
@@ -192,10 +210,11 @@ def class_text(wnid: str) -> np.ndarray:
 
 
 class StandIns:
-    """Writes the stand-ins a config's reports read, each once; counts them by kind."""
+    """Writes the stand-ins a config's reports read, each once; counts them by kind. Every image
+    table has `per_class` images per class, or `scale` times its full-scale count (at least 2)."""
 
-    def __init__(self, config: dict, per_class: int = 3):
-        self.config, self.per_class, self.out = config, per_class, config["out"]
+    def __init__(self, config: dict, per_class: int | None = 3, scale: float | None = None):
+        self.config, self.per_class, self.scale, self.out = config, per_class, scale, config["out"]
         self.images = f"{self.out}/rehearsal-images"  # named in tables, never read
         self.counts: dict[str, int] = {}
         self.rng = np.random.default_rng(derive_seed(config["seed"], "rehearsal features"))
@@ -208,12 +227,13 @@ class StandIns:
         if Path(path).is_file():
             return path
         parts = Path(path).relative_to(self.out).parts
+        n = self.per_class or max(2, round(self.scale * full_per_class(self.config, path)))
         if parts[:2] == ("index", "test"):
-            frame = toy_test_index(self.config, Path(path).stem, self.images, self.per_class)
+            frame = toy_test_index(self.config, Path(path).stem, self.images, n)
         elif parts[0] == "index":
-            frame = toy_real_index(self.config, parts[1], Path(path).stem, self.images, self.per_class)
+            frame = toy_real_index(self.config, parts[1], Path(path).stem, self.images, n)
         else:  # generate/<dataset>/<strategy>/<split>/manifest.csv
-            frame = toy_manifest(self.config, parts[1], parts[2], parts[3], self.per_class)
+            frame = toy_manifest(self.config, parts[1], parts[2], parts[3], n)
         io.write_csv(path, frame)
         self._count("image table")
         return path
@@ -226,18 +246,24 @@ class StandIns:
         if npy.is_file():
             return
         rows = read_image_set(self.table(table), generated=kind == "generated")
-        matrix = self.rng.normal(size=(len(rows), FEATURE_DIMS[extractor]))
-        if extractor == "clip":  # unit rows at a cosine of ~0.3 with their class's text: the filter's threshold
-            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-            cosine = np.clip(self.rng.normal(CLIP_COSINE, 0.05, size=(len(rows), 1)), -1, 1)
-            text = np.stack([class_text(w) for w in rows["wnids"].str.split(";").str[0]])
-            matrix = cosine * text + np.sqrt(1 - cosine ** 2) * matrix
-            matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        dtype = self.config.get("metrics", {}).get("feature_dtype", "float16")
-        with io.atomic_path(npy, suffix=".npy") as tmp:
-            np.save(tmp, matrix.astype(dtype))
+        dim, dtype = FEATURE_DIMS[extractor], (self.config.get("metrics") or {}).get("feature_dtype", "float16")
+        first = rows["wnids"].str.split(";").str[0].to_numpy()
+        texts = {w: class_text(w) for w in np.unique(first)} if extractor == "clip" else {}
+        with io.atomic_path(npy, suffix=".npy") as tmp:  # in blocks: memory flat at any scale
+            matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(rows), dim))
+            for start in range(0, len(rows), FEATURE_BLOCK):
+                block = self.rng.standard_normal((min(FEATURE_BLOCK, len(rows) - start), dim), dtype=np.float32)
+                if texts:  # unit rows at a cosine of ~0.3 with their class's text: the filter's threshold
+                    block /= np.linalg.norm(block, axis=1, keepdims=True)
+                    cosine = np.clip(self.rng.normal(CLIP_COSINE, 0.05, size=(len(block), 1)), -1, 1)
+                    text = np.stack([texts[w] for w in first[start:start + len(block)]])
+                    block = cosine * text + np.sqrt(1 - cosine ** 2) * block
+                    block /= np.linalg.norm(block, axis=1, keepdims=True)
+                matrix[start:start + len(block)] = block
+            matrix.flush()
+            del matrix
         io.write_csv(csv, rows)
-        io.write_json(meta, {"table": table, "extractor": extractor, "images": len(rows), "dim": matrix.shape[1],
+        io.write_json(meta, {"table": table, "extractor": extractor, "images": len(rows), "dim": dim,
                              "dtype": dtype, "rehearsal": True})
         self._count(f"{extractor} features")
 
@@ -306,9 +332,9 @@ class StandIns:
                         self._count("evaluations")
 
 
-def write_stand_ins(config: dict, per_class: int = 3) -> dict[str, int]:
+def write_stand_ins(config: dict, per_class: int | None = 3, scale: float | None = None) -> dict[str, int]:
     """Write every stand-in the config's reports need; their counts by kind."""
-    stand_ins = StandIns(config, per_class)
+    stand_ins = StandIns(config, per_class, scale)
     stand_ins.runs()
     stand_ins.embedding_groups()
     stand_ins.predictions()

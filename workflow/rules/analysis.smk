@@ -11,6 +11,7 @@ rule collect_accuracy:
     log:
         f"{OUT}/logs/collect_accuracy/{{report}}.log",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:
@@ -27,6 +28,7 @@ rule fit_effective_robustness:
     log:
         f"{OUT}/logs/fit_effective_robustness/{{report}}.log",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:
@@ -50,7 +52,7 @@ rule benchmark_generation:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=32000,
         runtime=60,
     params:
@@ -70,7 +72,7 @@ rule benchmark_training:
         ENV
     threads: 16
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=32000,
         runtime=60,
     params:
@@ -90,7 +92,7 @@ rule benchmark_finetune:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=32000,
         runtime=60,
     params:

@@ -22,6 +22,7 @@ from genrobust.config import (
     report_reference,
     report_rows,
     report_runs,
+    report_spec as study_report_spec,
     report_test_sets,
     skipped_reports,
     training_runs,
@@ -46,6 +47,24 @@ PYTHON = "PYTHONPATH={}{}${{PYTHONPATH:-}} {}".format(
 )
 GENROBUST = f"{PYTHON} -m genrobust"
 DEMO_CLI = f"{PYTHON} -m genrobust.demo"  # the demo's stand-ins for downloads
+
+
+def profile_default_resource(name, default):
+    """A value the profile's `default-resources` gives `name` (read as the rules are built)."""
+    settings = getattr(workflow, "resource_settings", None)
+    for arg in getattr(getattr(settings, "default_resources", None), "args", None) or []:
+        key, sep, value = str(arg).partition("=")
+        if sep and key.strip() == name:
+            return value.strip().strip("'\"")
+    return default
+
+
+# What a job that needs a GPU asks for (one GPU, on the GPU partition). The one place a GPU job is
+# routed, so that no rule asks for a GPU on a partition without one (a per-rule list in each
+# profile fell out of step). The partition's name: `default-resources: {gpu_partition: <name>}`
+# in a site profile (default `gpu`); `set-resources` still overrides a rule's.
+GPU_PARTITION = profile_default_resource("gpu_partition", "gpu")
+GPU_JOB = {"gpu": 1, "slurm_partition": GPU_PARTITION}
 
 
 def train_launcher(wildcards, resources):
@@ -351,11 +370,8 @@ def reference_json(wildcards):
 
 
 def report_spec(name, **extra):
-    """A report's config with its rows expanded, its test sets' names and the ID set, as JSON."""
-    spec = dict(config["reports"][name], rows=report_rows(config["reports"][name]), **extra)
-    spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
-    spec["id_test_set"] = config["evaluation"]["id_test_set"]
-    return json.dumps(spec)  # keeps the rows in the order config lists them
+    """What a report's writer reads (genrobust.config.report_spec), as JSON."""
+    return json.dumps(study_report_spec(config, name, **extra))  # keeps the rows in config's order
 
 
 def report_inputs(name):

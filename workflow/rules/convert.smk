@@ -64,6 +64,7 @@ rule sample_mixture:
     log:
         f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:

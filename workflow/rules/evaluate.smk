@@ -16,7 +16,7 @@ rule evaluate_model:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=evaluation_mem_mb,
         runtime=evaluation_runtime,
     params:

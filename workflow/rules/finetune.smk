@@ -18,7 +18,7 @@ rule finetune_model:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=finetune_mem_mb,
         runtime=finetune_runtime,
     params:

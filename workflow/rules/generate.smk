@@ -15,7 +15,7 @@ rule generate_shard:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=shard_mem_mb,
         runtime=shard_runtime,
     params:
@@ -37,6 +37,7 @@ rule gather_generated:
     log:
         f"{OUT}/logs/gather_generated/{{dataset}}/{{strategy}}-{{split}}.log",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:
@@ -54,6 +55,7 @@ rule make_contact_sheet:
     log:
         f"{OUT}/logs/make_contact_sheet/{{dataset}}.log",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:

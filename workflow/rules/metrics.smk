@@ -25,7 +25,7 @@ for rule_name, group in EMBED_GROUPS.items():
             ENV
         threads: 8
         resources:
-            gpu=1,
+            **GPU_JOB,
             mem_mb=GPU_JOB_MB,
             runtime=embed_runtime(group),
         params:
@@ -56,7 +56,7 @@ rule predict_timm:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=GPU_JOB_MB,
         runtime=predictions_runtime,
     params:
@@ -83,7 +83,7 @@ rule predict_run:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=GPU_JOB_MB,
         runtime=predictions_runtime,
     params:
@@ -112,6 +112,7 @@ rule filter_generated:
     wildcard_constraints:
         strategy="|".join(sorted({s for _, s, _ in FILTERED})) or "(?!)",
     localrule: True
+    threads: 1
     conda:
         ENV
     params:
@@ -137,7 +138,11 @@ for name, spec in METRIC_REPORTS.items():
             figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
         log:
             f"{OUT}/logs/make_{name}.log",
-        localrule: True
+        localrule: spec["kind"] not in CLUSTER_REPORT_KINDS
+        threads: metric_report_threads(spec)
+        resources:
+            mem_mb=lambda wildcards, attempt: _megabytes(CPU_JOB_MB, attempt),
+            runtime=metric_report_runtime(name),
         conda:
             ENV
         params:
@@ -160,7 +165,7 @@ rule benchmark_embedding:
         ENV
     threads: 8
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=32000,
         runtime=60,
     params:

@@ -11,8 +11,16 @@ EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
 TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
 METRICS = config.get("metrics") or {}
 METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
-EMBED_SECONDS = {"inception": 0.002, "clip": 0.001}  # decoding, resizing and one forward pass per image
-CLASSIFY_SECONDS = 0.01  # a ViT-L/14 at 336 px (Table 5's largest) per image
+
+
+# Table 2 compares each class's train images with each shift set's (FID, and KID's 100 subsets
+# per cell): minutes of BLAS at ImageNet-1K (README: the head node at scale), so it runs as a
+# cluster job; the other reports are seconds, on the head node.
+CLUSTER_REPORT_KINDS = {"fid_table"}
+
+
+def metric_report_threads(spec):
+    return costs.FID_TABLE_THREADS if spec["kind"] in CLUSTER_REPORT_KINDS else 1
 
 
 def metric_model_inputs(*paths):
@@ -20,19 +28,6 @@ def metric_model_inputs(*paths):
     if DEMO and any(p and produced_by_demo(config, p) for p in paths):
         return [f"{DEMO['models']}/metrics/metric_models.json"]
     return []
-
-
-def group_images(group):
-    """Images a group embeds (upper bound: before a per-class cap), for its time limit."""
-    images = 0
-    for base in group["sets"]:
-        *_, split, name = base.split("/")
-        if group["dataset"] == "test":
-            images += test_set_images(name)
-        else:
-            d = group["dataset"]
-            images += real_images(d, split) if name == "real" else generated_images(d, name, split)
-    return images
 
 
 def embed_spec(extractor):
@@ -76,15 +71,6 @@ def timm_model_args(wildcards):
 def timm_model_inputs(wildcards):
     spec = TIMM_MODELS[wildcards.model]
     return metric_model_inputs(spec["timm"].removeprefix("local-dir:"), spec.get("file"))
-
-
-def embed_runtime(group):
-    return lambda wildcards, attempt: _minutes(group_images(group) * EMBED_SECONDS[group["extractor"]], attempt)
-
-
-def predictions_runtime(wildcards, attempt):
-    images = real_images(wildcards.dataset, "val") + generated_images(wildcards.dataset, wildcards.strategy, "val")
-    return _minutes(images * CLASSIFY_SECONDS, attempt)
 
 
 def filtered_source(wildcards):

@@ -17,6 +17,7 @@ for name, spec in REPORTS.items():
         log:
             f"{OUT}/logs/make_{name}.log",
         localrule: True
+        threads: 1
         conda:
             ENV
         params:

@@ -18,7 +18,7 @@ rule train_classifier:
         ENV
     threads: 16
     resources:
-        gpu=1,
+        **GPU_JOB,
         mem_mb=training_mem_mb,
         runtime=training_runtime,
     params:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from .. import io
@@ -293,28 +294,59 @@ def generate_class_label_shard(*, strategy: str, split: str, spec: Mapping[str, 
                           global_seed=global_seed, out_manifest=out_manifest, device=device, max_batches=max_batches)
 
 
-def gather_manifests(shard_manifests: Iterable[str], out_manifest: str, out_summary: str | None = None) -> pd.DataFrame:
-    """Concatenate shard manifests (already relative to the split folder) into one, and
+def _columns_of(manifests: list[str]) -> list[str]:
+    """The union of the manifests' header columns, in order of first appearance (a shard made
+    by an older version may lack a newer column: its rows get it empty, as a concatenation would)."""
+    import csv
+
+    columns: dict[str, None] = {}
+    for path in manifests:
+        with open(path, newline="") as f:
+            columns.update(dict.fromkeys(next(csv.reader(f), [])))
+    return list(columns)
+
+
+def _duplicate_ids(manifests: list[str], hashes: np.ndarray) -> list[str]:
+    """The ids behind repeated hashes (read again only when there are some)."""
+    repeated = set(pd.Series(hashes)[pd.Series(hashes).duplicated()])
+    found = []
+    for path in manifests:
+        ids = pd.read_csv(path, usecols=["id"], keep_default_na=False)["id"].astype(str)
+        found += [i for i, h in zip(ids, pd.util.hash_array(ids.to_numpy(dtype=object))) if h in repeated]
+    return sorted({i for i in found if found.count(i) > 1})[:3]
+
+
+def gather_manifests(shard_manifests: Iterable[str], out_manifest: str, out_summary: str | None = None) -> dict:
+    """Concatenate shard manifests (already relative to the split folder) into one, a shard at a
+    time (an ImageNet-1K set is 1.3M rows: memory holds one shard and 8 bytes an image), and
     summarise the dataset: images per class, regenerations and why, generation time."""
-    frames = [io.read_csv(p) for p in shard_manifests]
-    manifest = pd.concat(frames, ignore_index=True)
-    if manifest["id"].duplicated().any():
-        raise GenerationError(f"duplicate image ids across shards: {manifest['id'][manifest['id'].duplicated()].tolist()[:3]}")
-    io.write_csv(out_manifest, manifest)
-    counts = manifest.groupby("wnid").size()
-    regenerated = manifest[manifest["attempt"] > 0]
+    shard_manifests = list(shard_manifests)
+    columns = _columns_of(shard_manifests)
+    hashes, counts, because = [], pd.Series(dtype="int64"), pd.Series(dtype="int64")
+    with io.atomic_path(out_manifest) as tmp, open(tmp, "w", newline="") as out:
+        for i, path in enumerate(shard_manifests):
+            frame = io.read_csv(path).reindex(columns=columns, fill_value="")
+            frame.to_csv(out, index=False, header=i == 0)
+            hashes.append(pd.util.hash_array(frame["id"].astype(str).to_numpy(dtype=object)))
+            counts = counts.add(frame.groupby("wnid").size(), fill_value=0)
+            regenerated = frame.loc[pd.to_numeric(frame["attempt"]) > 0, "regenerated_because"]
+            because = because.add(regenerated.value_counts(), fill_value=0)
+        hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+        if pd.Series(hashes).duplicated().any():
+            raise GenerationError(f"duplicate image ids across shards: {_duplicate_ids(shard_manifests, hashes)}")
+    counts, because = counts.astype(int).sort_index(), because.astype(int).sort_values(ascending=False, kind="stable")
     seconds = sum(io.read_json(stats)["seconds"] for p in shard_manifests
                   if (stats := Path(p).with_name("stats.json")).exists())
-    summary = {"images": len(manifest), "classes": len(counts), "shards": len(frames),
+    images, regenerated = int(counts.sum()), int(because.sum())
+    summary = {"images": images, "classes": len(counts), "shards": len(shard_manifests),
                "per_class": {"min": int(counts.min()), "max": int(counts.max()),
                              "counts": {w: int(n) for w, n in counts.items()}},
-               "regenerated": len(regenerated),
-               "regenerated_because": regenerated["regenerated_because"].value_counts().to_dict(),
+               "regenerated": regenerated, "regenerated_because": {k: int(v) for k, v in because.items()},
                "generation_seconds": round(seconds, 1),
-               "images_per_second": round(len(manifest) / seconds, 3) if seconds else None}
+               "images_per_second": round(images / seconds, 3) if seconds else None}
     if out_summary:
         io.write_json(out_summary, summary)
-    print(f"[gather] {out_manifest}: {len(manifest)} images, {len(counts)} classes "
-          f"({counts.min()}-{counts.max()} per class), {len(regenerated)} regenerated, "
+    print(f"[gather] {out_manifest}: {images} images, {len(counts)} classes "
+          f"({counts.min()}-{counts.max()} per class), {regenerated} regenerated, "
           f"{seconds:.0f} s of generation", file=sys.stderr)
-    return manifest
+    return summary

@@ -62,7 +62,7 @@ def unit(x) -> np.ndarray:
 
 
 def consistency(features, wnids: pd.Series, text_wnids: list[str], photo: np.ndarray,
-                positions: np.ndarray | None = None, chunk: int = 65536) -> np.ndarray:
+                positions: np.ndarray | None = None, chunk: int = 16384) -> np.ndarray:
     """Cosine of each image with its class's prompt; an image with several classes (ObjectNet)
     takes the best of them. Images of classes without a prompt get NaN. `features` may be a
     memory map, read in chunks; `positions` (ascending) are the rows of `wnids` in it (default
@@ -72,13 +72,23 @@ def consistency(features, wnids: pd.Series, text_wnids: list[str], photo: np.nda
         positions = np.asarray(positions, dtype=np.int64)
         features = _Rows(features, positions)
     photo = unit(photo)
-    classes = [[position[w] for w in joined.split(";") if w in position] for joined in wnids.astype(str)]
-    out = np.full(len(classes), np.nan)
-    for start in range(0, len(classes), chunk):
+    wnids = pd.Series(wnids.astype(str).to_numpy())
+    # The first class of each image (-1: none with a prompt); images with several (ObjectNet) apart.
+    several = wnids.str.contains(";", regex=False).to_numpy()
+    first = wnids.copy()
+    first[several] = wnids[several].str.split(";").str[0]
+    first = first.map(position).fillna(-1).astype(np.int64).to_numpy()
+    several = np.flatnonzero(several)
+    wnids = wnids.to_numpy()
+    out = np.full(len(wnids), np.nan)
+    for start in range(0, len(wnids), chunk):
         block = unit(features[start:start + chunk])
-        for i, row in enumerate(block):
-            if classes[start + i]:
-                out[start + i] = (photo[classes[start + i]] @ row).max()
+        classes = first[start:start + len(block)]
+        known = classes >= 0
+        out[start:start + len(block)][known] = np.einsum("ij,ij->i", block[known], photo[classes[known]])
+        for i in several[(several >= start) & (several < start + len(block))]:
+            mine = [position[w] for w in wnids[i].split(";") if w in position]
+            out[i] = (photo[mine] @ block[i - start]).max() if mine else np.nan
     return out
 
 

@@ -26,20 +26,23 @@ from genrobust.report import COLOURS, _plt, _save, companion
 
 from . import clip_scores
 from .clip_scores import FILTER_THRESHOLD
-from .embeddings import Features, load_features
+from .embeddings import Features, feature_paths, load_features
 from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, classifier_kind
 
 
 # ----------------------------------------------------------------------------- inputs
 
 
-def load_set(base: str, filtered_manifest: str | None = None) -> Features:
-    """A set's features; for a clip_filtered source, its source's rows that the filter kept."""
-    features = load_features(base)
+def load_set(base: str, filtered_manifest: str | None = None, paths: bool = False) -> Features:
+    """A set's features (its rows' paths too, if `paths`); for a clip_filtered source, its
+    source's rows that the filter kept."""
+    features = load_features(base, paths=paths)
     if filtered_manifest is None:
         return features
-    kept = set(io.resolve_manifest_paths(io.read_csv(filtered_manifest), filtered_manifest).map(_canonical))
-    mask = features.rows["path"].map(_canonical).isin(kept).to_numpy()
+    listed = pd.read_csv(filtered_manifest, usecols=["path"], dtype=str, keep_default_na=False)
+    kept = _canonical_keys(io.resolve_manifest_paths(listed, filtered_manifest))
+    rows = pd.read_csv(feature_paths(base)[1], usecols=["path"], dtype=str, keep_default_na=False, chunksize=131072)
+    mask = np.concatenate([np.isin(_canonical_keys(chunk["path"]), kept) for chunk in rows])
     return Features(features.base, features.rows.loc[mask], features.matrix)  # index = rows of the matrix
 
 
@@ -49,9 +52,14 @@ def _canonical(path: str) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def _set(inputs: dict, key: str) -> Features:
+def _canonical_keys(paths: pd.Series) -> np.ndarray:
+    """64-bit hashes of the paths' canonical forms: a 1.3M-image set is compared in 10 MB."""
+    return pd.util.hash_array(paths.map(_canonical).to_numpy(dtype=object))
+
+
+def _set(inputs: dict, key: str, paths: bool = False) -> Features:
     name = key.split("/", 1)[-1]
-    return load_set(inputs["sets"][key], inputs["filtered"].get(name))
+    return load_set(inputs["sets"][key], inputs["filtered"].get(name), paths)
 
 
 def _columns(report: dict) -> dict[str, str]:
@@ -178,7 +186,7 @@ def _zero_shot_predictions(inputs: dict, key: str, name: str) -> pd.DataFrame:
     from genrobust.scoring import score_logits, select_test_subset, split_wnids
 
     text_wnids, _, classifier = clip_scores.read_text_file(inputs["text"])
-    features = _set(inputs, key)
+    features = _set(inputs, key, paths=True)
     rows = features.rows.sort_index()
     known = set(text_wnids)
     keep = np.array([any(w in known for w in split_wnids(v)) for v in rows["wnids"]], dtype=bool)
@@ -194,7 +202,7 @@ def _filter_masks(inputs: dict, report: dict) -> dict[str, pd.Series]:
     threshold = report.get("threshold", FILTER_THRESHOLD)
     masks = {}
     for name in ("real", report["strategy"]):
-        features = _set(inputs, f"val/{name}")
+        features = _set(inputs, f"val/{name}", paths=True)
         scores = clip_scores.consistency(features.matrix, features.rows["wnids"], text_wnids, photo,
                                          positions=features.rows.index.to_numpy())
         paths = features.rows["path"].map(_canonical).to_numpy()  # as the predictions' paths are looked up
