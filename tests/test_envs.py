@@ -33,3 +33,39 @@ def test_requirements_use_the_torch_build_that_has_a_torchvision():
     # STACK.md: the CPU-only torch 2.13.0 has no working torchvision; 2.14.1 + 0.29.1 does.
     requirements = pins((REPO / "envs/requirements.txt").read_text().splitlines())
     assert (requirements["torch"], requirements["torchvision"]) == ("2.14.1", "0.29.1")
+
+
+def _checkout(root):
+    """A checkout's profile folder and its link script, as `make setup` runs it."""
+    import shutil
+
+    (root / "envs").mkdir(parents=True)
+    shutil.copy(REPO / "envs/link-slurm-profile.sh", root / "envs")
+    shutil.copytree(REPO / "workflow/profiles/slurm", root / "workflow/profiles/slurm")
+    return root / "workflow/profiles/slurm"
+
+
+def _link(checkout, xdg):
+    import os
+    import subprocess
+
+    done = subprocess.run(["bash", str(checkout / "envs/link-slurm-profile.sh")], capture_output=True, text=True,
+                          env={**os.environ, "XDG_CONFIG_HOME": str(xdg)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_profile_link_follows_the_checkout_setup_ran_from(tmp_path):
+    """A second checkout's `make setup` moves the link it made for the first (which would
+    otherwise run the first checkout's profile, silently); a profile of the user's own stays."""
+    xdg, link = tmp_path / "xdg", tmp_path / "xdg/snakemake/slurm"
+    first, second = _checkout(tmp_path / "one"), _checkout(tmp_path / "two")
+    assert "linked" in _link(tmp_path / "one", xdg) and link.resolve() == first
+    assert "re-linked" in _link(tmp_path / "two", xdg) and link.resolve() == second
+    assert _link(tmp_path / "two", xdg) == ""  # already this checkout's: nothing to say
+    link.unlink()
+    (tmp_path / "mine").mkdir()
+    link.symlink_to(tmp_path / "mine")  # the user's own profile, elsewhere
+    assert "left as it is" in _link(tmp_path / "one", xdg) and link.resolve() == tmp_path / "mine"
+    (tmp_path / "mine").rmdir()  # dangling: replaced
+    assert "re-linked" in _link(tmp_path / "one", xdg) and link.resolve() == first
