@@ -282,3 +282,36 @@ def test_ffcv_import_shim_leaves_numba_typed_dict_alone():
     with ffcv_backend._plain_dict_for_ffcv_mode_table():
         assert numba.typed.Dict is dict
     assert numba.typed.Dict is type(typed)
+
+
+FULL_DISK = """
+import errno, sys
+import ffcv.memory_allocator
+from genrobust.cli import main
+
+def no_space(self):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+if sys.argv[4] == "full":
+    ffcv.memory_allocator.MemoryAllocator.flush_page = no_space  # forked into every writer process
+sys.exit(main(["write-beton", "--table", sys.argv[1], "--source", "real", "--classes", sys.argv[3],
+               "--threads", "2", "--out-manifest", sys.argv[2] + ".csv", "--out-beton", sys.argv[2]]))
+"""
+
+
+@needs_ffcv
+def test_a_full_disk_ends_the_write_in_one_line_and_a_rerun_writes_it(tmp_path):
+    """ffcv's writer waited forever for a worker the full disk had killed."""
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    manifest = draw_labelled_images(tmp_path, classes=3, per_class=10)
+    manifest.assign(wnid=[wnids[c] for c in manifest["label"]]).to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "classes.txt").write_text("\n".join(wnids) + "\n")
+    out = tmp_path / "train" / "real.beton"
+    run = [sys.executable, "-c", FULL_DISK, str(tmp_path / "rows.csv"), str(out), str(tmp_path / "classes.txt")]
+    full = subprocess.run([*run, "full"], capture_output=True, text=True, timeout=120)
+    error = [line for line in full.stderr.splitlines() if line.startswith("genrobust write-beton: error:")]
+    assert full.returncode == 2 and len(error) == 1 and f"disk full writing {out}" in error[0], full.stderr[-2000:]
+    assert not out.exists() and not list(out.parent.glob(".real.beton.*"))  # nothing half-written stays
+    again = subprocess.run([*run, "ok"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert B.num_rows(out) == 30

@@ -156,7 +156,8 @@ def test_demo_edit_is_rejected_naming_the_key(case):
 
 def test_files_are_read_and_must_name_every_class(tmp_path):
     bad_template = write(tmp_path / "templates.txt", "a photo of a {}.\na photo without a field\n")
-    with pytest.raises(ConfigError, match=r"^strategies\.cl80\.templates: template 'a photo without a field' must"):
+    with pytest.raises(ConfigError, match=r"^strategies\.cl80\.templates: .*templates\.txt, line 2: template 'a photo "
+                                          r"without a field' must"):
         check_semantics(planned(DEMO, strategy("cl80", templates=bad_template)))
     names = write(tmp_path / "names.tsv", "".join(f"{w}\tthing {i}\n" for i, w in enumerate(DEMO_WNIDS[1:])))
     with pytest.raises(ConfigError, match=rf"^strategies\.img2img\.class_names: '{names}' has no name for 1 classes "
@@ -299,3 +300,132 @@ def test_an_effective_robustness_reference_must_cover_every_set_a_report_fits(ed
     with pytest.raises(ConfigError) as err:
         check_semantics(planned(FULL, edit))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def report(name, **values):
+    return lambda c: c["reports"][name].update(values)
+
+
+def new_report(name, spec):
+    return lambda c: c["reports"].update({name: spec})
+
+
+SEPARATE_BN = {"kind": "robustness_table", "dataset": "demo10", "rows": {"Separate": "real_100+cl80_100+sepbn"},
+               "archs": ["convnext_atto"], "seeds": [0], "test_sets": ["sketch"]}
+
+# Accepted before, and then either ignored (a silently wrong result) or failed hours in: each fails
+# at plan time now, naming the key (issue: no silent wrong result from a config).
+SILENT_OR_LATE = {
+    "crop ratio of an unknown test set": (
+        lambda c: c["evaluation"].update(test_set_crop_ratio={"imagenetc": 1.0}),
+        "evaluation.test_set_crop_ratio.imagenetc: 'imagenetc' is not one of test_sets"),
+    "column name of an unknown test set": (
+        report("table3", column_names={"sketchh": "Im-Sketch-100"}),
+        "reports.table3.column_names.sketchh: 'sketchh' is not a test set of this report"),
+    "an overlay's report merged into the base's": (
+        report("table1", kind="fid_table", sources={"Real": "real"}),
+        "reports.table1: 'rows', 'archs', 'seeds' is not a key of a fid_table report"),
+    "seeds_from in a loop": (
+        lambda c: c["strategies"]["cl80"].update(seeds_from="photo") or c["strategies"]["photo"].update(
+            seeds_from="cl80"),
+        "strategies.cl80.seeds_from: cl80 -> photo -> cl80 is a loop"),
+    "+sepbn on an architecture without BatchNorm": (
+        new_report("sepbn", SEPARATE_BN), "reports.sepbn.archs: convnext_atto has no BatchNorm2d"),
+    "fine-tuning a class-conditional model": (
+        lambda c: c["models"]["sd15_ft"]["finetune"].update(base="dit"),
+        "models.sd15_ft.finetune.base: 'dit' is a class-conditional DiT"),
+    "a demo model path with a typo": (
+        lambda c: c["models"]["sd15"].update(id="results/demo/models/sd_typo"),
+        "models.sd15.id: 'results/demo/models/sd_typo' is neither an existing folder"),
+    "a demo metric model with a typo": (
+        lambda c: c["metrics"]["clip"].update(model="local-dir:results/demo/models/metrics/open_clipp"),
+        "metrics.clip.model: 'results/demo/models/metrics/open_clipp'"),
+    "the CLIP filter's text with two fields": (
+        lambda c: c["metrics"]["clip"].update(filter_template="a photo of a {} and a {}"),
+        "metrics.clip.filter_template: 'a photo of a {} and a {}' must hold exactly one '{}'"),
+    "an architecture too small for its images": (
+        report("table3", archs=["resnet18", "vit_tiny_patch16_224"]),
+        "reports.table3.archs: vit_tiny_patch16_224 cannot take the 32-px images of datasets.demo10.recipe.min_res"),
+    "a mixture that is not one (+sepbn without real)": (
+        row("table1", "cl80_100+sepbn"), "reports.table1.rows.Bad: mixture 'cl80_100+sepbn': +sepbn splits"),
+    "a key the strategy's kind does not read": (
+        strategy("cl80", strength=0.5),
+        "strategies.cl80.strength: a class_labels strategy does not read strength (only img2img do)"),
+    "images per class for images made from real ones": (
+        lambda c: c["datasets"]["demo10"]["generate"]["variation"].update(train_per_class=100),
+        "datasets.demo10.generate.variation.train_per_class: a image_variation strategy does not read"),
+    "fixed-total shares over 100": (
+        row("table3", "n_300+real_100+pixmix_100"),
+        "reports.table3.rows.Bad: mixture 'n_300+real_100+pixmix_100': shares of a fixed total must add up to 100"),
+}
+
+
+@pytest.mark.parametrize("case", list(SILENT_OR_LATE))
+def test_a_value_that_would_be_ignored_or_fail_late_is_rejected_naming_the_key(case):
+    from genrobust.config import check_config
+
+    edit, message = SILENT_OR_LATE[case]
+    with pytest.raises(ConfigError) as err:
+        check_config(planned(DEMO, edit))
+    assert message in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_places_without_a_place_field_and_templates_files_with_a_stray_brace(tmp_path):
+    places = write(tmp_path / "places.txt", "on a beach\nin a kitchen\n")
+    with pytest.raises(ConfigError, match=r"^strategies\.cl80\.places: no template of the strategy uses \{place\}"):
+        check_semantics(planned(DEMO, strategy("cl80", places=places)))
+    check_semantics(planned(DEMO, strategy("cl80", places=places, templates=["a photo of a {}, {place}"])))
+    templates = write(tmp_path / "templates.txt", "a photo of a {}\na lone { brace by a {}\n")
+    with pytest.raises(ConfigError, match=r"strategies\.cl80\.templates: .*templates\.txt, line 2: template 'a lone "
+                                          r"\{ brace by a \{\}' cannot be filled"):
+        check_semantics(planned(DEMO, strategy("cl80", templates=templates)))
+
+
+def test_a_chain_of_seeds_from_pairs_every_set_with_the_first():
+    config = planned(DEMO, lambda c: c["strategies"]["cl80"].update(seeds_from="photo") or c["strategies"][
+        "photo"].update(seeds_from="rendition"))
+    check_semantics(config)
+    assert config["strategies"]["cl80"]["seeds_from"] == "rendition" == config["strategies"]["photo"]["seeds_from"]
+
+
+def test_a_test_set_only_table_2_embeds_must_exist(tmp_path):
+    from genrobust.config import check_config
+
+    def extra_test_set(c):
+        c["test_sets"]["sketch2"] = {"kind": "imagenet", "path": str(tmp_path / "no-sketch"), "name": "Sketch 2"}
+        c["reports"]["table2"].update(test_sets=["sketch2"], column_names={"sketch2": "Sketch 2"})
+
+    with pytest.raises(ConfigError, match=r"^test_sets\.sketch2\.path: '.*no-sketch' does not exist"):
+        check_config(planned(DEMO, extra_test_set))
+
+
+def test_a_guidance_sweeps_advice_names_the_key_the_user_wrote():
+    from genrobust.config import check_config
+
+    sweep = {"kind": "guidance_curve", "dataset": "demo10", "strategy": "cl80", "guidance": [2, 7.5],
+             "generated_percent": 200, "archs": ["resnet18"], "seeds": [0], "test_sets": ["sketch"]}
+    with pytest.raises(ConfigError) as err:
+        check_config(planned(DEMO, new_report("sweep", sweep)))
+    assert "datasets.demo10.generate.cl80.train_per_class" in str(err.value), str(err.value)
+    assert "cl80g2." not in str(err.value)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"wnid,caption\nn01558993,a robin\nn01558993,caf\xe9 au lait\n", r"line 3: byte b'\\xe9' is not UTF-8"),
+    (b"wnid,caption\nn01558993,a robin\nn01558993,a robin\n", r"line 3 repeats line 2"),
+    (b"wnid,caption\nn01558993,a robin\nn0155899x,a typo\n", r"line 3 names 'n0155899x', which is not an ImageNet"),
+])
+def test_a_captions_file_is_read_with_its_lines_named(tmp_path, content, message):
+    from genrobust.captions import read_class_captions
+
+    (tmp_path / "captions.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        read_class_captions(tmp_path / "captions.csv", ["n01558993"])
+
+
+def test_an_output_folder_with_a_brace_is_refused():
+    from genrobust.config import check_config
+
+    with pytest.raises(ConfigError, match=r"^out: 'results/\{x\}' holds a brace"):
+        check_config(planned(DEMO, lambda c: c.update(out="results/{x}")))

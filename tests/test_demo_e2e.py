@@ -264,3 +264,16 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
                      "config/demo_beyond.yaml", "config/more.yaml", cwd=workdir)
     counts = job_counts(plan.stdout)
     assert counts.get("embed_clip_demo10") == 1 and "filter_generated" not in counts, counts
+
+
+@pytest.mark.slow
+def test_the_demo_builds_what_config_says_it_does(finished_demo):
+    """config.DEMO_BUILDS (what a path under the demo's folders may name) is what the demo made."""
+    from genrobust.config import DEMO_BUILDS
+
+    demo = yaml.safe_load((finished_demo / "config/demo.yaml").read_text())["demo"]
+    for part, built in DEMO_BUILDS.items():
+        root = finished_demo / demo[part]
+        assert all((root / b).exists() for b in built), [b for b in built if not (root / b).exists()]
+        tops = {p.name for p in root.iterdir()}
+        assert tops == {b.split("/")[0] for b in built}, tops

@@ -374,3 +374,26 @@ def test_every_strategy_kind_generates_a_complete_reproducible_shard(kinds_setup
         assert (manifest["strength"] == 0.75).all() and manifest["prompt"].str.len().min() > 0
     run(tmp_path / "b")  # the same config again: the same bytes
     assert file_hashes(tmp_path / "a" / "shard~0") == file_hashes(tmp_path / "b" / "shard~0")
+
+
+def test_a_shard_resumed_with_other_threads_says_so_and_records_both(tiny_sd, tmp_path, capsys):
+    """CPU kernels round differently with other thread counts: the finished images are kept, the
+    shard's settings record every runtime, and a NOTICE says the shard is no longer byte-identical."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert run_shard(tiny_sd, tmp_path, max_batches=1) is None  # 2 of 4 images, then "killed"
+        kept = file_hashes(tmp_path / "shard~0")
+        capsys.readouterr()
+        torch.set_num_threads(1)
+        assert run_shard(tiny_sd, tmp_path) is not None
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert "NOTICE: resuming" in err and "threads 2 -> 1" in err
+    settings = json.loads((tmp_path / "shard~0/settings.json").read_text())
+    assert [r["threads"] for r in settings["runtimes"]] == [2, 1]
+    after = file_hashes(tmp_path / "shard~0")
+    assert all(after[name] == digest for name, digest in kept.items())  # the finished images stayed

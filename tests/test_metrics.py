@@ -257,7 +257,12 @@ def test_an_image_set_is_embedded_once_and_then_read_from_its_cache(tmp_path, st
         builds.append(1)
         return build("inception", spec, "cpu")
 
+    (tmp_path / "f").mkdir()
+    killed = [tmp_path / "f/.real.npy.k1ll3d.npy", tmp_path / "f/.real.npy.k1ll3d.npy.c"]  # a killed job's
+    for stale in killed:
+        stale.write_bytes(b"half")
     first = embed_image_set(table, tmp_path / "f/real", extractor, extractor_name="inception", spec=spec)
+    assert not any(stale.exists() for stale in killed)
     mtime = (tmp_path / "f/real.npy").stat().st_mtime_ns
     second = embed_image_set(table, tmp_path / "f/real", extractor, extractor_name="inception", spec=spec)
     assert len(builds) == 1 and second["cached"] and (tmp_path / "f/real.npy").stat().st_mtime_ns == mtime

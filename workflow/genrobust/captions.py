@@ -34,7 +34,22 @@ CHUNK_ROWS = 200_000  # rows of a per-image file read at once (of 1.28M for Imag
 def _reader(path: str | os.PathLike, columns: Sequence[str], chunksize: int | None = None):
     """pandas' reader of the file's `columns` as strings (an empty cell is ''), after checking them."""
     check_columns(path, columns)
-    return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False, chunksize=chunksize)
+    try:
+        return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False, chunksize=chunksize)
+    except UnicodeDecodeError:
+        raise ValueError(_not_utf8(path)) from None
+
+
+def _not_utf8(path: str | os.PathLike) -> str:
+    """Where a captions file stops being UTF-8 (pandas says only that a byte failed)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return (f"captions file {path}, line {number}: byte {line[err.start:err.start + 1]!r} is not UTF-8 "
+                        f"({err.reason}); save the file as UTF-8")
+    return f"captions file {path} is not UTF-8; save it as UTF-8"
 
 
 def check_columns(path: str | os.PathLike, columns: Sequence[str]) -> None:
@@ -62,11 +77,22 @@ def digest(value) -> str:
 def read_class_captions(path: str | os.PathLike, wnids: Iterable[str]) -> dict[str, list[str]]:
     """wnid -> its captions in file order, for every class of `wnids`; a ValueError naming the
     file when a caption is empty or a class has none."""
+    from .datasets import imagenet_wnids
+
     frame = _reader(path, CLASS_COLUMNS)
     frame = frame.assign(wnid=frame["wnid"].str.strip(), caption=frame["caption"].str.strip())
     empty = frame.index[frame["caption"] == ""]
     if len(empty):
         raise ValueError(f"captions file {path}: line {empty[0] + 2} has an empty caption")
+    unknown = frame.index[~frame["wnid"].isin(set(imagenet_wnids()))]
+    if len(unknown):
+        raise ValueError(f"captions file {path}: line {unknown[0] + 2} names {frame['wnid'].iat[unknown[0]]!r}, "
+                         f"which is not an ImageNet wnid ({len(unknown)} such rows)")
+    repeated = frame.index[frame.duplicated(["wnid", "caption"])]
+    if len(repeated):  # a repeated caption would be drawn twice as often as its class's others
+        first = frame.index[(frame["wnid"] == frame["wnid"].iat[repeated[0]])
+                            & (frame["caption"] == frame["caption"].iat[repeated[0]])][0]
+        raise ValueError(f"captions file {path}: line {repeated[0] + 2} repeats line {first + 2}; keep one of them")
     wnids = sorted(set(wnids))
     by_class = {w: list(c) for w, c in frame.groupby("wnid", sort=False)["caption"]}
     missing = [w for w in wnids if w not in by_class]
@@ -97,9 +123,12 @@ def read_image_captions(path: str | os.PathLike, sources: Iterable[str]) -> dict
     sources = list(dict.fromkeys(sources))
     names = {Path(s).name for s in sources}
     kept = []
-    for chunk in _reader(path, IMAGE_COLUMNS, chunksize=CHUNK_ROWS):
-        name = chunk["path"].str.replace("\\", "/", regex=False).str.rsplit("/", n=1).str[-1].str.strip()
-        kept.append(chunk.assign(name=name)[name.isin(names)])
+    try:
+        for chunk in _reader(path, IMAGE_COLUMNS, chunksize=CHUNK_ROWS):
+            name = chunk["path"].str.replace("\\", "/", regex=False).str.rsplit("/", n=1).str[-1].str.strip()
+            kept.append(chunk.assign(name=name)[name.isin(names)])
+    except UnicodeDecodeError:
+        raise ValueError(_not_utf8(path)) from None
     rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=[*IMAGE_COLUMNS, "name"])
     rows["key"] = [image_key(p.strip()) for p in rows["path"]]
     rows["caption"] = rows["caption"].str.strip()

@@ -68,6 +68,9 @@ def check_semantics(config: dict) -> None:
     _check_mixtures(config)
     _check_er_references(config)
     _check_metrics(config)
+    from .crosschecks import check_references
+
+    check_references(config)
 
 
 def _check_er_references(config: dict) -> None:
@@ -372,7 +375,7 @@ def _generated_at_most(config: dict, dataset: str, source: str, need: int | None
         have, how, fix = _generated_at_most(config, dataset, _filtered_source(config, source), need)
         return have, f"{how}, before {source}'s CLIP filter keeps some of them", fix
     gen = config["datasets"][dataset]["generate"][source]
-    key = f"datasets.{dataset}.generate.{source}"
+    key = f"datasets.{dataset}.generate.{_written_as(config, source)}"  # a guidance sweep's: its template's
     n_classes = len(dataset_wnids(config, dataset))
     if gen["train_shards"] == 0:
         return 0, f"{key}.train_shards is 0", f"set {key}.train_shards above 0"
@@ -386,7 +389,18 @@ def _generated_at_most(config: dict, dataset: str, source: str, need: int | None
         return None, "", ""
     sources = min(known)  # real images per class it starts from
     return (per_real * sources * n_classes, f"{per_real} per real image x {sources} per class x {n_classes} classes",
-            f"raise strategies.{source}.images_per_real or {key}.sources_per_class, or lower the percentage")
+            f"raise strategies.{_written_as(config, source)}.images_per_real or {key}.sources_per_class, or lower "
+            "the percentage")
+
+
+def _written_as(config: dict, strategy: str) -> str:
+    """The strategy config names for `strategy`: a guidance_curve's derived strategy (cl80g2) is
+    its template's (cl80) counts and settings, which are what a user edits."""
+    for report in config["reports"].values():
+        for derived in (report.get("guidance_strategies") or {}).values():
+            if derived == strategy:
+                return report["strategy"]
+    return strategy
 
 
 def _filtered_source(config: dict, source: str) -> str:

@@ -390,7 +390,7 @@ def run_reporting_errors(name: str, call) -> int:
 
     try:
         call()
-    except (ConfigError, DatasetError, GenerationError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, DatasetError, GenerationError, OSError, ValueError) as err:  # an OSError names its path
         if os.environ.get("GENROBUST_TRACEBACK"):
             raise
         print(f"{name}: error: {err}\n(GENROBUST_TRACEBACK=1 shows the traceback)", file=sys.stderr)

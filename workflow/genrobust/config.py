@@ -386,12 +386,31 @@ def _references(config: dict) -> list[tuple[str, dict]]:
                    if spec.get("reference")]
 
 
+# What the demo's rules build under demo.data and demo.models (genrobust/demo/; test_demo_e2e.py
+# keeps this list equal to what they make): a path under those folders is the demo's only if it
+# is one of these or inside one, so a typo there is caught like any other missing path.
+DEMO_BUILDS = {
+    "data": ("demo_data.json", "imagenet/train", "imagenet/val", "imagenet/train_captions.csv", "sketch", "imagenet-r",
+             "imagenetv2-matched-frequency-format-val", "objectnet-1.0", "imagenet-c", "pixmix-fractals"),
+    "models": ("models.json", "sd", "image_variation", "dit", "clip", "deepaugment", "metrics/metric_models.json",
+               "metrics/inception_like.pt", "metrics/open_clip", "metrics/timm/test_vit", "metrics/timm/test_resnet.pth"),
+}
+
+
 def produced_by_demo(config: dict, path: str) -> bool:
+    """Whether a demo rule builds `path` (its data or models folder, or something in DEMO_BUILDS)."""
     demo = config.get("demo")
     if not demo:
         return False
     p = Path(path)
-    return any(p == Path(root) or Path(root) in p.parents for root in (demo["data"], demo["models"]))
+    for part in ("data", "models"):
+        root = Path(demo[part])
+        if p == root:
+            return True
+        if root in p.parents:
+            rel = p.relative_to(root)
+            return any(rel == Path(b) or Path(b) in rel.parents for b in DEMO_BUILDS[part])
+    return False
 
 
 def _check_reference(reference: dict, key: str) -> None:
@@ -409,6 +428,11 @@ def check_config(config: dict) -> None:
     datasets, test_sets = config["datasets"], config["test_sets"]
     from .finetune.plan import check_finetune, finetuned_models, resolve_finetuned_ids
 
+    for key, value in (("out", config["out"]), *((f"demo.{k}", (config.get("demo") or {}).get(k)) for k in
+                                                  ("data", "models"))):
+        if value and ("{" in value or "}" in value):  # the rules' output paths start with it
+            raise ConfigError(f"{key}: '{value}' holds a brace, which Snakemake reads as a wildcard in the rules' "
+                              "output paths; choose a folder name without { or }")
     resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
     expand_guidance_sweeps(config)  # a guidance_curve's strategies, one per guidance value
     check_finetune(config)
@@ -442,7 +466,11 @@ def check_config(config: dict) -> None:
         if report["kind"] in ("mixture_grid", "budget_curve", "scaling_curve") and report["strategy"] not in strategies:
             raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
         for label, mix in report_rows(report).items():
-            for source in parse_mixture(mix).sources:
+            try:
+                sources = parse_mixture(mix).sources
+            except ConfigError as err:
+                raise ConfigError(f"{key}.rows.{label}: {err}") from None
+            for source in sources:
                 if source == "real":
                     continue
                 if source not in strategies:
@@ -478,11 +506,15 @@ def check_config(config: dict) -> None:
     used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
                                                          if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
     used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
+    metric_reports = [r for r in active_reports(config).values() if r["kind"] in UNEVALUATED_KINDS]
+    used |= {r["dataset"] for r in metric_reports}  # their real images are embedded
     needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
     needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
                for field in ("weights", "mixing_set") if strategies[s].get(field)]
     needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
                for d in sorted(used) for t in report_test_sets(config, d)]
+    needed += [(f"test_sets.{t}.path", test_sets[t]["path"]) for r in metric_reports  # embedded: Table 2's
+               for t in r.get("test_sets", []) if (f"test_sets.{t}.path", test_sets[t]["path"]) not in needed]
     needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
     needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items() if not spec.get("finetune")
                and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]

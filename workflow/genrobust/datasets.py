@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from genrobust import io
@@ -58,6 +59,19 @@ OBJECTNET_MAPPINGS = (
 class DatasetError(Exception):
     """A dataset or class list is missing or not in the expected layout; the message names the
     path (or key) and says what was expected."""
+
+
+def check_table_classes(frame: pd.DataFrame, known, table: str | os.PathLike, column: str = "wnid") -> None:
+    """Every row of an image table names a class of `known` (a wnid names files and folders
+    downstream: one holding '../' or a typo must stop here); else a DatasetError naming the file,
+    the row's line and its value."""
+    known = set(known)
+    bad = ~frame[column].astype(str).isin(known)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = frame[column].astype(str).iat[row]
+        raise DatasetError(f"{table}, line {row + 2}: {column} {value!r} is not one of the {len(known)} classes of "
+                           f"the dataset ({int(bad.sum())} rows like it); regenerate the table, or fix the row")
 
 
 # --------------------------------------------------------------------------- class metadata

@@ -26,11 +26,10 @@ MIXTURE_COLUMNS = ["source", "index"]
 
 
 def label_rows(frame: pd.DataFrame, class_wnids: list[str], what: str) -> pd.Series:
-    index = {w: i for i, w in enumerate(class_wnids)}
-    unknown = sorted(set(frame["wnid"]) - set(index))
-    if unknown:
-        raise ConfigError(f"{what} has images of classes outside the dataset's class list: {unknown[:5]}")
-    return frame["wnid"].map(index).astype(int)
+    from .datasets import check_table_classes
+
+    check_table_classes(frame, class_wnids, what)
+    return frame["wnid"].map({w: i for i, w in enumerate(class_wnids)}).astype(int)
 
 
 def source_rows(table: str, source: str, class_wnids: list[str]) -> pd.DataFrame:

@@ -150,6 +150,11 @@ def check_template(template: str) -> str:
         allowed = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
         raise ValueError(f"template {template!r} must contain exactly one '{{}}' for the class name (at most one "
                          f"with {{caption}}) and otherwise only {allowed} (found {['{' + f + '}' for f in fields]})")
+    try:  # as class_label_prompt fills it: a lone '{' or '}' fails here, not in the shard
+        template.format("name", **dict.fromkeys(TEMPLATE_FIELDS, "field"))
+    except (ValueError, IndexError, KeyError) as err:
+        raise ValueError(f"template {template!r} cannot be filled ({err}): a brace that is not a field is written "
+                         "'{{' or '}}'") from None
     return template
 
 
@@ -169,8 +174,14 @@ def load_templates(spec: str | os.PathLike | Sequence[str]) -> list[str]:
                 f"template spec {str(spec)!r} is neither a named set {sorted(NAMED_TEMPLATE_SETS)} "
                 "nor an existing file"
             )
-        templates = [line.rstrip("\r\n") for line in path.read_text().splitlines()]
-        templates = [t for t in templates if t.strip() and not t.lstrip().startswith("#")]
+        lines = [line.rstrip("\r\n") for line in path.read_text().splitlines()]
+        for number, line in enumerate(lines, 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    check_template(line)
+                except ValueError as err:
+                    raise ValueError(f"{path}, line {number}: {err}") from None
+        templates = [t for t in lines if t.strip() and not t.lstrip().startswith("#")]
     else:
         templates = list(spec)
     if not templates:

@@ -17,7 +17,7 @@ rule collect_accuracy:
     params:
         cli=GENROBUST,
     shell:
-        "{params.cli} collect --out {output} {input.evaluations} 2> {log}"
+        "{params.cli} collect --out {output:q} {input.evaluations:q} 2> {log:q}"
 
 
 rule fit_effective_robustness:
@@ -35,7 +35,7 @@ rule fit_effective_robustness:
         cli=GENROBUST,
         reference=reference_json,
     shell:
-        "{params.cli} robustness --accuracy {input.accuracy} --reference {params.reference:q} --out {output} 2> {log}"
+        "{params.cli} robustness --accuracy {input.accuracy:q} --reference {params.reference:q} --out {output:q} 2> {log:q}"
 
 
 # Optional throughput benchmarks of the machine the jobs run on (config `benchmarks:`; rule all
@@ -60,7 +60,7 @@ rule benchmark_generation:
         options=json.dumps(config.get("benchmarks", {}).get("generation", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-generation --options {params.options:q} --threads {threads} "
-        "--json-out {output} > {log} 2>&1"
+        "--json-out {output:q} > {log:q} 2>&1"
 
 
 rule benchmark_training:
@@ -80,7 +80,7 @@ rule benchmark_training:
         options=json.dumps(config.get("benchmarks", {}).get("training", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-training --options {params.options:q} --threads {threads} "
-        "--json-out {output} > {log} 2>&1"
+        "--json-out {output:q} > {log:q} 2>&1"
 
 
 rule benchmark_finetune:
@@ -100,4 +100,4 @@ rule benchmark_finetune:
         options=json.dumps(config.get("benchmarks", {}).get("finetune", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-finetune --options {params.options:q} --threads {threads} "
-        "--json-out {output} > {log} 2>&1"
+        "--json-out {output:q} > {log:q} 2>&1"

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from shlex import quote
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from genrobust.datasets import BORDER_CROP_PX, ID_SUBSET_KINDS
@@ -40,10 +41,12 @@ DEMO = config.get("demo")
 ENV = "../../envs/genrobust.yaml"
 # The CLI runs on the venv's interpreter, or on the conda env's python under --sdm conda; the
 # library is importable from the checkout in both (and in SLURM jobs) through PYTHONPATH.
-PYTHON = "PYTHONPATH={}{}${{PYTHONPATH:-}} {}".format(
-    Path(workflow.basedir) / "workflow",
+# Every value a shell command gets is quoted (a checkout, an output folder or a config path may
+# hold spaces, quotes or `$(...)`): paths are data, never code.
+PYTHON = "PYTHONPATH={}{}\"${{PYTHONPATH:-}}\" {}".format(
+    quote(str(Path(workflow.basedir) / "workflow")),
     os.pathsep,
-    "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else sys.executable,
+    "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else quote(sys.executable),
 )
 GENROBUST = f"{PYTHON} -m genrobust"
 DEMO_CLI = f"{PYTHON} -m genrobust.demo"  # the demo's stand-ins for downloads
@@ -139,9 +142,9 @@ def test_set_options(wildcards):
     spec = config["test_sets"][wildcards.test_set]
     options = []
     if spec.get("severities"):
-        options.append("--severities " + " ".join(map(str, spec["severities"])))
+        options.append("--severities " + " ".join(quote(str(s)) for s in spec["severities"]))
     if spec.get("corruptions"):
-        options.append("--corruptions " + " ".join(spec["corruptions"]))
+        options.append("--corruptions " + " ".join(quote(c) for c in spec["corruptions"]))
     if spec["complete"]:
         options.append("--complete")
     return " ".join(options)
@@ -172,8 +175,8 @@ def finetune_inputs(wildcards):
 
 def finetune_base_args(wildcards):
     base = config["models"][finetune_block(wildcards)["base"]]
-    revision = f" --revision {base['revision']}" if base.get("revision") else ""
-    return f"--base {base['id']}{revision}"
+    revision = f" --revision {quote(str(base['revision']))}" if base.get("revision") else ""
+    return f"--base {quote(base['id'])}{revision}"
 
 
 def finetune_recipe(wildcards):
@@ -242,7 +245,7 @@ def generation_inputs(wildcards):
 
 
 def real_index_arg(wildcards, input):
-    return f"--real-index {input.real_index}" if "real_index" in input.keys() else ""
+    return f"--real-index {quote(input.real_index)}" if "real_index" in input.keys() else ""
 
 
 def contact_sheet_manifests(wildcards):
@@ -254,7 +257,7 @@ def contact_sheet_manifests(wildcards):
 
 
 def contact_sheet_args(wildcards, input):
-    return " ".join(f"--manifest {s}={input[s]}" for s in contact_sheet_manifests(wildcards))
+    return " ".join(f"--manifest {quote(f'{s}={input[s]}')}" for s in contact_sheet_manifests(wildcards))
 
 
 def shard_manifests(wildcards):
@@ -288,7 +291,7 @@ def mixture_tables(wildcards):
 
 
 def mixture_table_args(wildcards, input):
-    return " ".join(f"--table {s}={input[s]}" for s in mixture_tables(wildcards))
+    return " ".join(f"--table {quote(f'{s}={input[s]}')}" for s in mixture_tables(wildcards))
 
 
 def training_inputs(wildcards):
@@ -307,7 +310,7 @@ def training_inputs(wildcards):
 
 def training_source_args(wildcards, input):
     return " ".join(
-        f"--source {s} {input[f'{s}_beton']} {input[f'{s}_manifest']}" for s in mixture_sources(wildcards)
+        f"--source {s} {quote(input[f'{s}_beton'])} {quote(input[f'{s}_manifest'])}" for s in mixture_sources(wildcards)
     )
 
 
@@ -342,12 +345,12 @@ def test_set_indices(wildcards):
 def evaluation_set_args(wildcards, input):
     args = []
     for t in report_test_sets(config, wildcards.dataset):
-        args.append(f"--set {t}={input[t]}")
+        args.append(f"--set {quote(f'{t}={input[t]}')}")
         if config["test_sets"][t]["kind"] in BORDER_CROP_PX:
             args.append(f"--border-crop {t}={BORDER_CROP_PX[config['test_sets'][t]['kind']]}")
         if config["test_sets"][t]["kind"] in ID_SUBSET_KINDS:
             args.append(f"--id-subset {t}")
-    return " ".join(args) + f" --id-test-set {config['evaluation']['id_test_set']}"
+    return " ".join(args) + f" --id-test-set {quote(config['evaluation']['id_test_set'])}"
 
 
 # ----------------------------------------------------------------------------- analysis / report
@@ -387,7 +390,7 @@ def report_inputs(name):
 
 
 def report_input_args(wildcards, input):
-    return " ".join(f"--{key} {input[key]}" for key in ("accuracy", "robustness") if key in input.keys())
+    return " ".join(f"--{key} {quote(input[key])}" for key in ("accuracy", "robustness") if key in input.keys())
 
 
 def report_figure(name):
@@ -409,7 +412,7 @@ def report_metrics(name):
 
 
 def report_metrics_arg(wildcards, input):
-    return "--metrics " + " ".join(input.metrics) if input.metrics else ""
+    return "--metrics " + " ".join(map(quote, input.metrics)) if input.metrics else ""
 
 
 def final_outputs():

@@ -25,9 +25,9 @@ rule write_source_beton:
         classes=dataset_classes,
         beton=beton_options,
     shell:
-        "{params.cli} write-beton --table {input.table} --source {wildcards.source} "
+        "{params.cli} write-beton --table {input.table:q} --source {wildcards.source} "
         "--classes {params.classes:q} --options {params.beton:q} --threads {threads} "
-        "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
+        "--out-manifest {output.manifest:q} --out-beton {output.beton:q} 2> {log:q}"
 
 
 rule write_val_beton:
@@ -51,9 +51,9 @@ rule write_val_beton:
         classes=dataset_classes,
         beton=beton_options,
     shell:
-        "{params.cli} write-beton --table {input.real} --source real --classes {params.classes:q} "
+        "{params.cli} write-beton --table {input.real:q} --source real --classes {params.classes:q} "
         "--options {params.beton:q} --threads {threads} "
-        "--out-manifest {output.manifest} --out-beton {output.beton} 2> {log}"
+        "--out-manifest {output.manifest:q} --out-beton {output.beton:q} 2> {log:q}"
 
 
 rule sample_mixture:
@@ -73,4 +73,4 @@ rule sample_mixture:
         tables=mixture_table_args,
     shell:
         "{params.cli} sample-mixture {params.tables} --mix {wildcards.mix:q} --seed {params.seed} "
-        "--out {output} 2> {log}"
+        "--out {output:q} 2> {log:q}"

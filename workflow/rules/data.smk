@@ -23,7 +23,7 @@ if DEMO:
             demo=json.dumps(DEMO, sort_keys=True),
             seed=config["seed"],
         shell:
-            "{params.cli} data --out {params.root} --spec {params.demo:q} --seed {params.seed} 2> {log}"
+            "{params.cli} data --out {params.root:q} --spec {params.demo:q} --seed {params.seed} 2> {log:q}"
 
     rule build_demo_models:
         output:
@@ -43,7 +43,7 @@ if DEMO:
             root=parent_folder,
             seed=config["seed"],
         shell:
-            "{params.cli} models --out {params.root} --seed {params.seed} 2> {log}"
+            "{params.cli} models --out {params.root:q} --seed {params.seed} 2> {log:q}"
 
     rule build_demo_metric_models:
         output:
@@ -63,7 +63,7 @@ if DEMO:
             root=parent_folder,
             seed=config["seed"],
         shell:
-            "{params.cli} metric-models --out {params.root} --seed {params.seed} 2> {log}"
+            "{params.cli} metric-models --out {params.root:q} --seed {params.seed} 2> {log:q}"
 
 
 rule index_dataset:
@@ -88,7 +88,7 @@ rule index_dataset:
         options=dataset_index_options,
     shell:
         "{params.cli} index-dataset --root {params.root:q} --classes {params.classes:q} {params.options} "
-        "--out {output} 2> {log}"
+        "--out {output:q} 2> {log:q}"
 
 
 rule index_test_set:
@@ -112,4 +112,4 @@ rule index_test_set:
         root=test_set_root,
         options=test_set_options,
     shell:
-        "{params.cli} index-test-set --kind {params.kind} --root {params.root:q} {params.options} --out {output} 2> {log}"
+        "{params.cli} index-test-set --kind {params.kind:q} --root {params.root:q} {params.options} --out {output:q} 2> {log:q}"

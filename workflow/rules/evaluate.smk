@@ -24,5 +24,5 @@ rule evaluate_model:
         sets=evaluation_set_args,
         options=json.dumps(config["evaluation"], sort_keys=True),
     shell:
-        "{params.cli} evaluate --model {input.model} {params.sets} --options {params.options:q} "
-        "--threads {threads} --out {output} 2> {log}"
+        "{params.cli} evaluate --model {input.model:q} {params.sets} --options {params.options:q} "
+        "--threads {threads} --out {output:q} 2> {log:q}"

@@ -28,5 +28,5 @@ rule finetune_model:
         checkpoints=finetune_checkpoint_dir,
         seed=config["seed"],
     shell:
-        "{params.cli} finetune {params.base} --recipe {params.recipe:q} --index {input.index} "
-        "--seed {params.seed} --checkpoints {params.checkpoints:q} --threads {threads} --out {output} 2> {log}"
+        "{params.cli} finetune {params.base} --recipe {params.recipe:q} --index {input.index:q} "
+        "--seed {params.seed} --checkpoints {params.checkpoints:q} --threads {threads} --out {output:q} 2> {log:q}"

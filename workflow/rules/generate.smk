@@ -25,7 +25,7 @@ rule generate_shard:
     shell:
         "{params.cli} generate-shard --spec {params.spec:q} --strategy {wildcards.strategy} "
         "--split {wildcards.split} --shard {wildcards.shard} {params.real_index} --threads {threads} "
-        "--out {output} 2> {log}"
+        "--out {output:q} 2> {log:q}"
 
 
 rule gather_generated:
@@ -43,7 +43,7 @@ rule gather_generated:
     params:
         cli=GENROBUST,
     shell:
-        "{params.cli} gather --out {output.manifest} --summary {output.summary} {input} 2> {log}"
+        "{params.cli} gather --out {output.manifest:q} --summary {output.summary:q} {input:q} 2> {log:q}"
 
 
 rule make_contact_sheet:
@@ -63,5 +63,5 @@ rule make_contact_sheet:
         manifests=contact_sheet_args,
         seed=config["seed"],
     shell:
-        "{params.cli} contact-sheet --real {input.real} {params.manifests} --seed {params.seed} "
-        "--title {wildcards.dataset:q} --out {output} 2> {log}"
+        "{params.cli} contact-sheet --real {input.real:q} {params.manifests} --seed {params.seed} "
+        "--title {wildcards.dataset:q} --out {output:q} 2> {log:q}"

@@ -37,7 +37,7 @@ for rule_name, group in EMBED_GROUPS.items():
             seed=config["seed"],
         shell:
             "{params.cli} embed --extractor {params.extractor} --spec {params.spec:q} {params.sets} {params.text} "
-            "--seed {params.seed} --threads {threads} 2> {log}"
+            "--seed {params.seed} --threads {threads} 2> {log:q}"
 
 
 rule predict_timm:
@@ -66,7 +66,7 @@ rule predict_timm:
         batch=(METRICS.get("classify") or {}).get("batch_size", 64),
     shell:
         "{params.cli} classify-images {params.model} {params.sets} --batch-size {params.batch} --threads {threads} "
-        "--out {output} 2> {log}"
+        "--out {output:q} 2> {log:q}"
 
 
 rule predict_run:
@@ -92,8 +92,8 @@ rule predict_run:
         evaluation=json.dumps(config["evaluation"], sort_keys=True),
         batch=config["evaluation"]["batch_size"],
     shell:
-        "{params.cli} classify-images --model {input.model} --evaluation {params.evaluation:q} {params.sets} "
-        "--batch-size {params.batch} --threads {threads} --out {output} 2> {log}"
+        "{params.cli} classify-images --model {input.model:q} --evaluation {params.evaluation:q} {params.sets} "
+        "--batch-size {params.batch} --threads {threads} --out {output:q} 2> {log:q}"
 
 
 # A clip_filtered source is its source's images passing the CLIP filter (nothing generated); its
@@ -121,9 +121,9 @@ rule filter_generated:
         threshold=lambda wildcards: config["strategies"][wildcards.strategy].get("threshold", 0.3),
         clip=embed_spec("clip"),  # what the features and texts were made with (they are ancient inputs)
     shell:
-        "{params.cli} filter-generated --manifest {input.manifest} --features {params.features} --text {input.text} "
-        "--threshold {params.threshold} --source {wildcards.strategy} --out-manifest {output.manifest} "
-        "--out-summary {output.summary} 2> {log}"
+        "{params.cli} filter-generated --manifest {input.manifest:q} --features {params.features:q} --text {input.text:q} "
+        "--threshold {params.threshold} --source {wildcards.strategy} --out-manifest {output.manifest:q} "
+        "--out-summary {output.summary:q} 2> {log:q}"
 
 
 for name, spec in METRIC_REPORTS.items():
@@ -151,8 +151,8 @@ for name, spec in METRIC_REPORTS.items():
             spec=report_spec(name, seed=config["seed"]),
             inputs=json.dumps(metrics_plan.report_inputs(config, name), sort_keys=True),
         shell:
-            "{params.cli} metrics-report --kind {params.kind} --spec {params.spec:q} --inputs {params.inputs:q} "
-            "--out-table {output.table} --out-figure {output.figure} 2> {log}"
+            "{params.cli} metrics-report --kind {params.kind:q} --spec {params.spec:q} --inputs {params.inputs:q} "
+            "--out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"
 
 
 # Optional (config `benchmarks: embedding:`): the extractors' images/s on a GPU node.
@@ -173,4 +173,4 @@ rule benchmark_embedding:
         options=json.dumps(config.get("benchmarks", {}).get("embedding", {}), sort_keys=True),
     shell:
         "{params.cli} benchmark-embedding --options {params.options:q} --threads {threads} "
-        "--json-out {output} > {log} 2>&1"
+        "--json-out {output:q} > {log:q} 2>&1"

@@ -36,15 +36,15 @@ def embed_spec(extractor):
 
 
 def group_set_args(group):
-    sets = [f"--set {kind} {table} {base}" for base, (table, kind) in group["sets"].items()]
-    return " ".join(sets + [f"--border-crop {base}={px}" for base, px in group["border_crop"].items()])
+    sets = [f"--set {kind} {quote(table)} {quote(base)}" for base, (table, kind) in group["sets"].items()]
+    return " ".join(sets + [f"--border-crop {quote(f'{base}={px}')}" for base, px in group["border_crop"].items()])
 
 
 def group_text_args(group):
     if group["extractor"] != "clip" or group["dataset"] == "test":
         return ""
     text = metrics_plan.text_file(OUT, group["dataset"])
-    return f"--text-out {text} --classes {config['datasets'][group['dataset']]['classes']}"
+    return f"--text-out {quote(text)} --classes {quote(config['datasets'][group['dataset']]['classes'])}"
 
 
 def extractor_models(extractor):
@@ -60,12 +60,12 @@ def predictions_sets(wildcards):
 
 
 def predictions_set_args(wildcards, input):
-    return f"--set real real {input.real} --set {wildcards.strategy} generated {input.generated}"
+    return f"--set real real {quote(input.real)} --set {wildcards.strategy} generated {quote(input.generated)}"
 
 
 def timm_model_args(wildcards):
     spec = TIMM_MODELS[wildcards.model]
-    return f"--timm {spec['timm']}" + (f" --file {spec['file']}" if spec.get("file") else "")
+    return f"--timm {quote(spec['timm'])}" + (f" --file {quote(spec['file'])}" if spec.get("file") else "")
 
 
 def timm_model_inputs(wildcards):

@@ -27,5 +27,5 @@ for name, spec in REPORTS.items():
             metrics=report_metrics_arg,
             inputs=report_input_args,
         shell:
-            "{params.cli} report --kind {params.kind} {params.inputs} {params.metrics} --spec {params.spec:q} "
-            "--out-table {output.table} --out-figure {output.figure} 2> {log}"
+            "{params.cli} report --kind {params.kind:q} {params.inputs} {params.metrics} --spec {params.spec:q} "
+            "--out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"

@@ -28,7 +28,7 @@ rule train_classifier:
         checkpoint=checkpoint_path,
         sources=training_source_args,
     shell:
-        "{params.cli} train {params.sources} --mixture {input.mixture} "
-        "--val-beton {input.val_beton} --val-manifest {input.val_manifest} --classes {params.classes:q} "
+        "{params.cli} train {params.sources} --mixture {input.mixture:q} "
+        "--val-beton {input.val_beton:q} --val-manifest {input.val_manifest:q} --classes {params.classes:q} "
         "--arch {wildcards.arch} --seed {wildcards.seed} --recipe {params.recipe:q} --threads {threads} "
-        "--checkpoint {params.checkpoint} --out-model {output.model} --out-metrics {output.metrics} --out-run {output.run} 2> {log}"
+        "--checkpoint {params.checkpoint:q} --out-model {output.model:q} --out-metrics {output.metrics:q} --out-run {output.run:q} 2> {log:q}"

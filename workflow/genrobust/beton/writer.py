@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import multiprocessing
 import os
+import queue
 from pathlib import Path
 
 import numpy as np
@@ -151,10 +154,83 @@ def write_beton(manifest: pd.DataFrame, out_path, max_resolution: int = 256,
         writer = DatasetWriter(str(tmp), fields, num_workers=max(1, int(num_workers)))
         _WRITING = True
         try:
-            writer.from_indexed_dataset(source, chunksize=64)
+            with _failing_workers_end_the_write(writer, out_path):
+                writer.from_indexed_dataset(source, chunksize=64)
         finally:
             _WRITING = False
         _raise_if_failed(source)  # inside the block: the temporary file is then discarded
+
+
+class _WorkerFailed(Exception):
+    """Raised in the writing thread when a writer process reports an error."""
+
+
+@contextlib.contextmanager
+def _failing_workers_end_the_write(writer, out_path: Path):
+    """ffcv's writer waits, forever, for the rows or the page list of a worker that died (a full
+    disk kills them while they write their pages): its workers report an error here instead, and
+    a signal ends the wait (a blocked read included) with one line naming the beton; the other
+    workers are stopped and the temporary file discarded."""
+    import _thread
+    import signal
+    import threading
+
+    import ffcv.writer
+
+    failures, done = multiprocessing.Queue(), threading.Event()
+    work = ffcv.writer.worker_job_indexed_dataset
+
+    def guarded(*args):
+        try:
+            work(*args)
+        except BaseException as err:
+            failures.put((getattr(err, "errno", None), f"{type(err).__name__}: {err}"))
+            raise
+
+    def stop(signum, frame):
+        raise _WorkerFailed
+
+    try:  # a signal interrupts a blocking read in the writing thread; interrupt_main would not
+        previous = signal.signal(signal.SIGUSR1, stop)
+    except ValueError:  # not the main thread: no handler can be set
+        previous = None
+    failure = []
+
+    def watch():
+        while not done.is_set():
+            try:
+                failure.append(failures.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            if previous is not None:
+                os.kill(os.getpid(), signal.SIGUSR1)
+            else:
+                _thread.interrupt_main()
+            return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    ffcv.writer.worker_job_indexed_dataset = guarded
+    watcher.start()
+    try:
+        yield
+    except (_WorkerFailed, KeyboardInterrupt):
+        if not failure:
+            raise
+        for process in multiprocessing.active_children():
+            process.terminate()
+            process.join()
+        shared = getattr(writer, "metadata_sm", None)
+        if shared is not None:
+            shared.close()
+            shared.unlink()
+        code, message = failure[0]
+        what = "disk full writing" if code == errno.ENOSPC else "a writer process failed writing"
+        raise OSError(code or errno.EIO, f"{what} {out_path}: {message}") from None
+    finally:
+        done.set()
+        ffcv.writer.worker_job_indexed_dataset = work
+        if previous is not None:
+            signal.signal(signal.SIGUSR1, previous)
 
 
 def beton_labels(beton_path) -> np.ndarray:

@@ -312,7 +312,9 @@ def resume(trainer: Trainer, folder: Path, identity: dict) -> tuple[int, list[di
                          "delete it to start afresh")
     trainer.accelerator.load_state(str(path))
     if trainer.ema is not None:
-        trainer.ema.load_state_dict(torch.load(path / "ema.pt", map_location="cpu", weights_only=False))
+        # The job's own checkpoint folder only (accelerate's load_state above unpickles it too); the EMA
+        # state is tensors and numbers, so it loads without unpickling code.
+        trainer.ema.load_state_dict(torch.load(path / "ema.pt", map_location="cpu", weights_only=True))
         trainer.ema.to(trainer.accelerator.device)
     metrics = [json.loads(line) for line in (path / METRICS_FILE).read_text().splitlines() if line.strip()]
     if trainer.accelerator.is_main_process:

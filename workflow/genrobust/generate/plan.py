@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from .. import io
+from ..datasets import check_table_classes
 from ..seeding import derive_seed
 from .spec import StrategySpec
 
@@ -81,6 +82,7 @@ def plan_shard(kind: str, strategy: str, split: str, spec: StrategySpec | Mappin
     if real_index is None:
         raise GenerationError(f"strategy {strategy} ({kind}) needs the real {split} index")
     sources = io.read_csv(real_index)
+    check_table_classes(sources, wnids, real_index)
     if spec.sources_per_class:  # a smaller study: the first N real images of each class
         sources = sources.groupby("wnid", sort=False).head(spec.sources_per_class)
     per_real = spec.images_per_real

@@ -139,28 +139,44 @@ def generation_seconds(progress_path: Path) -> float:
     return sum(float(r.get("seconds", 0.0)) for r in _progress_records(progress_path))
 
 
-def _reconcile_settings(shard_dir: Path, settings: dict, ids: list[str]) -> None:
+def _reconcile_settings(shard_dir: Path, settings: dict, ids: list[str], runtime: dict) -> None:
     """Make the shard's finished images agree with `settings`. Made under other image settings,
     they are all discarded. Made under the same ones for another image list (the strategy's size
     or shard count changed), the images still planned here are kept: an image is a function of its
-    id's seed and the settings, so a grown set reuses every image of the smaller one it contains."""
+    id's seed and the settings, so a grown set reuses every image of the smaller one it contains.
+    `runtime` (threads, device) is recorded, every one the shard ran under: resumed under another,
+    its images are kept but CPU kernels round differently, so a NOTICE says the shard will not be
+    byte-identical to an uninterrupted run (as training's resume does)."""
     settings_path = shard_dir / "settings.json"
     current = {**json.loads(json.dumps(settings)), "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
     previous = io.read_json(settings_path) if settings_path.exists() else current
-    if previous != current:
+    runtimes = previous.get(RUNTIME_KEY, [])
+    if _settings(previous) != _settings(current):
         same_images = _image_settings(previous) == _image_settings(current)
         kept = _keep_progress_of(shard_dir, set(ids) if same_images else set())
         why = "its image list changed" if same_images else "settings changed since the last run"
         print(f"[generate] {shard_dir}: {why}; keeping {kept} finished images", file=sys.stderr)
-    io.write_json(settings_path, current)
+        runtimes = runtimes if kept else []
+    if runtimes and runtime != runtimes[-1] and read_progress(shard_dir / "progress.jsonl"):
+        changes = ", ".join(f"{k} {runtimes[-1].get(k)} -> {v}" for k, v in runtime.items() if runtimes[-1].get(k) != v)
+        print(f"NOTICE: resuming {shard_dir} with {changes}: kernels round differently, so its images will not be "
+              "byte-identical to an uninterrupted run's (settings.json records every runtime)", file=sys.stderr)
+    if runtime not in runtimes:
+        runtimes = [*runtimes, runtime]
+    io.write_json(settings_path, {**current, RUNTIME_KEY: runtimes})
 
 
 # Settings that choose which images a shard holds, not what an image looks like.
 IMAGE_LIST_KEYS = ("ids", "per_class", "sources_per_class")
+RUNTIME_KEY = "runtimes"  # how the shard ran (threads, device): recorded, never a reason to redo images
+
+
+def _settings(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k != RUNTIME_KEY}
 
 
 def _image_settings(settings: dict) -> dict:
-    return {k: v for k, v in settings.items() if k not in IMAGE_LIST_KEYS}
+    return {k: v for k, v in _settings(settings).items() if k not in IMAGE_LIST_KEYS}
 
 
 def _keep_progress_of(shard_dir: Path, ids: set[str]) -> int:
@@ -197,7 +213,8 @@ def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_m
     shard_dir.mkdir(parents=True, exist_ok=True)
     progress_path = shard_dir / "progress.jsonl"
     _reconcile_settings(shard_dir, {**settings, "batch_size": batch_size, "save_size": save_size,
-                                    "jpeg_quality": jpeg_quality}, [s.id for s in items])
+                                    "jpeg_quality": jpeg_quality}, [s.id for s in items],
+                        {"threads": torch_threads(), "device": str(device)})
     done = read_progress(progress_path)
     # The images left, in plan order, in batches: after a kill these are whole batches of the
     # uninterrupted run (progress is recorded per batch), so a resumed shard renders the same batches.

@@ -63,6 +63,11 @@ def check_timm(config: dict, key: str, name: str, file: str | None) -> None:
 
 
 def check_clip(config: dict, clip: dict) -> None:
+    template = clip.get("filter_template")
+    if template is not None and (template.count("{}") != 1 or template.replace("{}", "").count("{")
+                                 or template.replace("{}", "").count("}")):
+        raise ConfigError(f"metrics.clip.filter_template: {template!r} must hold exactly one '{{}}', the class "
+                          "name, and no other brace (the CLIP filter's text: 'a photo of a {}')")
     model, pretrained = clip.get("model", "ViT-B-32"), clip.get("pretrained", "openai")
     if model.startswith("local-dir:"):
         _local(config, "metrics.clip.model", model.split(":", 1)[1],

@@ -271,6 +271,13 @@ def _restore_from_cache(base: str | Path, key: str) -> bool:
     return True
 
 
+def _remove_stale_temporaries(npy: Path) -> None:
+    """Temporary features a killed job left beside `npy` (io.atomic_path's .<name>.<random>.npy and
+    its compaction's .c): only one job embeds a given set at a time."""
+    for stale in [*npy.parent.glob(f".{npy.name}.*.npy"), *npy.parent.glob(f".{npy.name}.*.npy.c")]:
+        stale.unlink(missing_ok=True)
+
+
 def _check_finite(feats: np.ndarray, stored: np.ndarray, paths, positions, desc: str) -> None:
     """NaN/inf features would turn into a scipy error, or NaN statistics, far from their cause."""
     for values, what in ((feats, "the extractor returned"), (stored, "stored as the feature dtype, overflowed to")):
@@ -342,6 +349,7 @@ def embed_image_set(table: str | Path, out_base: str | Path, extractor, *, extra
         print(f"[embed] {table}: cached {npy}", file=sys.stderr)
         return {**io.read_json(meta), "cached": True}
     extractor = extractor() if callable(extractor) and not hasattr(extractor, "embed") else extractor
+    _remove_stale_temporaries(npy)
     start = time.time()
     embedded, errors = _write_features(extractor, rows, npy, batch_size=batch_size, num_workers=num_workers,
                                        device=device, precision=precision, dtype=dtype, border_crop=border_crop,

@@ -1,0 +1,248 @@
+"""Plan-time checks that every config value refers to something that exists and does what it
+seems to: a key naming a test set names one, a report holds only its kind's keys, a paired
+strategy's seeds resolve, a background list is used, a fine-tuning base can be fine-tuned, a
+template has one field, an architecture takes its images. Each of these, wrong, was accepted and
+either ignored (a silently wrong result) or failed hours in; here it fails before any job,
+naming the key. Called by checks.check_semantics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import (
+    ConfigError,
+    active_reports,
+    parse_mixture,
+    produced_by_demo,
+    report_rows,
+)
+
+# The keys each report kind reads, besides kind and dataset. An overlay that reuses a report's
+# name merges into it key by key (Snakemake's configfile merge): keys of two kinds in one report
+# are that, or a misplaced key.
+TRAINED = ("archs", "seeds", "test_sets", "column_names", "figure")
+ER = (*TRAINED, "reference")
+CLIP = ("threshold",)
+REPORT_KEYS = {
+    "robustness_table": ("rows", *ER),
+    "accuracy_table": ("rows", *ER),
+    "corruption_table": ("rows", *ER),
+    "loss_curves": ("rows", *TRAINED),
+    "mixture_grid": ("strategy", "real_percents", "generated_percents", *ER),
+    "budget_curve": ("strategy", "total", "generated_shares", *ER),
+    "scaling_curve": ("strategy", "generated_percents", *ER),
+    "guidance_curve": ("strategy", "guidance", "train_on", "generated_percent", "guidance_strategies", *ER, *CLIP),
+    "diversity_er": ("rows", *ER, *CLIP),
+    "fid_table": ("sources", "test_sets", "column_names", "figure", "kid"),
+    "clip_diversity": ("sources", "figure", *CLIP),
+    "generated_benchmark": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
+    "generated_scatter": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
+}
+# Strategy keys only some kinds read (the others have schema defaults, filled into every strategy):
+# set on another kind, they would be ignored.
+DIFFUSION = ("class_labels", "img2img", "image_variation", "class_conditional", "captions")
+FROM_REAL_IMAGES = ("img2img", "image_variation", "deepaugment", "pixmix", "captions")
+STRATEGY_KEY_KINDS = {
+    "model": DIFFUSION, "templates": ("class_labels", "img2img", "captions"), "places": ("class_labels", "img2img"),
+    "captions": ("class_labels", "captions"), "strength": ("img2img",), "images_per_real": FROM_REAL_IMAGES,
+    "weights": ("deepaugment",), "edsr_input_size": ("deepaugment",), "cae_input_size": ("deepaugment",),
+    "mixing_set": ("pixmix",), "source": ("clip_filtered",), "threshold": ("clip_filtered",),
+    "seeds_from": (*DIFFUSION, *FROM_REAL_IMAGES),
+}
+# A dataset's generate entry: images per class for the kinds conditioned on a class, a cap on the
+# real images used for the kinds made from them.
+GENERATE_KEY_KINDS = {"train_per_class": ("class_labels", "class_conditional"),
+                      "val_per_class": ("class_labels", "class_conditional"), "sources_per_class": FROM_REAL_IMAGES}
+# Architectures whose every layer takes any image size the recipes use (the paper's five): the
+# others are built once on the meta device at the dataset's sizes, to find one that cannot.
+SIZE_FREE_ARCHS = {"resnet18", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0", "mobilenet_v2"}
+
+
+def check_references(config: dict) -> None:
+    _check_test_set_keys(config)
+    _check_report_keys(config)
+    _check_strategy_keys(config)
+    resolve_seeds_from(config)
+    _check_places(config)
+    _check_finetune_bases(config)
+    _check_separate_bn(config)
+    _check_image_sizes(config)
+
+
+# ----------------------------------------------------------------------------- keys naming test sets
+
+
+def _unknown(keys, known: set[str], key: str, what: str) -> None:
+    from .checks import _did_you_mean
+
+    for name in keys:
+        if name not in known:
+            raise ConfigError(f"{key}.{name}: '{name}' is not {what} ({', '.join(sorted(known))}), so the value "
+                              f"would be ignored{_did_you_mean(name, known)}")
+
+
+def _check_test_set_keys(config: dict) -> None:
+    test_sets = set(config["test_sets"])
+    _unknown((config["evaluation"].get("test_set_crop_ratio") or {}), test_sets, "evaluation.test_set_crop_ratio",
+             "one of test_sets")
+    id_set = config["evaluation"]["id_test_set"]
+    for name, report in config["reports"].items():
+        reported = set(report.get("test_sets", [])) | ({id_set} if report.get("archs") else set())
+        _unknown((report.get("column_names") or {}), reported, f"reports.{name}.column_names",
+                 "a test set of this report")
+    references = [(f"datasets.{d}.reference", s["reference"]) for d, s in config["datasets"].items()]
+    references += [(f"reports.{r}.reference", s["reference"]) for r, s in config["reports"].items()
+                   if s.get("reference")]
+    measures = test_sets | {f"{id_set}@{t}" for t in test_sets}
+    for key, reference in references:
+        if reference.get("csv"):
+            _unknown(reference["csv"]["columns"], measures, f"{key}.csv.columns",
+                     "a test set or an '<id set>@<test set>' measure")
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def _check_report_keys(config: dict) -> None:
+    for name, report in config["reports"].items():
+        allowed = {"kind", "dataset", *REPORT_KEYS.get(report["kind"], ())}
+        stray = [k for k in report if k not in allowed]
+        if stray:
+            owners = sorted({kind for kind, keys in REPORT_KEYS.items() if set(stray) & set(keys)} - {report["kind"]})
+            merged = (f"; they are {', '.join(owners)} keys: a config overlay that reuses the report name '{name}' "
+                      f"merges into it key by key, so give the overlay's report a name of its own") if owners else ""
+            raise ConfigError(f"reports.{name}: {', '.join(map(repr, stray))} is not a key of a {report['kind']} "
+                              f"report (its keys: {', '.join(sorted(allowed))}){merged}")
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def _check_strategy_keys(config: dict) -> None:
+    def check(key: str, entry: dict, kind: str, kinds_of: dict) -> None:
+        for field, kinds in kinds_of.items():
+            if field in entry and kind not in kinds:
+                raise ConfigError(f"{key}.{field}: a {kind} strategy does not read {field} (only "
+                                  f"{', '.join(kinds)} do), so it would be ignored; remove it or change the kind")
+
+    for name, strategy in config["strategies"].items():
+        check(f"strategies.{name}", strategy, strategy["kind"], STRATEGY_KEY_KINDS)
+    for dname, dataset in config["datasets"].items():
+        for name, gen in dataset.get("generate", {}).items():
+            if name in config["strategies"]:
+                check(f"datasets.{dname}.generate.{name}", gen, config["strategies"][name]["kind"], GENERATE_KEY_KINDS)
+
+
+def resolve_seeds_from(config: dict) -> None:
+    """A strategy's seeds_from names where its per-image seeds come from; a chain (c -> b -> a) is
+    followed to its end, so c's images pair with b's and a's; a loop is an error."""
+    strategies = config["strategies"]
+    for name in strategies:
+        chain = [name]
+        while strategies.get(chain[-1], {}).get("seeds_from"):
+            chain.append(strategies[chain[-1]]["seeds_from"])
+            if chain[-1] in chain[:-1]:
+                raise ConfigError(f"strategies.{name}.seeds_from: {' -> '.join(chain)} is a loop; one of them must "
+                                  "draw seeds of its own (no seeds_from)")
+        if len(chain) > 2:
+            strategies[name]["seeds_from"] = chain[-1]
+
+
+def _check_places(config: dict) -> None:
+    from . import prompts
+
+    for name, strategy in config["strategies"].items():
+        if strategy.get("places", "default") == "default" or strategy["kind"] not in ("class_labels", "img2img"):
+            continue
+        templates = strategy.get("templates", "openai80")
+        listed = templates if isinstance(templates, list) else prompts.NAMED_TEMPLATE_SETS.get(templates)
+        if listed is None:
+            path = Path(templates)
+            listed = prompts.load_templates(str(path)) if path.is_file() else None
+        if listed is not None and not any("place" in prompts.template_fields(t) for t in listed):
+            raise ConfigError(f"strategies.{name}.places: no template of the strategy uses {{place}}, so the "
+                              "backgrounds are unused; add {place} to a template or drop places")
+
+
+def _check_finetune_bases(config: dict) -> None:
+    """A fine-tuned model's base is a text-to-image pipeline with a UNet, a text encoder and a
+    tokenizer (finetune/loop.py loads those three)."""
+    from .finetune.plan import finetuned_models
+
+    for model, block in finetuned_models(config).items():
+        key = f"models.{model}.finetune.base"
+        base = config["models"].get(block["base"], {})
+        users = {s.get("pipeline") for s in config["strategies"].values() if s.get("model") == block["base"]}
+        if "DiTPipeline" in users:
+            raise ConfigError(f"{key}: '{block['base']}' is a class-conditional DiT (its strategies use DiTPipeline); "
+                              "fine-tuning needs a text-to-image model with a UNet, a text encoder and a tokenizer")
+        index = Path(base.get("id", "")) / "model_index.json"
+        if produced_by_demo(config, str(index.parent)) or not index.is_file():
+            continue
+        parts = {k for k, v in json.loads(index.read_text()).items() if isinstance(v, list)}
+        missing = sorted({"unet", "text_encoder", "tokenizer"} - parts)
+        if missing:
+            raise ConfigError(f"{key}: '{block['base']}' ({base['id']}) has no {', '.join(missing)}; fine-tuning "
+                              "needs a text-to-image pipeline with a UNet, a text encoder and a tokenizer")
+
+
+# ----------------------------------------------------------------------------- architectures
+
+
+def _report_archs(config: dict):
+    """(report, dataset, arch, mixture) of every trained run a report plans."""
+    for name, report in active_reports(config).items():
+        for mix in report_rows(report).values():
+            for arch in report.get("archs", []):
+                yield name, report["dataset"], arch, mix
+
+
+def _check_separate_bn(config: dict) -> None:
+    """+sepbn gives every BatchNorm2d a twin: an architecture without one trains as the shared run."""
+    seen = {}
+    for name, dataset, arch, mix in _report_archs(config):
+        if not parse_mixture(mix).separate_bn or arch in seen:
+            continue
+        import torch
+
+        from .classifiers import create_model
+
+        with torch.device("meta"):
+            model = create_model(arch, 10, blurpool=False)
+        seen[arch] = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        if not seen[arch]:
+            raise ConfigError(f"reports.{name}.archs: {arch} has no BatchNorm2d, so '{mix}' (+sepbn) would train "
+                              "exactly as its shared-statistics run; use an architecture with BatchNorm")
+
+
+def _check_image_sizes(config: dict) -> None:
+    """Each architecture takes its dataset's training and validation sizes (a ViT built for 224 px
+    or Inception-v3 fail at 32 px, at the first batch): built on the meta device, no weights."""
+    sizes = {}
+    for name, dataset, arch, _ in _report_archs(config):
+        if arch.split(":")[-1] in SIZE_FREE_ARCHS:
+            continue
+        recipe = config["datasets"][dataset]["recipe"]
+        for field in ("min_res", "max_res", "val_res"):
+            problem = sizes.setdefault((arch, recipe[field]), _size_problem(arch, recipe[field]))
+            if problem:
+                raise ConfigError(f"reports.{name}.archs: {arch} cannot take the {recipe[field]}-px images of "
+                                  f"datasets.{dataset}.recipe.{field} ({problem}); choose another architecture or "
+                                  "larger images")
+
+
+def _size_problem(arch: str, size: int) -> str:
+    import torch
+
+    from .classifiers import create_model
+
+    try:
+        with torch.device("meta"):
+            model = create_model(arch, 10).eval()
+            with torch.no_grad():
+                model(torch.empty(2, 3, size, size))
+    except Exception as err:  # noqa: BLE001 - any failure here is the one the first batch would hit
+        return " ".join(str(err).split())[:200]
+    return ""
