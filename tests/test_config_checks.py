@@ -85,14 +85,16 @@ DEMO_CASES = {
         "strategies.cl80.templates: 'config/templates.txt' is not an existing file; give a named set"),
     "places file missing": (
         strategy("cl80", templates="background", places="config/places.txt"),
-        "strategies.cl80.places: 'config/places.txt' is not an existing file; give 'default' or a file"),
+        "strategies.cl80.places: 'config/places.txt' is not an existing file; give a named list (default, places365) "
+        "or a file"),
     "scaling beyond the generated set": (
         lambda c: c["reports"].update(scaling={**c["reports"]["figure11"], "kind": "scaling_curve",
                                                "generated_percents": [50, 100, 200]}),
         "reports.scaling.generated_percents"),
     "templates set typo": (
         strategy("img2img", templates="openai81"),
-        "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (background, definition, hypernym, openai80), a list, "
+        "strategies.img2img.templates: 'openai81' is not an existing file; give a named set (background, definition, "
+        "fakeit_background, fakeit_definition, fakeit_hypernym, hypernym, openai80), a list, "
         "or a file of templates, one per line with one {} each; did you mean openai80?"),
     "template with two fields": (
         strategy("photo", templates=["a photo of a {} and a {}."]),
@@ -429,3 +431,11 @@ def test_an_output_folder_with_a_brace_is_refused():
 
     with pytest.raises(ConfigError, match=r"^out: 'results/\{x\}' holds a brace"):
         check_config(planned(DEMO, lambda c: c.update(out="results/{x}")))
+
+
+def test_the_plan_names_every_hub_model_without_a_revision():
+    from genrobust.config import unpinned_hub_models
+
+    notes = unpinned_hub_models(planned(FULL))
+    assert [n.split(":")[0] for n in notes] == ["models.sd15", "models.dit", "models.sd15_ft_paper"]
+    assert unpinned_hub_models(planned(DEMO)) == []  # local folders and a fine-tuned model: nothing to pin

@@ -235,12 +235,26 @@ def block(**values):
     (block(class_names="missing.tsv"), "models.sd15_ft.finetune.class_names: 'missing.tsv' is neither"),
     (lambda c: c["models"]["sd15_ft"].update(id="somewhere/else"), "models.sd15_ft.id: a fine-tuned model's id is"),
     (lambda c: c["models"].update(bare={"revision": None}), "models.bare: give an id"),
+    (block(total_batch_size=8, gradient_accumulation_steps=2),
+     "models.sd15_ft.finetune.gradient_accumulation_steps: set with total_batch_size"),
+    (block(total_batch_size=12, batch_size=8), "models.sd15_ft.finetune.total_batch_size: 12 is not a multiple"),
+    (block(total_batch_size=400, batch_size=100), "models.sd15_ft.finetune.batch_size: 400 images per optimizer step"),
 ])
 def test_bad_finetune_blocks_fail_at_plan_time_naming_the_key(monkeypatch, edit, message):
     monkeypatch.chdir(REPO)
     with pytest.raises(ConfigError) as err:
         check_config(demo_config(edit))
     assert str(err.value).startswith(message.split(":")[0]) and message in str(err.value)
+
+
+def test_8bit_adam_without_bitsandbytes_fails_the_plan_of_a_run(monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(REPO)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(ConfigError, match="models.sd15_ft.finetune.optimizer: adamw8bit needs bitsandbytes"):
+        check_config(demo_config(block(optimizer="adamw8bit")))
 
 
 def test_a_fine_tuned_models_id_is_its_output_folder(monkeypatch):
@@ -282,7 +296,23 @@ def test_full_config_table6_runs_one_finetuning_job_with_the_papers_recipe(workd
              "adam_weight_decay": 1e-2, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
              "method": "full", "dataset": "imagenet1k"}
     assert {k: recipe[k] for k in paper} == paper
+    # The run's own record (params.txt of hbXNov/ucla-mint-finetune-sd-im1k), not the script's defaults.
+    record = {"center_crop": True, "random_flip": True, "batch_size": 1, "total_batch_size": 4,
+              "gradient_accumulation_steps": 1, "mixed_precision": "bf16", "allow_tf32": False}
+    assert {k: recipe[k] for k in record} == record
+    config = (REPO / "config/config.yaml").read_text()
+    assert "params.txt in hbXNov/ucla-mint-finetune-sd-im1k" in config  # the source, cited beside it
     assert "--index results/index/imagenet1k/train.csv" in command
+
+
+def test_a_total_batch_is_the_same_on_any_gpu_count_that_divides_it():
+    from genrobust.finetune.recipe import FinetuneRecipe
+
+    recipe = FinetuneRecipe(base="sd15", dataset="d", batch_size=1, total_batch_size=4)
+    assert [recipe.accumulation(gpus) for gpus in (1, 2, 4)] == [4, 2, 1]
+    with pytest.raises(ValueError, match="finetune.total_batch_size: 4 images per step is not a whole number"):
+        recipe.accumulation(8)
+    assert FinetuneRecipe(base="sd15", dataset="d", gradient_accumulation_steps=3).accumulation(2) == 3
 
 
 # ----------------------------------------------------------------------------- benchmark

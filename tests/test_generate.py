@@ -397,3 +397,17 @@ def test_a_shard_resumed_with_other_threads_says_so_and_records_both(tiny_sd, tm
     assert [r["threads"] for r in settings["runtimes"]] == [2, 1]
     after = file_hashes(tmp_path / "shard~0")
     assert all(after[name] == digest for name, digest in kept.items())  # the finished images stayed
+
+
+def test_a_hub_models_manifests_record_the_commit_it_was_loaded_at(tiny_sd, tmp_path):
+    """With no revision in config, the hub snapshot's commit (its cache folder names it) is recorded."""
+    from genrobust.generate.pipelines import load_pipeline, resolved_revision
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--org--sd" / "snapshots" / commit
+    shutil.copytree(tiny_sd, snapshot)
+    pipe = load_pipeline(str(snapshot), None, "StableDiffusionPipeline", None, "float32", "cpu", False, False)
+    assert resolved_revision(pipe, None) == commit
+    assert resolved_revision(pipe, "v2.0") == "v2.0"
+    assert resolved_revision(load_pipeline(tiny_sd, None, "StableDiffusionPipeline", None, "float32", "cpu", False,
+                                           False), None) == ""  # a local folder has no commit

@@ -431,6 +431,27 @@ def test_table2_and_table7_layouts(tmp_path):
     assert table7.loc["Images", "Real"] == 24 and 0 <= table7.loc["Diversity (CLIP)", "Real"] <= 2
 
 
+@pytest.mark.parametrize("grouping, classes", [(None, {WNIDS[0]: 6, WNIDS[2]: 4}),
+                                               ("mapped", {WNIDS[0]: 6, WNIDS[1]: 6, WNIDS[2]: 4})])
+def test_table2_groups_objectnet_by_folder_as_the_paper_does(tmp_path, grouping, classes):
+    """A folder mapped to two ImageNet classes (Chair: barber, folding, rocking) is one class of
+    Table 2, its first (the paper's objectnet_im1k_folder.json); 'mapped' counts it in each."""
+    rng = np.random.default_rng(3)
+    objectnet = [f"{WNIDS[0]};{WNIDS[1]}"] * 6 + [WNIDS[2]] * 4
+    sets = {"train/real": write_features(tmp_path / "real", rng.normal(size=(30, 8)), [f"r{i}" for i in range(30)],
+                                         [WNIDS[i % 3] for i in range(30)]),
+            "objectnet": write_features(tmp_path / "on", rng.normal(size=(10, 8)), [f"o{i}" for i in range(10)],
+                                        objectnet)}
+    report = {"dataset": "demo", "sources": {"Real": "real"}, "test_sets": ["objectnet"],
+              "test_set_kinds": {"objectnet": "objectnet"}, **({"objectnet_classes": grouping} if grouping else {})}
+    make_metrics_report("fid_table", report, {"sets": sets, "filtered": {}, "text": None, "predictions": {}},
+                        str(tmp_path / "t2.csv"), str(tmp_path / "t2.png"))
+    per_class = pd.read_csv(tmp_path / "t2_per_class.csv")
+    assert per_class.set_index("wnid")["n_shift"].to_dict() == classes
+    n = pd.read_csv(tmp_path / "t2_n.csv")
+    assert n["classes_are"].iat[0].startswith("per ObjectNet folder" if grouping is None else "per every ImageNet")
+
+
 # ----------------------------------------------------------------------------- config
 
 
@@ -493,3 +514,15 @@ def test_embedding_benchmark_runs_on_cpu_with_tiny_settings(tmp_path):
     assert clip["pipeline"]["images"] == 4 and clip["pipeline"]["images_per_second"] > 0
     bad = build_parser().parse_args(["--device", "cpu", "--options", '{"batch_sise": 2}'])
     assert run(bad) == 2
+
+
+def test_table7_averages_consistency_and_the_filter_share_per_class_like_diversity(tmp_path):
+    """On a CLIP-filtered set, whose classes keep different numbers of images, a mean over images
+    would weigh a class by what the filter kept; every Table 7 measure is per class, then averaged."""
+    from genrobust.metrics.reports import class_mean
+
+    features = load_features(write_features(tmp_path / "f", np.eye(4), ["a", "b", "c", "d"],
+                                            [WNIDS[0], WNIDS[1], WNIDS[1], WNIDS[1]]))
+    assert class_mean(features, [0.9, 0.1, 0.1, 0.1]) == pytest.approx(0.5)  # (0.9 + 0.1) / 2, not 0.3
+    assert class_mean(features, [True, False, False, True]) == pytest.approx((1 + 1 / 3) / 2)
+    assert class_mean(features, [0.9, np.nan, 0.1, 0.1]) == pytest.approx(0.5)  # an unscored image left out

@@ -152,3 +152,16 @@ def test_prompts_module_has_no_torch_import_at_module_level():
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
     assert not top_imports & {"torch", "open_clip", "timm"}
+
+
+def test_fake_it_families_verbatim_with_the_places365_backgrounds():
+    """Sariyildiz et al. (CVPR 2023) write 'c, h_c', 'c, d_c' and 'c inside b', b a Places365 scene."""
+    assert prompts.NAMED_TEMPLATE_SETS["fakeit_hypernym"] == ("{}, {hypernym}",)
+    assert prompts.NAMED_TEMPLATE_SETS["fakeit_definition"] == ("{}, {definition}",)
+    assert prompts.NAMED_TEMPLATE_SETS["fakeit_background"] == ("{} inside {place}",)
+    places = prompts.load_places("places365")
+    assert len(places) == 365 == len(set(places))
+    assert places[0] == "airfield" and places[8] == "apartment building outdoor" and places[-1] == "zen garden"
+    prompter = prompts.Prompter("fakeit_background", ["n01440764"], places="places365")
+    _, prompt = prompter.prompt("n01440764", 7)
+    assert prompt.startswith("tench inside ") and prompt.removeprefix("tench inside ") in places

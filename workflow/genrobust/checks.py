@@ -265,9 +265,10 @@ def _check_prompt_files(config: dict) -> None:
                        f"give a named set ({', '.join(sets)}), a list, or a file of templates, one per line "
                        f"with one {{}} each{_did_you_mean(templates, sets)}")
         places = strategy.get("places", "default")
-        if places != "default":
+        if places not in prompts.NAMED_PLACES:
             _read_file(config, f"{key}.places", places, prompts.load_places,
-                       "give 'default' or a file of background phrases ('in a kitchen'), one per line")
+                       f"give a named list ({', '.join(prompts.NAMED_PLACES)}) or a file of background phrases "
+                       "('in a kitchen'), one per line")
         spec = strategy.get("class_names", "clip")
         if spec == "clip":
             continue  # every ImageNet-1K wnid has one, and class lists hold only those

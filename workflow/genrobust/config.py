@@ -186,6 +186,7 @@ def report_spec(config: dict, name: str, **extra) -> dict:
     report = config["reports"][name]
     spec = dict(report, rows=report_rows(report), **extra)
     spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
+    spec["test_set_kinds"] = {t: config["test_sets"][t]["kind"] for t in config["test_sets"]}
     spec["id_test_set"] = config["evaluation"]["id_test_set"]
     return spec
 
@@ -271,6 +272,20 @@ def generated_datasets(config: dict) -> list[tuple[str, str, str]]:
             if config["strategies"][strategy]["kind"] in IMPLEMENTED_STRATEGY_KINDS:
                 out += [(dataset, strategy, split) for split in ("train", "val") if gen[f"{split}_shards"] > 0]
     return out
+
+
+def unpinned_hub_models(config: dict) -> list[str]:
+    """One notice per hub model that config names without a revision: the hub's default branch,
+    which can change, changes every image made from it (the manifests record the commit used)."""
+    notes = []
+    for name, spec in config["models"].items():
+        model_id = spec.get("id") or ""
+        local = model_id.startswith((".", "/", "~")) or Path(model_id).expanduser().exists()
+        if spec.get("finetune") or not model_id or local or produced_by_demo(config, model_id) or spec.get("revision"):
+            continue
+        notes.append(f"models.{name}: hub id '{model_id}' has no revision, so its images follow whatever the hub "
+                     "serves when a shard runs; pin it (revision: a commit of the model repository)")
+    return notes
 
 
 def generation_plan(config: dict) -> list[str]:

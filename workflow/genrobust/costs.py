@@ -224,11 +224,11 @@ def evaluation_cost(study: Study, dataset: str, threads: int) -> JobCost:
 
 def finetune_cost(study: Study, model: str) -> JobCost:
     """On one GPU (a job on N GPUs asks for N times the time it needs; set-resources lowers it)."""
-    from .finetune.plan import finetuned_models
+    from .finetune.plan import finetuned_models, images_per_step
 
     block = finetuned_models(study.config)[model]
     if block.get("max_steps"):
-        images = block["max_steps"] * block.get("batch_size", 16) * block.get("gradient_accumulation_steps", 1)
+        images = block["max_steps"] * images_per_step(block)
     else:
         images = block.get("epochs", 1) * study.real_images(block["dataset"], "train")
     side = block.get("resolution", 512)

@@ -35,7 +35,7 @@ REPORT_KEYS = {
     "scaling_curve": ("strategy", "generated_percents", *ER),
     "guidance_curve": ("strategy", "guidance", "train_on", "generated_percent", "guidance_strategies", *ER, *CLIP),
     "diversity_er": ("rows", *ER, *CLIP),
-    "fid_table": ("sources", "test_sets", "column_names", "figure", "kid"),
+    "fid_table": ("sources", "test_sets", "column_names", "figure", "kid", "objectnet_classes"),
     "clip_diversity": ("sources", "figure", *CLIP),
     "generated_benchmark": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
     "generated_scatter": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),

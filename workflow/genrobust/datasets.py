@@ -271,7 +271,9 @@ def _read_json(path: Path):
 
 
 def objectnet_folder_wnids(mappings_dir: str | os.PathLike) -> dict[str, list[str]]:
-    """ObjectNet image folder -> its ImageNet wnids (sorted), for the folders that map to ImageNet.
+    """ObjectNet image folder -> its ImageNet wnids in the mapping's order, for the folders that map
+    to ImageNet. The first is the one class the paper compares the folder with (Table 2: its code's
+    utils/mappings/objectnet_im1k_folder.json names, for all 113 labels, the first class listed).
 
     Chain (ObjectNet's own files): folder -> ObjectNet label -> ImageNet descriptions split on
     '; ' -> line index in imagenet_to_label_2012_v2 -> PyTorch class index (by inverting
@@ -309,7 +311,7 @@ def objectnet_folder_wnids(mappings_dir: str | os.PathLike) -> dict[str, list[st
                 f"objectnet mapping {mdir / 'objectnet_to_imagenet_1k.json'}: label {label!r} has no folder in "
                 f"{mdir / 'folder_to_objectnet_label.json'}"
             )
-        found: set[str] = set()
+        found: dict[str, None] = {}  # in the mapping's order
         for desc in joined.split("; "):
             desc = desc.strip()
             hits = desc_to_lines.get(desc, [])
@@ -323,9 +325,9 @@ def objectnet_folder_wnids(mappings_dir: str | os.PathLike) -> dict[str, list[st
                     f"objectnet mapping {mdir / 'pytorch_to_imagenet_2012_id.json'}: no PyTorch index maps to "
                     f"line {hits[0]} ({desc!r})"
                 )
-            found.add(wnids[line_to_pt[hits[0]]])
+            found[wnids[line_to_pt[hits[0]]]] = None
         for folder in label_to_folders[label]:
-            out[folder] = sorted(found)
+            out[folder] = list(found)
     return dict(sorted(out.items()))
 
 

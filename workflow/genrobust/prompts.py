@@ -111,14 +111,20 @@ OPENAI_80: tuple[str, ...] = (
     "a tattoo of the {}.",
 )
 
-# Fake-it's families, one template each: the class name with its hypernym, its definition, or a
-# background ("c, h_c", "c, d_c" and "c inside b" there, phrased as photos here).
+# Fake it till you make it's families (Sariyildiz et al., CVPR 2023), one template each: the class
+# name c with its WordNet hypernym h_c, its definition d_c, or a background b. Verbatim as the paper
+# writes them ("c, h_c", "c, d_c", "c inside b", b a Places365 category: places: places365), and
+# reworded as photo prompts (hypernym, definition, background: b a phrase of PLACES).
 NAMED_TEMPLATE_SETS = {
     "openai80": OPENAI_80,
+    "fakeit_hypernym": ("{}, {hypernym}",),
+    "fakeit_definition": ("{}, {definition}",),
+    "fakeit_background": ("{} inside {place}",),
     "hypernym": ("a photo of a {}, a kind of {hypernym}",),
     "definition": ("a photo of a {}, {definition}",),
     "background": ("a photo of a {} {place}",),
 }
+PLACES365_FILE = Path(__file__).resolve().parent / "data" / "places365_categories.txt"
 TEMPLATE_FIELDS = ("hypernym", "definition", "place", "caption")  # the named fields a template may use
 
 # Backgrounds for {place}: common scene categories (Places365-like), each a phrase that follows
@@ -197,13 +203,24 @@ def class_label_prompt(template: str, name: str, **fields: str) -> str:
     return template.format(name, **fields)
 
 
+def places365() -> list[str]:
+    """The 365 Places365 scene categories as words ('/a/apartment_building/outdoor' -> 'apartment
+    building outdoor'), in their index order (data/places365_categories.txt, with its source)."""
+    lines = [line.split()[0] for line in PLACES365_FILE.read_text().splitlines() if line.startswith("/")]
+    return [" ".join(line.split("/", 2)[2].replace("/", " ").split("_")) for line in lines]
+
+
+NAMED_PLACES = {"default": lambda: list(PLACES), "places365": places365}
+
+
 def load_places(spec: str | os.PathLike = "default") -> list[str]:
-    """The background phrases for {place}: the built-in list, or a file of one per line."""
-    if isinstance(spec, str) and spec == "default":
-        return list(PLACES)
+    """The background phrases for {place}: a named list (default, places365), or a file of one per line."""
+    if isinstance(spec, str) and spec in NAMED_PLACES:
+        return NAMED_PLACES[spec]()
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"places spec {str(spec)!r} is neither 'default' nor an existing file")
+        raise ValueError(f"places spec {str(spec)!r} is neither a named list ({', '.join(NAMED_PLACES)}) nor an "
+                         "existing file")
     places = [line.strip() for line in path.read_text().splitlines()]
     places = [p for p in places if p and not p.startswith("#")]
     if not places:

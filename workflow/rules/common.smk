@@ -27,6 +27,7 @@ from genrobust.config import (
     report_test_sets,
     skipped_reports,
     training_runs,
+    unpinned_hub_models,
 )
 from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
 
@@ -86,6 +87,8 @@ if workflow.is_main_process:
         print(f"genrobust: generate {line}", file=sys.stderr)
     for note in skipped_reports(config):
         print(f"genrobust: report {note}", file=sys.stderr)
+    for note in unpinned_hub_models(config):
+        print(f"genrobust: NOTICE {note}", file=sys.stderr)
 
 
 wildcard_constraints:

@@ -51,15 +51,13 @@ class Plan:
 
     @classmethod
     def of(cls, recipe: FinetuneRecipe, images: int, processes: int) -> Plan:
-        micro = images // (recipe.batch_size * processes)
-        steps_per_epoch = micro // recipe.gradient_accumulation_steps
+        micro, accumulation = images // (recipe.batch_size * processes), recipe.accumulation(processes)
+        steps_per_epoch = micro // accumulation
         if steps_per_epoch < 1:
-            raise ValueError(f"finetune.batch_size: {recipe.batch_size} x gradient_accumulation_steps "
-                             f"{recipe.gradient_accumulation_steps} x {processes} processes is more than the "
-                             f"{images} training images; lower it")
+            raise ValueError(f"finetune.batch_size: {recipe.batch_size} x {accumulation} accumulated x {processes} "
+                             f"processes is more than the {images} training images; lower it")
         total = recipe.max_steps or recipe.epochs * steps_per_epoch
-        return cls(images, micro, steps_per_epoch, total, recipe.gradient_accumulation_steps,
-                   recipe.batch_size * processes * recipe.gradient_accumulation_steps)
+        return cls(images, micro, steps_per_epoch, total, accumulation, recipe.batch_size * processes * accumulation)
 
     @property
     def epochs(self) -> int:
@@ -79,7 +77,8 @@ def _accelerator(recipe: FinetuneRecipe, device: str | None):
     if cpu and precision != "fp32":
         print(f"[finetune] mixed_precision {precision} on the CPU is slow or unsupported; using fp32", file=sys.stderr)
         precision = "fp32"
-    plugin = GradientAccumulationPlugin(num_steps=recipe.gradient_accumulation_steps, sync_with_dataloader=False)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's, before the Accelerator exists
+    plugin = GradientAccumulationPlugin(num_steps=recipe.accumulation(processes), sync_with_dataloader=False)
     return Accelerator(mixed_precision=ACCELERATE_PRECISION[precision], gradient_accumulation_plugin=plugin,
                        cpu=cpu), precision
 
@@ -214,8 +213,8 @@ class Trainer:
         accelerator.register_for_checkpointing(lr_scheduler)
         if ema is not None:
             ema.to(accelerator.device)
-        if accelerator.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
+        if accelerator.device.type == "cuda":  # off unless the recipe says (the paper's run: off)
+            torch.backends.cuda.matmul.allow_tf32 = recipe.allow_tf32
         return cls(recipe, accelerator, precision, unet, vae, parts["noise_scheduler"], embeddings, optimizer,
                    lr_scheduler, ema, lr)
 

@@ -10,6 +10,8 @@ No torch or diffusers here: this runs at plan time, for every `snakemake -n`.
 
 from __future__ import annotations
 
+import importlib.util
+
 from ..config import ConfigError
 
 FINETUNE_DIR = "finetune"  # under config `out`
@@ -66,11 +68,11 @@ def check_finetune(config: dict) -> None:
                               "(a hub id or a folder) as the base")
         if block.get("dataset") not in datasets:
             raise ConfigError(f"{key}.dataset: '{block.get('dataset')}' is not one of datasets ({sorted(datasets)})")
-        _check_values(key, block)
+        _check_values(config, key, block)
         _check_images(config, key, block)
 
 
-def _check_values(key: str, block: dict) -> None:
+def _check_values(config: dict, key: str, block: dict) -> None:
     method = block.get("method", "full")
     if method not in ("full", "lora"):
         raise ConfigError(f"{key}.method: '{method}' is not full or lora")
@@ -86,6 +88,16 @@ def _check_values(key: str, block: dict) -> None:
         raise ConfigError(f"{key}.lora_alpha: {alpha} must be positive (null: the rank, {rank})")
     if method == "lora" and block.get("use_ema"):
         raise ConfigError(f"{key}.use_ema: EMA is for method full (set it false for lora)")
+    total, batch = block.get("total_batch_size"), block.get("batch_size", 16)
+    if total is not None and block.get("gradient_accumulation_steps", 1) != 1:
+        raise ConfigError(f"{key}.gradient_accumulation_steps: set with total_batch_size, which decides it "
+                          "(total / (batch_size x GPUs)); keep one of them")
+    if total is not None and total % batch:
+        raise ConfigError(f"{key}.total_batch_size: {total} is not a multiple of batch_size {batch}")
+    if (block.get("optimizer", "adamw8bit") == "adamw8bit" and config.get("check_paths", True)
+            and importlib.util.find_spec("bitsandbytes") is None):  # checked for a run, not a plan without data
+        raise ConfigError(f"{key}.optimizer: adamw8bit needs bitsandbytes, which is not installed (it is optional: "
+                          "pip install bitsandbytes on the GPU nodes' environment), or set optimizer: adamw")
     warmup, steps = block.get("lr_warmup_steps", 0), block.get("max_steps")
     if steps is not None and warmup >= steps:
         raise ConfigError(f"{key}.lr_warmup_steps: {warmup} is not below max_steps {steps}; the warm-up must "
@@ -106,8 +118,13 @@ def _check_images(config: dict, key: str, block: dict) -> None:
     if per_class is None:
         return
     images = per_class * len(dataset_wnids(config, block["dataset"]))
-    step = block.get("batch_size", 16) * block.get("gradient_accumulation_steps", 1)
+    step = images_per_step(block)
     if images < step:
         raise ConfigError(f"{key}.batch_size: {step} images per optimizer step (batch_size x "
-                          f"gradient_accumulation_steps) is more than the {images} real train images of "
-                          f"datasets.{block['dataset']}; lower it")
+                          f"gradient_accumulation_steps, or total_batch_size) is more than the {images} real train "
+                          f"images of datasets.{block['dataset']}; lower it")
+
+
+def images_per_step(block: dict) -> int:
+    """Images per optimizer step of a finetune block on one GPU."""
+    return block.get("total_batch_size") or block.get("batch_size", 16) * block.get("gradient_accumulation_steps", 1)

@@ -46,6 +46,8 @@ class FinetuneRecipe:
     max_steps: int | None = _D["max_steps"]
     batch_size: int = _D["batch_size"]
     gradient_accumulation_steps: int = _D["gradient_accumulation_steps"]
+    total_batch_size: int | None = _D["total_batch_size"]
+    allow_tf32: bool = _D["allow_tf32"]
     lr: float | None = _D["lr"]
     scale_lr: bool = _D["scale_lr"]
     lr_scheduler: str = _D["lr_scheduler"]
@@ -89,10 +91,22 @@ class FinetuneRecipe:
         """The learning rate before scale_lr: config's, else the method's default."""
         return float(self.lr) if self.lr is not None else DEFAULT_LR[self.method]
 
+    def accumulation(self, processes: int) -> int:
+        """Micro-batches per optimizer step: total_batch_size's share of each of `processes`, else
+        gradient_accumulation_steps."""
+        if self.total_batch_size is None:
+            return self.gradient_accumulation_steps
+        steps, left = divmod(self.total_batch_size, self.batch_size * processes)
+        if left or not steps:
+            raise ValueError(f"finetune.total_batch_size: {self.total_batch_size} images per step is not a whole "
+                             f"number of micro-batches of batch_size {self.batch_size} x {processes} processes; "
+                             "change batch_size, total_batch_size or the GPU count")
+        return steps
+
     def effective_lr(self, processes: int) -> float:
         if not self.scale_lr:
             return self.base_lr()
-        return self.base_lr() * self.batch_size * self.gradient_accumulation_steps * processes
+        return self.base_lr() * self.batch_size * self.accumulation(processes) * processes
 
     def effective_alpha(self) -> float:
         return float(self.lora_alpha) if self.lora_alpha is not None else float(self.lora_rank)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sys
 from pathlib import Path
 
@@ -63,6 +65,20 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
         pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)  # one bar per shard instead of one per batch
     return _to_device(pipe, device, compile_unet)
+
+
+def resolved_revision(pipe, revision: str | None) -> str:
+    """The revision a pipeline was loaded at: config's, else the hub snapshot's commit (the hub
+    cache holds each at .../snapshots/<commit>/, which the components' _name_or_path names), else ''
+    (a local folder)."""
+    if revision:
+        return str(revision)
+    for component in pipe.components.values():
+        name = str(getattr(getattr(component, "config", None), "_name_or_path", "") or "")
+        found = re.search(r"snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)", name)
+        if found:
+            return found[1]
+    return ""
 
 
 def _to_device(pipe, device: str, compile_unet: bool):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..seeding import derive_seed
-from .pipelines import _generate_with_retries, load_pipeline
+from .pipelines import _generate_with_retries, load_pipeline, resolved_revision
 from .plan import GenerationError, ImageSpec, retry_seed
 from .spec import StrategySpec
 
@@ -74,12 +74,13 @@ class DiffusersRenderer:
 
     def __init__(self, spec: StrategySpec, wnids: list[str], device: str):
         self.spec, self.wnids, self.device = spec, wnids, device
-        self.pipe = None
+        self.pipe, self.revision = None, ""
 
     def prepare(self) -> None:
         s = self.spec
         self.pipe = load_pipeline(_required(s, "model_id"), s.revision, s.pipeline, s.scheduler, s.dtype,
                                   self.device, s.safety_checker, s.compile)
+        self.revision = resolved_revision(self.pipe, s.revision)  # a hub model's commit, when config names none
 
     def settings(self) -> dict:
         """What the images depend on beyond the strategy's own keys (see generate_shard)."""
@@ -102,7 +103,7 @@ class DiffusersRenderer:
         scheduler = s.scheduler or type(self.pipe.scheduler).__name__
         for row, b, attempt, reason in zip(rows, batch, attempts, reasons):
             row.update(seed=retry_seed(b.seed, attempt), attempt=attempt, regenerated_because=reason,
-                       model=s.model_id, revision=s.revision or "", pipeline=s.pipeline,
+                       model=s.model_id, revision=self.revision, pipeline=s.pipeline,
                        scheduler=scheduler, steps=s.steps, guidance=s.guidance)
         return images, rows
 

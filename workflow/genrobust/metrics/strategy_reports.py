@@ -21,7 +21,7 @@ from genrobust.config import guidance_label, guidance_train_on
 from genrobust.report import COLOURS, _plt, _save, column_names, companion, row_table
 
 from .plan import row_sources
-from .reports import clip_measures
+from .reports import class_mean, clip_measures
 
 AVERAGE_ER = "Effective robustness, average (%)"
 SHIFT_TOP1 = "Shift-set average top-1 (%)"
@@ -48,8 +48,8 @@ def row_measures(report: dict, inputs: dict) -> pd.DataFrame:
     sources = row_sources(report)
     measured = {}
     for source in dict.fromkeys(sources.values()):
-        _, scores, mean_diversity, _ = clip_measures(inputs, source)
-        measured[source] = {DIVERSITY: mean_diversity, CONSISTENCY: float(np.nanmean(scores)), "Images": len(scores)}
+        features, scores, mean_diversity, _ = clip_measures(inputs, source)
+        measured[source] = {DIVERSITY: mean_diversity, CONSISTENCY: class_mean(features, scores), "Images": len(scores)}
     clip = pd.DataFrame([measured[sources[label]] for label in table.index], index=table.index)
     table = table.join(clip).assign(Strategy=[sources[label] for label in table.index])
     table.index.name = "Training data"
