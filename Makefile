@@ -44,8 +44,12 @@ dryrun: setup
 rehearse: setup
 	PATH=$(BIN):$$PATH $(BIN)/python -m genrobust rehearse --configfile config/config.yaml --out results/rehearsal
 
+## lint: the rule files' formatting and Snakemake's linter on every shipped config (make test runs both)
 lint: setup
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(SNAKEMAKE) --lint
 	$(SNAKEMAKE) --lint --configfile config/demo.yaml
+	$(SNAKEMAKE) --lint --configfile config/demo.yaml config/demo_beyond.yaml
 
 clean-demo:
 	rm -rf results/demo

@@ -63,3 +63,10 @@ def pytest_collection_modifyitems(items):
     """The slow end-to-end demo tests first, so that under `make test` (-n 2 --dist loadfile) their
     file starts at once on one worker and every other file runs beside it on the other."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
+
+
+def figure_warnings(out) -> list[str]:
+    """What plots.save found that a reader would miss (an axis without a label, series without a
+    legend, text drawn over text), from the report jobs' logs of a run whose `out` is given."""
+    return [line for log in sorted(Path(out).glob("logs/make_*.log")) for line in log.read_text().splitlines()
+            if line.startswith("WARNING: figure")]

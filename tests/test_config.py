@@ -28,8 +28,8 @@ def edited(base: dict, edit) -> dict:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda c: c.update(epochs_typo=3), "'epochs_typo' was unexpected"),
-    (lambda c: c["datasets"]["demo10"]["recipe"].update(epochs="forty"), "'forty' is not of type 'integer'"),
+    (lambda c: c.update(epochs_typo=3), "epochs_typo: 'epochs_typo' is not a key of the config"),
+    (lambda c: c["datasets"]["demo10"]["recipe"].update(epochs="forty"), "datasets.demo10.recipe.epochs: 'forty' is not of type integer"),
     (lambda c: c["datasets"]["demo10"]["recipe"].update(precision="fp8"), "'fp8' is not one of"),
     (lambda c: c["strategies"]["cl80"].update(model="sd99"), "strategies.cl80.model: 'sd99' is not one of models"),
     (lambda c: c["reports"]["table1"]["rows"].update(Bad="real_100+sdxl_100"),

@@ -439,3 +439,18 @@ def test_the_plan_names_every_hub_model_without_a_revision():
     notes = unpinned_hub_models(planned(FULL))
     assert [n.split(":")[0] for n in notes] == ["models.sd15", "models.dit", "models.sd15_ft_paper"]
     assert unpinned_hub_models(planned(DEMO)) == []  # local folders and a fine-tuned model: nothing to pin
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ("reprots: {}\n", "config error: reprots: 'reprots' is not a key of the config; did you mean reports?"),
+    ("reports:\n  table3:\n    rowz: {A: real_100}\n",
+     "config error: reports.table3.rowz: 'rowz' is not a key of reports.table3; did you mean rows?"),
+    ("strategies:\n  cl80:\n    stpes: 3\n", "config error: strategies.cl80.stpes: 'stpes' is not a key of "
+                                           "strategies.cl80; did you mean steps?"),
+])
+def test_an_unknown_key_is_one_line_with_a_suggestion_not_the_schema(workdir, overlay, message):
+    (workdir / "config/typo.yaml").write_text(overlay)
+    result = snakemake("-n", "--configfile", "config/demo.yaml", "config/typo.yaml", cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and message in output, output[-2000:]
+    assert len(output.splitlines()) < 40  # not the ~2,000 lines of the schema

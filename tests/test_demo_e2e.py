@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, figure_warnings, snakemake
 from genrobust import io
 from test_workflow import job_counts
 
@@ -35,6 +35,7 @@ def test_demo_runs_end_to_end(finished_demo):
     workdir = finished_demo
     out = workdir / "results" / "demo"
     demo = yaml.safe_load((workdir / "config/demo.yaml").read_text())
+    assert figure_warnings(out) == []
 
     # Generation: every planned image is in the manifest and on disk, with its seed and prompt.
     classes = io.read_lines(workdir / "config/demo_classes.txt")

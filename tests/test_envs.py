@@ -23,14 +23,14 @@ def test_conda_env_pins_equal_requirements():
     env = yaml.safe_load((REPO / "envs/genrobust.yaml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda_pins = pins(pip_section)
-    test_only = {"pytest", "pytest-xdist", "execnet"}  # make test runs them, no job does
+    test_only = {"pytest", "pytest-xdist", "execnet", "snakefmt", "black"}  # make test runs them, no job does
     assert conda_pins == {k: v for k, v in requirements.items() if k not in test_only}
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert python == "python=3.11"
 
 
 def test_requirements_use_the_torch_build_that_has_a_torchvision():
-    # STACK.md: the CPU-only torch 2.13.0 has no working torchvision; 2.14.1 + 0.29.1 does.
+    # Measured here: the CPU-only torch 2.13.0 has no working torchvision; 2.14.1 + 0.29.1 does.
     requirements = pins((REPO / "envs/requirements.txt").read_text().splitlines())
     assert (requirements["torch"], requirements["torchvision"]) == ("2.14.1", "0.29.1")
 
@@ -69,3 +69,13 @@ def test_the_profile_link_follows_the_checkout_setup_ran_from(tmp_path):
     assert "left as it is" in _link(tmp_path / "one", xdg) and link.resolve() == tmp_path / "mine"
     (tmp_path / "mine").rmdir()  # dangling: replaced
     assert "re-linked" in _link(tmp_path / "one", xdg) and link.resolve() == first
+
+
+def test_conda_side_is_pinned_and_can_build_ffcv():
+    """--sdm conda builds FFCV from source: compilers, pkg-config, libjpeg-turbo and OpenCV 4 (what
+    its setup.py asks pkg-config for), each pinned to a series."""
+    env = yaml.safe_load((REPO / "envs/genrobust.yaml").read_text())
+    conda = {d.split("=")[0]: d.partition("=")[2] for d in env["dependencies"] if isinstance(d, str)}
+    assert {"c-compiler", "cxx-compiler", "pkg-config", "libjpeg-turbo", "opencv"} <= set(conda)
+    assert all(version for name, version in conda.items() if name != "pip"), conda
+    assert conda["opencv"].startswith("4.")

@@ -21,6 +21,7 @@ from docutils.core import publish_parts
 from jinja2 import Environment
 
 from conftest import REPO, snakemake
+from genrobust.report import write_display_copy
 
 CAPTIONS = REPO / "workflow/report"
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
@@ -43,10 +44,16 @@ PAPER = {
 }
 
 
-def render_caption(path: Path, **snakemake_object) -> str:
+def _outputs(table: str) -> SimpleNamespace:
+    """A report rule's outputs as its caption sees them: the table and its copy for report.html."""
+    return SimpleNamespace(table=table, display=str(write_display_copy(table)))
+
+
+def render_caption(path: Path, files=(), **snakemake_object) -> str:
     """A caption as `snakemake --report` renders it: Jinja with its settings, then docutils."""
     text = Environment(trim_blocks=True, lstrip_blocks=True).from_string(path.read_text())
-    return publish_parts(text.render(snakemake=SimpleNamespace(**snakemake_object)), writer="html")["body"]
+    rendered = text.render(snakemake=SimpleNamespace(**snakemake_object), files=list(files))
+    return publish_parts(rendered, writer="html")["body"]
 
 
 def _script_var(page: str, name: str):
@@ -80,8 +87,10 @@ def check_html_report(workdir: Path, config: dict, *args: str, report: Path | No
         table = entries[".csv"]
         caption = html.unescape(table["caption"])
         assert "<table" in caption and "The paper's version" in caption, (name, caption[:1000])
-        columns = pd.read_csv(workdir / config["out"] / table["name"], index_col=0).columns
-        assert all(column in caption for column in columns), (name, list(columns))
+        frame = pd.read_csv(workdir / config["out"] / table["name"], index_col=0)
+        assert all(column in caption for column in frame.columns), (name, list(frame.columns))
+        # every row label as written ("+ PixMix" shown as a label, not turned into a bullet)
+        assert all(str(label) in caption for label in frame.index), (name, list(frame.index))
         assert "The paper's version" in entries[".png"]["caption"], name
     sheets = by_rule.get("make_contact_sheet", [])
     assert sheets and all("Figure 6" in e["caption"] for e in sheets)
@@ -95,9 +104,11 @@ def test_each_report_caption_renders_its_table_and_the_papers_version(name, tmp_
     table.to_csv(tmp_path / f"{name}.csv", index=False)
     monkeypatch.chdir(tmp_path)  # Snakemake renders captions in the working directory
     body = render_caption(CAPTIONS / f"{spec['kind']}.rst", rule=f"make_{name}", config=DEMO,
-                          output=SimpleNamespace(table=f"{name}.csv"))
+                          output=_outputs(f"{name}.csv"))
     assert "System Message" not in body, body  # no reStructuredText error or warning
     assert re.search(r"<table.*ImageNet-R.*71\.2.*</table>", body, re.S), body
+    # "+ Stable Diffusion" is a label, not a bullet list inside the cell
+    assert re.search(r"<td>\s*(<p>)?\+ Stable Diffusion", body) and "<ul" not in body, body
     exhibit, number = PAPER[name]
     assert exhibit in body
     assert number in body and f"<strong>{name}</strong>" in body
@@ -108,7 +119,7 @@ def test_a_report_the_paper_does_not_have_gets_its_kinds_caption(tmp_path, monke
     (tmp_path / "guidance.csv").write_text("Training data,ImageNet\nReal,70.0\n")
     monkeypatch.chdir(tmp_path)
     body = render_caption(CAPTIONS / "accuracy_table.rst", rule="make_guidance", config=config,
-                          output=SimpleNamespace(table="guidance.csv"))
+                          output=_outputs("guidance.csv"))
     assert "System Message" not in body and "<table" in body and "Tables 3" in body
 
 
@@ -120,7 +131,7 @@ def test_the_beyond_overlay_captions_render_with_their_settings(name, phrase, tm
     (tmp_path / f"{name}.csv").write_text("Training data,Value\nA,1.0\n")
     monkeypatch.chdir(tmp_path)
     body = render_caption(CAPTIONS / f"{spec['kind']}.rst", rule=f"make_{name}", config=config,
-                          output=SimpleNamespace(table=f"{name}.csv"))
+                          output=_outputs(f"{name}.csv"))
     assert "System Message" not in body, body
     assert f"<strong>{name}</strong>" in body and phrase in body and "<table" in body
     if name == "guidance":
@@ -133,6 +144,22 @@ def test_workflow_description_names_the_run_and_the_demo(config):
     assert "System Message" not in body
     assert all(f'literal">{name}</tt>' in body for name in config["reports"])
     assert ("offline demo" in body) == bool(config.get("demo"))
+
+
+def test_front_page_says_what_each_report_shows_and_the_runs_provenance(tmp_path, monkeypatch):
+    from genrobust.provenance import config_hash, write_provenance
+
+    monkeypatch.chdir(tmp_path)
+    record = write_provenance("provenance.csv", config_sha256=config_hash(FULL), out="results",
+                              configfiles=["config/config.yaml"], checkout=REPO, reports=list(FULL["reports"]))
+    body = render_caption(CAPTIONS / "workflow.rst", config=FULL,
+                          files=[SimpleNamespace(target="provenance.csv", path="provenance.csv")])
+    assert "System Message" not in body
+    for name in FULL["reports"]:  # one line each, in words
+        assert re.search(rf'literal">{name}</tt> \(\w+\): \w+', body), name
+    assert record["commit"] in body and record["config sha256"] in body and len(record["config sha256"]) == 64
+    assert "none yet" not in body
+    assert "none yet" in render_caption(CAPTIONS / "workflow.rst", config=FULL, files=[])
 
 
 def test_contact_sheet_caption():

@@ -128,3 +128,14 @@ def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(mo
         assert len(jobs) == shards and {j[2] for j in jobs} == {"train"}  # no val set for a sweep
     mixes = {r.mix for r in training_runs(config) if r.dataset == "imagenet100"}
     assert {"cl80g2_100", "real_100+cl80g2_100", "cl80_100", "real_100+cl80g1p5_100"} <= mixes
+
+
+def test_the_commented_benchmarks_section_is_valid_config_when_uncommented():
+    from snakemake.utils import validate
+
+    lines = (ROOT / "config" / "config.yaml").read_text().splitlines()
+    start = lines.index("# benchmarks:")
+    block = [line[2:] for line in lines[start:] if line.startswith("# ") or line == "#"]
+    config = {**CONFIG, **yaml.safe_load("\n".join(block))}
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    assert set(config["benchmarks"]) == {"generation", "finetune", "training"}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, figure_warnings
 from genrobust.robustness import reference_points
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -47,6 +47,7 @@ def test_every_report_of_the_full_study_builds(study):
     figures = {"figure2", "table3_accuracy", "table4_accuracy", "figure3", "figure11", "table9", "table6_accuracy",
                "figure12", "table2", "table5", "generated_scatter", "table7"}
     assert {p.stem for p in study.glob("*.png")} == figures
+    assert figure_warnings(study) == []  # the full config's long row labels, 1000 classes, 5 archs
     html = (study / "report.html").read_text()
     assert all(name in html for name in CONFIG["reports"])
 
@@ -135,6 +136,7 @@ def test_the_beyond_the_paper_examples_build_on_the_full_study(tmp_path):
     assert len(table(out, "diversity_er")) == len(reports["diversity_er"]["rows"])
     assert set(pd.read_csv(out / "scaling.csv")["Training data"]) >= {"real only", "cl80 400%", "real + cl80 400%"}
     assert list(table(out, "separate_bn").index) == ["Shared BN", "Separate BN"]
+    assert figure_warnings(out) == []
 
 
 def test_rehearse_never_empties_a_folder_it_did_not_make(tmp_path):

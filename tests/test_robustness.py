@@ -9,7 +9,7 @@ import pytest
 from genrobust.robustness import fit_logit_line, logit, robustness_table, sigmoid
 
 REPO = Path(__file__).resolve().parents[1]
-TESTBED = REPO.parent / "shared" / "data" / "testbed_shift_accuracies.csv"
+TESTBED = REPO / "config" / "reference" / "imagenet_testbed_standard.csv"  # the testbed's standard models
 
 
 def test_fit_recovers_a_line_in_logit_space():
@@ -27,7 +27,6 @@ def test_fit_needs_two_distinct_points():
         fit_logit_line([0.7, 0.7], [0.3, 0.4])
 
 
-@pytest.mark.skipif(not TESTBED.exists(), reason="shared testbed data not present")
 def test_effective_robustness_matches_a_hand_fit_on_published_models():
     """Standard models of imagenet-testbed: fit by the normal equations, written out by hand."""
     frame = pd.read_csv(TESTBED)

@@ -73,7 +73,7 @@ def test_places_file_and_seeded_choice(tmp_path):
     picks = [prompts.choose_place(prompts.PLACES, seed) for seed in range(200)]
     assert picks == [prompts.choose_place(prompts.PLACES, seed) for seed in range(200)]
     assert len(set(picks)) > 30  # drawn across the list, not stuck on a few
-    with pytest.raises(ValueError, match="neither 'default' nor an existing file"):
+    with pytest.raises(ValueError, match=r"neither a named list \(default, places365\) nor an existing file"):
         prompts.load_places(tmp_path / "absent.txt")
 
 

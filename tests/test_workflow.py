@@ -4,7 +4,10 @@ test_demo_e2e.py)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,7 +23,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def expected_full_counts() -> dict[str, int]:
-    """The paper's grid (PAPER.md), counted by hand."""
+    """The paper's grid (docs/paper.md), counted by hand."""
     shards = sum(g[f"{split}_shards"] for d in FULL["datasets"].values()
                  for s, g in d.get("generate", {}).items() for split in ("train", "val")
                  if FULL["strategies"][s]["kind"] != "clip_filtered")  # filtered from cl80's images: no shards
@@ -43,6 +46,7 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
     counts = job_counts(result.stdout)
     expected = expected_full_counts()
     assert {k: counts[k] for k in expected} == expected
+    assert "genrobust: what this plan costs" in result.stderr and "python -m genrobust cost" in result.stderr
     assert expected["generate_shard"] == 1412 and expected["train_classifier"] == 213
     plan = result.stderr
     assert "imagenet1k/cl80/train: 1,300,000 images (1300 per class) in 500 shards" in plan
@@ -57,10 +61,21 @@ def test_full_study_dry_run_plans_the_paper_grid(workdir, profile):
     print(f"full dry-run {'with profile ' if profile else ''}in {elapsed:.1f} s: {counts['total']} jobs")
 
 
-def test_lint_is_clean(workdir):
-    for args in (["--configfile", str(workdir / "config/demo.yaml")], ["--config", "check_paths=False"]):
+def test_rule_files_are_formatted():
+    """snakefmt --check with pyproject.toml's line length (make lint; `snakefmt Snakefile workflow/rules` fixes)."""
+    snakefmt = Path(sys.executable).parent / "snakefmt"
+    result = subprocess.run([str(snakefmt), "--check", "Snakefile", "workflow/rules"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_lint_is_clean_on_every_config_as_shipped(workdir):
+    """config.yaml lints as shipped, on a machine without its datasets (linting reads the rules)."""
+    shipped = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
+    assert shipped == ["config.yaml", "demo.yaml", "demo_beyond.yaml"]  # a new one is linted here too
+    for args in ([], ["--configfile", "config/demo.yaml"], ["--configfile", "config/demo.yaml", "config/demo_beyond.yaml"]):
         result = snakemake("--lint", *args, cwd=workdir)
-        assert result.returncode == 0
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         assert "Lints for" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
 
 

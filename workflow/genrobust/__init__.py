@@ -1,7 +1,7 @@
 """genrobust: robust image classification with generated datasets, as a Snakemake workflow.
 
-One module per stage of the DAG (see DESIGN.md): datasets, prompts, generate, beton, train,
+One module per stage of the DAG (see docs/design.md): datasets, prompts, generate, beton, train,
 evaluate, robustness, report; `cli` is the single entry point the rules call.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,7 +6,7 @@ A name resolves to torchvision's model first, as the paper and ffcv-imagenet bui
 BatchNorm of each residual block; its EfficientNet-B0 and MobileNet-V2 have no dropout or
 stochastic depth by default). Names only timm knows (mobilenetv2_100) resolve to timm.
 
-Differences from ffcv-imagenet, on purpose (PAPER.md, "Training"): weight decay is switched off
+Differences from ffcv-imagenet, on purpose (docs/paper.md, "Training"): weight decay is switched off
 on normalisation layers by module type, not by `'bn' in name` (which misses torchvision's
 `downsample.1` and every EfficientNet/MobileNet norm); any timm or torchvision architecture gets
 the right head (`num_classes` at construction).

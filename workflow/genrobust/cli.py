@@ -176,11 +176,20 @@ def cmd_robustness(args) -> None:
     write_robustness_table(args.accuracy, args.reference, args.out)
 
 
+def cmd_provenance(args) -> None:
+    from .provenance import write_provenance
+
+    record = write_provenance(args.out, config_sha256=args.config_sha256, out=args.results,
+                              configfiles=args.configfiles, checkout=Path(args.checkout), reports=args.reports)
+    print("\n".join(f"{key}: {value}" for key, value in record.items()), file=sys.stderr)
+
+
 def cmd_report(args) -> None:
-    from .report import make_report
+    from .report import make_report, write_display_copy
 
     table = make_report(args.kind, args.accuracy, args.robustness, args.spec, args.out_table, args.out_figure,
                         args.metrics)
+    write_display_copy(args.out_table, args.out_display)
     print(f"{Path(args.out_table).stem} ({args.kind}):\n{table.to_string()}", file=sys.stderr)
 
 
@@ -311,6 +320,17 @@ def _add_reduce_stages(stage) -> None:
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out-table", required=True)
     p.add_argument("--out-figure", required=True)
+    p.add_argument("--out-display", help="the table as report.html shows it (default <table>_display.csv)")
+
+
+    p = stage("provenance", cmd_provenance, "the run's provenance for report.html: commit, config hash, when, "
+                                            "on what")
+    p.add_argument("--config-sha256", required=True, help="the planned config's hash (genrobust.provenance)")
+    p.add_argument("--results", required=True, help="the config's out folder")
+    p.add_argument("--configfiles", nargs="*", default=[])
+    p.add_argument("--checkout", required=True, help="the workflow's checkout (its git commit is recorded)")
+    p.add_argument("--reports", nargs="*", default=[])
+    p.add_argument("--out", required=True)
 
 
 def _add_planning_stages(stage) -> None:

@@ -118,7 +118,7 @@ REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid
 STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional", "captions"}
 
 
-# Where a run's outputs live under each stage folder (train/, eval/, checkpoints/): DESIGN.md's
+# Where a run's outputs live under each stage folder (train/, eval/, checkpoints/): docs/design.md's
 # key~value grid, the one spelling of it. Its fields are the Snakemake wildcards of the rules.
 RUN_DIR = "{dataset}/mix~{mix}/arch~{arch}/seed~{seed}"
 
@@ -441,7 +441,7 @@ def check_config(config: dict) -> None:
     """Cross-references and paths; raises ConfigError naming the key (and path) at fault."""
     models, strategies = config["models"], config["strategies"]
     datasets, test_sets = config["datasets"], config["test_sets"]
-    from .finetune.plan import check_finetune, finetuned_models, resolve_finetuned_ids
+    from .finetune.plan import check_finetune, check_finetune_environment, finetuned_models, resolve_finetuned_ids
 
     for key, value in (("out", config["out"]), *((f"demo.{k}", (config.get("demo") or {}).get(k)) for k in
                                                   ("data", "models"))):
@@ -535,9 +535,10 @@ def check_config(config: dict) -> None:
                and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]
     for key, path in needed:
         if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
-            raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, "
-                              "'Pointing the config at your data'), or plan without data: "
+            raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, 'Running "
+                              "the study on a cluster', step 1: the layouts), or plan without data: "
                               "snakemake -n --config check_paths=False")
+    check_finetune_environment(config)
 
 
 def load_config(configfiles: list[str], overrides: dict | None = None) -> dict:
@@ -551,6 +552,11 @@ def load_config(configfiles: list[str], overrides: dict | None = None) -> dict:
     for path in configfiles:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     update_config(config, overrides or {})
+    from .schema import schema_problem
+
+    problem = schema_problem(config)
+    if problem:
+        raise ConfigError(problem)
     validate(config, str(SCHEMA))
     check_config(config)
     return config

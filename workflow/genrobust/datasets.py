@@ -1,4 +1,4 @@
-"""Read the real datasets in their native on-disk layouts (see shared/DATASETS.md).
+"""Read the real datasets in their native on-disk layouts (see docs/datasets.md).
 
 Every test set is reduced to one table: `path` and `wnids` (the image's correct classes joined
 by ';', usually one; ObjectNet images can have several), plus `corruption`/`severity` for

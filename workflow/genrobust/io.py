@@ -1,6 +1,6 @@
 """Atomic file writing and manifest I/O shared by every stage.
 
-Invariant (DESIGN.md): no output is ever half-written. Everything is written to a temporary
+Invariant (docs/design.md): no output is ever half-written. Everything is written to a temporary
 name in the destination folder and moved into place with os.replace, which is atomic on POSIX.
 """
 

@@ -1,6 +1,6 @@
 """The training recipe: its keys and checks (`Recipe`), and the schedules it defines.
 
-ffcv-imagenet's rn18 configs with the paper's fixes (PAPER.md, "Training"): the learning rate
+ffcv-imagenet's rn18 configs with the paper's fixes (docs/paper.md, "Training"): the learning rate
 is the peak at a total batch of 512, scaled linearly when `scale_lr`; linear warm-up from
 `warmup_start_factor * lr` (not 0) to the peak at `lr_peak_epoch`, then linear decay to 0,
 evaluated per iteration; progressive resizing from min_res to max_res over a ramp that fits the

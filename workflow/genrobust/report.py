@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, plots
 from .config import TrainingRun
 from .robustness import fits_of
-
-# Figure 2's colours: real (green), generated (blue), real + generated (orange), then others.
-COLOURS = ["#4daf4a", "#377eb8", "#ff7f00", "#984ea3", "#e41a1c", "#a65628", "#f781bf", "#999999"]
 
 
 def run_of(path: str) -> dict:
@@ -140,49 +138,14 @@ def _drop_standard_rows(table: RowTable, report: dict) -> RowTable:
 
 
 def accuracy_bars(mean: pd.DataFrame, std: pd.DataFrame, out_figure: str, title: str) -> None:
-    """Grouped bars: test sets on x, one bar per training data, std over runs as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sets = list(mean.columns)
-    rows = list(mean.index)
-    width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(1.6 * len(sets) + 2, 4))
-    x = np.arange(len(sets))
-    for i, row in enumerate(rows):
-        errors = std.loc[row].to_numpy(dtype=float)
-        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, mean.loc[row].to_numpy(), width,
-                      yerr=None if np.isnan(errors).all() else np.nan_to_num(errors), capsize=2, label=row,
-                      color=COLOURS[i % len(COLOURS)])
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
-    ax.set_xticks(x, sets)
+    """Figure 2's grouped bars: test sets on x, one bar per training data in Figure 2's colours (real
+    green, generated blue, real + generated orange), std over runs as error bars."""
+    fig, ax = plots.pyplot().subplots(figsize=plots.bar_figure_size(len(mean.columns), len(mean.index)))
+    plots.grouped_bars(ax, mean, std)
     ax.set_ylabel("Top-1 accuracy (%)")
     ax.set_ylim(0, min(100, float(np.nanmax(mean.to_numpy())) * 1.2 + 5))
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    with io.atomic_path(out_figure) as tmp:
-        fig.savefig(tmp, dpi=150)
-    plt.close(fig)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out_figure: str) -> None:
-    fig.tight_layout()
-    with io.atomic_path(out_figure) as tmp:
-        fig.savefig(tmp, dpi=150)
-    _plt().close(fig)
+    plots.save(fig, out_figure)
 
 
 def _long(mean: pd.DataFrame, std: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -215,33 +178,45 @@ def mixture_grid(frame: pd.DataFrame, report: dict, out_table: str, out_figure: 
     io.write_csv(out_table, frame)
     sets = list(dict.fromkeys(frame["test_set"]))
     sets = ["Average"] + [t for t in sets if t != "Average"]
-    plt = _plt()
-    fig, axes = plt.subplots(2, len(sets), figsize=(2.6 * len(sets), 5.2), squeeze=False)
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(2, len(sets), figsize=(3.1 * len(sets), 5.4), squeeze=False)
     for row, measure in enumerate(("accuracy", "effective_robustness")):
         for col, test_set in enumerate(sets):
             grid = frame[(frame["measure"] == measure) & (frame["test_set"] == test_set)].pivot_table(
                 index="real_percent", columns="generated_percent", values="mean")
             ax = axes[row][col]
-            values = grid.to_numpy()
-            if measure == "accuracy":
-                ax.imshow(values, cmap="viridis", origin="lower", aspect="auto")
-                colours = np.full(values.shape, "w")
-            else:  # diverging around 0: red below the standard-model line, blue above
-                bound = max(float(np.nanmax(np.abs(values))), 1e-9)
-                ax.imshow(values, cmap="RdBu", vmin=-bound, vmax=bound, origin="lower", aspect="auto")
-                colours = np.where(np.abs(values) > 0.6 * bound, "w", "k")
-            for (i, j), v in np.ndenumerate(values):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color=colours[i, j])
+            _heatmap(ax, grid.to_numpy(), diverging=measure == "effective_robustness")
             ax.set_xticks(range(grid.shape[1]), [f"{g:g}%" for g in grid.columns])
             ax.set_yticks(range(grid.shape[0]), [f"{r:g}%" for r in grid.index])
-            ax.set_title(f"{test_set}\n{'accuracy' if measure == 'accuracy' else 'effective robustness'}", fontsize=9)
+            ax.set_title(f"{test_set}\n{'accuracy' if measure == 'accuracy' else 'effective robustness'} (%)",
+                         fontsize=9)
             if col == 0:
                 ax.set_ylabel("real data")
             if row == 1:
                 ax.set_xlabel(f"generated ({report['strategy']})")
-    fig.suptitle(f"{report['dataset']}: real x generated mixtures (mean over runs, %)", fontsize=10)
-    _save(fig, out_figure)
+    fig.suptitle(f"{report['dataset']}: real x generated mixtures (mean over runs; each panel its own "
+                 "colour scale, effective robustness red below the standard-model line, blue above)", fontsize=9)
+    plots.save(fig, out_figure)
     return frame
+
+
+def _heatmap(ax, values: np.ndarray, diverging: bool) -> None:
+    """One grid panel with its colour bar and each cell's value, in black or white by the cell's
+    brightness. Accuracy: viridis; effective robustness: red-blue centred on 0."""
+    from matplotlib.colors import Normalize
+
+    if diverging:
+        bound = max(float(np.nanmax(np.abs(values))), 1e-9)
+        norm, cmap = Normalize(-bound, bound), "RdBu"
+    else:
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        norm, cmap = Normalize(low, max(high, low + 1e-9)), "viridis"
+    image = ax.imshow(values, cmap=cmap, norm=norm, origin="lower", aspect="auto")
+    ax.get_figure().colorbar(image, ax=ax, fraction=0.08, pad=0.03).ax.tick_params(labelsize=7)
+    for (i, j), v in np.ndenumerate(values):
+        red, green, blue, _ = image.cmap(norm(v))
+        ink = "k" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "w"
+        ax.text(j, i, "-" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=8, color=ink)
 
 
 def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
@@ -249,19 +224,18 @@ def budget_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure: 
     shares = dict(zip(report["rows"], report["generated_shares"]))
     frame = frame.assign(generated_share=frame["Training data"].map(shares))
     io.write_csv(out_table, frame)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, measure, label in zip(axes, ("accuracy", "effective_robustness"),
                                   ("average shift-set accuracy (%)", "average effective robustness (%)")):
         line = frame[(frame["measure"] == measure) & (frame["test_set"] == "Average")].sort_values("generated_share")
         ax.errorbar(line["generated_share"], line["mean"], yerr=line["std"].fillna(0), marker="o", capsize=3)
-        budget = ("a budget the size of the real train set" if report["total"] == "real"
-                  else f"{report['total']:,} images")
-        ax.set_xlabel(f"share of generated ({report['strategy']}) data in {budget}")
+        ax.set_xlabel(f"generated ({report['strategy']}) share of the budget")
         ax.set_ylabel(label)
         ax.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(f"{report['dataset']}: fixed training budget", fontsize=10)
-    _save(fig, out_figure)
+    budget = "the size of the real train set" if report["total"] == "real" else f"{report['total']:,} images"
+    fig.suptitle(f"{report['dataset']}: a fixed training budget ({budget}), real and generated shared", fontsize=10)
+    plots.save(fig, out_figure)
     return frame
 
 
@@ -277,7 +251,7 @@ def scaling_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure:
     frame = frame.assign(series=frame["Training data"].map(series),
                          generated_percent=frame["Training data"].map(lambda x: size.get(x, 0.0)))
     io.write_csv(out_table, frame)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, measure, label in zip(axes, ("accuracy", "effective_robustness"),
                                   ("average shift-set accuracy (%)", "average effective robustness (%)")):
@@ -297,7 +271,7 @@ def scaling_curve(frame: pd.DataFrame, report: dict, out_table: str, out_figure:
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].legend(frameon=False, fontsize=8)
     fig.suptitle(f"{report['dataset']}: scaling the generated data", fontsize=10)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     return frame
 
 
@@ -318,17 +292,20 @@ def corruption_table(frame: pd.DataFrame, report: dict, out_table: str, out_figu
     written.loc[standard, er_columns] = "-"
     with io.atomic_path(out_table) as tmp:
         written.to_csv(tmp)
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 2.4 * len(table)), 3.8))
     for ax, column in zip(axes, ["Accuracy (%)", "Effective Robustness (%)"]):
-        ax.bar(range(len(table)), table[column].fillna(0), yerr=table[f"{column} std"].fillna(0), capsize=3,
-               color=COLOURS[:len(table)])
-        ax.set_xticks(range(len(table)), table.index, fontsize=8)
-        ax.set_title(f"{test_set}: {column}", fontsize=9)
+        bars = ax.bar(range(len(table)), table[column].fillna(0), yerr=table[f"{column} std"].fillna(0), capsize=3,
+                      color=[plots.colour(i) for i in range(len(table))])
+        ax.bar_label(bars, labels=["-" if np.isnan(v) else f"{v:.1f}" for v in table[column]], fontsize=7, padding=2)
+        plots.category_ticks(ax, range(len(table)), table.index)
+        ax.set_ylabel(column)
+        ax.set_title(test_set, fontsize=9)
         ax.spines[["top", "right"]].set_visible(False)
+    axes[1].axhline(0, color="#999999", lw=0.8)
     if averaged:
         fig.suptitle(textwrap.fill(f"mean over {averaged}", 140), fontsize=7)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     return table
 
 
@@ -348,19 +325,35 @@ def loss_curves(metrics: list[str], report: dict, out_table: str, out_figure: st
         raise ValueError(f"no training metrics for the rows of {report['dataset']} loss curves")
     curves = frame.groupby(["Training data", "epoch"], sort=False)["train_loss"].agg(["mean", "std"]).reset_index()
     io.write_csv(out_table, curves)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for i, (label, curve) in enumerate(curves.groupby("Training data", sort=False)):
-        ax.plot(curve["epoch"], curve["mean"], label=label, color=COLOURS[i % len(COLOURS)])
+        ax.plot(curve["epoch"], curve["mean"], label=label, color=plots.colour(i))
         ax.fill_between(curve["epoch"], curve["mean"] - curve["std"].fillna(0),
-                        curve["mean"] + curve["std"].fillna(0), alpha=0.2, color=COLOURS[i % len(COLOURS)])
+                        curve["mean"] + curve["std"].fillna(0), alpha=0.2, color=plots.colour(i))
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title(f"{report['dataset']}: {', '.join(report['archs'])}", fontsize=10)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     return curves
+
+
+# A reStructuredText cell that starts as a list item ("+ PixMix", "- x", "1. x") would render as a
+# bullet in report.html: its copy for the report escapes that mark, the CSV keeps the label as it is.
+RST_LIST_MARK = re.compile(r"^([-+*]|\d+[.)]|#\.)(\s)")
+
+
+def write_display_copy(out_table: str, out_display: str | None = None) -> Path:
+    """The table as report.html shows it (the captions' csv-table): <table>_display.csv by default."""
+    frame = pd.read_csv(out_table, dtype=str, keep_default_na=False)
+    shown = frame.map(lambda cell: RST_LIST_MARK.sub(r"\\\1\2", cell))
+    shown.columns = [RST_LIST_MARK.sub(r"\\\1\2", c) for c in frame.columns]
+    path = Path(out_display) if out_display else companion(out_table, "display")
+    io.write_csv(path, shown)
+    return path
 
 
 def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict, out_table: str,

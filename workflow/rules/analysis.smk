@@ -11,9 +11,9 @@ rule collect_accuracy:
     log:
         f"{OUT}/logs/collect_accuracy/{{report}}.log",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
     shell:
@@ -28,9 +28,9 @@ rule fit_effective_robustness:
     log:
         f"{OUT}/logs/fit_effective_robustness/{{report}}.log",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
         reference=reference_json,

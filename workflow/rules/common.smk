@@ -1,8 +1,9 @@
-# Config access, input functions and target lists; no rules here (STYLE.md).
+# Config access, input functions and target lists; no rules here (the Snakemake catalog's convention).
 # Nothing here globs a dataset folder: the DAG comes from config alone.
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from shlex import quote
@@ -30,8 +31,17 @@ from genrobust.config import (
     unpinned_hub_models,
 )
 from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
+from genrobust.provenance import config_hash
+from genrobust.schema import schema_problem
 
+# The schema's verdict in one line naming the key (jsonschema's own message dumps the schema);
+# then validate() fills the schema's defaults, and check_config checks what a schema cannot.
+_problem = schema_problem(config)
+if _problem:
+    raise WorkflowError(f"config error: {_problem}")
 validate(config, schema="../schemas/config.schema.yaml")
+if "--lint" in sys.argv:  # linting reads the rules, not the data: a config whose data is elsewhere lints
+    config["check_paths"] = False
 try:
     check_config(config)
 except ConfigError as err:
@@ -44,10 +54,14 @@ ENV = "../../envs/genrobust.yaml"
 # library is importable from the checkout in both (and in SLURM jobs) through PYTHONPATH.
 # Every value a shell command gets is quoted (a checkout, an output folder or a config path may
 # hold spaces, quotes or `$(...)`): paths are data, never code.
-PYTHON = "PYTHONPATH={}{}\"${{PYTHONPATH:-}}\" {}".format(
+PYTHON = 'PYTHONPATH={}{}"${{PYTHONPATH:-}}" {}'.format(
     quote(str(Path(workflow.basedir) / "workflow")),
     os.pathsep,
-    "python" if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")) else quote(sys.executable),
+    (
+        "python"
+        if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", ""))
+        else quote(sys.executable)
+    ),
 )
 GENROBUST = f"{PYTHON} -m genrobust"
 DEMO_CLI = f"{PYTHON} -m genrobust.demo"  # the demo's stand-ins for downloads
@@ -89,6 +103,14 @@ if workflow.is_main_process:
         print(f"genrobust: report {note}", file=sys.stderr)
     for note in unpinned_hub_models(config):
         print(f"genrobust: NOTICE {note}", file=sys.stderr)
+    # The executor (and so workflow.dryrun) is not set while the Snakefile is read, and Snakemake has
+    # no end-of-dry-run hook: the command line says it, and the pointer comes first.
+    if any(arg in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", arg) for arg in sys.argv):
+        print(
+            "genrobust: what this plan costs (jobs, GPU- and CPU-hours, memory, disk, images, trainings): "
+            "python -m genrobust cost [targets] [--configfile ...] [--profile ...]",
+            file=sys.stderr,
+        )
 
 
 wildcard_constraints:
@@ -97,7 +119,7 @@ wildcard_constraints:
     split=r"train|val",
     shard=r"\d+",
     mix=r"(n_\d+\+)?[a-z][a-z0-9]*_\d+(\.\d+)?(\+[a-z][a-z0-9]*_\d+(\.\d+)?)*(\+sepbn)?",
-    arch=r"[A-Za-z0-9_.]+",
+    arch=r"((timm|torchvision):)?[A-Za-z0-9_.]+",
     seed=r"\d+",
     test_set=r"[a-z][a-z0-9_]*",
     source=r"[a-z][a-z0-9]*",
@@ -402,8 +424,29 @@ def report_figure(name):
     return f"{OUT}/{spec.get('figure', default)}.png"
 
 
+def report_display(name):
+    """The table as report.html shows it (the report's caption reads it): a target too, so that a run
+    made before it existed gets it."""
+    return f"{OUT}/{name}_display.csv"
+
+
 def report_outputs(name):
-    return [f"{OUT}/{name}.csv", report_figure(name)]
+    return [f"{OUT}/{name}.csv", report_figure(name), report_display(name)]
+
+
+def _exhibit(stem):
+    match = re.fullmatch(r"(table|figure)(\d+)", stem)
+    return f"{match[1].title()} {match[2]}" if match else None
+
+
+def report_category(name):
+    """report.html's section of a report: the paper's exhibits it is ("Table 1, Figure 2"), or its name."""
+    exhibits = [_exhibit(name) or name]
+    figure = _exhibit(Path(report_figure(name)).stem)
+    return ", ".join(exhibits + [figure] * (figure is not None and figure not in exhibits))
+
+
+PROVENANCE = f"{OUT}/provenance.csv"
 
 
 def report_metrics(name):
@@ -429,7 +472,7 @@ def final_outputs():
     for name in REPORTS:
         targets += [t for t in report_outputs(name) if t not in targets]
     targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
-    return targets
+    return targets + [PROVENANCE] * bool(REPORTS)
 
 
 include: "resources.smk"

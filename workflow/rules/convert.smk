@@ -64,9 +64,9 @@ rule sample_mixture:
     log:
         f"{OUT}/logs/sample_mixture/{{dataset}}/{{mix}}.log",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
         seed=config["seed"],

@@ -37,9 +37,9 @@ rule gather_generated:
     log:
         f"{OUT}/logs/gather_generated/{{dataset}}/{{strategy}}-{{split}}.log",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
     shell:
@@ -55,9 +55,9 @@ rule make_contact_sheet:
     log:
         f"{OUT}/logs/make_contact_sheet/{{dataset}}.log",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
         manifests=contact_sheet_args,

@@ -4,6 +4,7 @@
 # per-class statistic is then computed from those features. Classifiers score real and
 # generated val per image, one job per classifier; reports are CPU reductions.
 
+
 include: "metrics_common.smk"
 
 
@@ -112,9 +113,9 @@ rule filter_generated:
     wildcard_constraints:
         strategy="|".join(sorted({s for _, s, _ in FILTERED})) or "(?!)",
     localrule: True
-    threads: 1
     conda:
         ENV
+    threads: 1
     params:
         cli=GENROBUST,
         features=lambda wildcards, input: input.features.removesuffix(".npy"),
@@ -134,17 +135,18 @@ for name, spec in METRIC_REPORTS.items():
         input:
             metrics_plan.input_files(metrics_plan.report_inputs(config, name)),
         output:
-            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=name),
-            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=name),
+            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
+            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
+            display=report_display(name),
         log:
             f"{OUT}/logs/make_{name}.log",
         localrule: spec["kind"] not in CLUSTER_REPORT_KINDS
+        conda:
+            ENV
         threads: metric_report_threads(spec)
         resources:
             mem_mb=lambda wildcards, attempt: _megabytes(CPU_JOB_MB, attempt),
             runtime=metric_report_runtime(name),
-        conda:
-            ENV
         params:
             cli=GENROBUST,
             kind=spec["kind"],
@@ -152,7 +154,7 @@ for name, spec in METRIC_REPORTS.items():
             inputs=json.dumps(metrics_plan.report_inputs(config, name), sort_keys=True),
         shell:
             "{params.cli} metrics-report --kind {params.kind:q} --spec {params.spec:q} --inputs {params.inputs:q} "
-            "--out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"
+            "--out-table {output.table:q} --out-figure {output.figure:q} --out-display {output.display:q} 2> {log:q}"
 
 
 # Optional (config `benchmarks: embedding:`): the extractors' images/s on a GPU node.

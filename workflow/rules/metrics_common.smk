@@ -1,4 +1,4 @@
-# Input functions and job sizes of the metrics rules (metrics.smk); no rules here (STYLE.md).
+# Input functions and job sizes of the metrics rules (metrics.smk); no rules here (the Snakemake catalog's convention).
 
 import re
 
@@ -6,7 +6,9 @@ from genrobust.config import DERIVED_KINDS, METRIC_REPORT_KINDS
 from genrobust.metrics import plan as metrics_plan
 
 METRIC_REPORTS = {name: spec for name, spec in REPORTS.items() if spec["kind"] in METRIC_REPORT_KINDS}
-FILTERED = [(d, s, split) for d, s, split in generated_datasets(config) if config["strategies"][s]["kind"] in DERIVED_KINDS]
+FILTERED = [
+    (d, s, split) for d, s, split in generated_datasets(config) if config["strategies"][s]["kind"] in DERIVED_KINDS
+]
 EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
 TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
 METRICS = config.get("metrics") or {}

@@ -20,8 +20,10 @@ _minutes, _megabytes = costs.runtime_minutes, costs.memory_mb
 
 def _sized(cost_of):
     """(runtime, mem_mb) resource functions of a job whose cost is cost_of(wildcards, threads)."""
-    return (lambda wildcards, threads, attempt: _minutes(cost_of(wildcards, threads).seconds, attempt),
-            lambda wildcards, threads, attempt: _megabytes(cost_of(wildcards, threads).mem_mb, attempt))
+    return (
+        lambda wildcards, threads, attempt: _minutes(cost_of(wildcards, threads).seconds, attempt),
+        lambda wildcards, threads, attempt: _megabytes(cost_of(wildcards, threads).mem_mb, attempt),
+    )
 
 
 def demo_runtime(wildcards, attempt):
@@ -39,10 +41,12 @@ def index_mem_mb(wildcards, attempt):
 index_runtime, _ = _sized(lambda w, t: costs.index_cost(STUDY.real_images(w.dataset, w.split)))
 index_test_runtime, _ = _sized(lambda w, t: costs.index_cost(STUDY.test_set_images(w.test_set)))
 shard_runtime, shard_mem_mb = _sized(lambda w, t: costs.shard_cost(STUDY, w.dataset, w.strategy, w.split))
-source_beton_runtime, source_beton_mem_mb = _sized(lambda w, t: costs.beton_cost(
-    STUDY, w.dataset, STUDY.source_images(w.dataset, w.source), t, w.source != "real"))
+source_beton_runtime, source_beton_mem_mb = _sized(
+    lambda w, t: costs.beton_cost(STUDY, w.dataset, STUDY.source_images(w.dataset, w.source), t, w.source != "real")
+)
 val_beton_runtime, val_beton_mem_mb = _sized(
-    lambda w, t: costs.beton_cost(STUDY, w.dataset, STUDY.real_images(w.dataset, "val"), t, False))
+    lambda w, t: costs.beton_cost(STUDY, w.dataset, STUDY.real_images(w.dataset, "val"), t, False)
+)
 training_runtime, training_mem_mb = _sized(lambda w, t: costs.training_cost(STUDY, w.dataset, w.mix, w.arch))
 evaluation_runtime, evaluation_mem_mb = _sized(lambda w, t: costs.evaluation_cost(STUDY, w.dataset, t))
 finetune_runtime, finetune_mem_mb = _sized(lambda w, t: costs.finetune_cost(STUDY, w.model))

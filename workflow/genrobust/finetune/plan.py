@@ -54,6 +54,16 @@ def resolve_finetuned_ids(config: dict) -> None:
         spec["id"] = out
 
 
+def check_finetune_environment(config: dict) -> None:
+    """What a fine-tuning job needs installed: checked for a run (after its data paths), not for a
+    plan without data."""
+    for name, block in finetuned_models(config).items():
+        if block.get("optimizer", "adamw8bit") == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError(f"models.{name}.finetune.optimizer: adamw8bit needs bitsandbytes, which is not "
+                              "installed (it is optional: pip install bitsandbytes on the GPU nodes' environment), "
+                              "or set optimizer: adamw")
+
+
 def check_finetune(config: dict) -> None:
     """Each finetune block names a plain base model and a dataset of config, with values a job
     can train with; ConfigError names the key."""
@@ -94,10 +104,6 @@ def _check_values(config: dict, key: str, block: dict) -> None:
                           "(total / (batch_size x GPUs)); keep one of them")
     if total is not None and total % batch:
         raise ConfigError(f"{key}.total_batch_size: {total} is not a multiple of batch_size {batch}")
-    if (block.get("optimizer", "adamw8bit") == "adamw8bit" and config.get("check_paths", True)
-            and importlib.util.find_spec("bitsandbytes") is None):  # checked for a run, not a plan without data
-        raise ConfigError(f"{key}.optimizer: adamw8bit needs bitsandbytes, which is not installed (it is optional: "
-                          "pip install bitsandbytes on the GPU nodes' environment), or set optimizer: adamw")
     warmup, steps = block.get("lr_warmup_steps", 0), block.get("max_steps")
     if steps is not None and warmup >= steps:
         raise ConfigError(f"{key}.lr_warmup_steps: {warmup} is not below max_steps {steps}; the warm-up must "

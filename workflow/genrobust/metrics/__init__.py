@@ -1,4 +1,4 @@
-"""Analysis metrics of image sets (DESIGN.md's `metrics` module): the paper's Tables 2, 5 and 7.
+"""Analysis metrics of image sets (docs/design.md's `metrics` stage): the paper's Tables 2, 5 and 7.
 
 - `embeddings`: the one place an image set is embedded (one features file per set and
   extractor; every per-class statistic is computed from that cache, never by re-embedding);

@@ -80,9 +80,11 @@ def cmd_filter_generated(args) -> None:
 
 
 def cmd_metrics_report(args) -> None:
+    from ..report import write_display_copy
     from .reports import make_metrics_report
 
     make_metrics_report(args.kind, args.spec, args.inputs, args.out_table, args.out_figure)
+    write_display_copy(args.out_table, args.out_display)
 
 
 def add_parsers(stage) -> None:
@@ -123,6 +125,7 @@ def add_parsers(stage) -> None:
                    help="features, texts, predictions and analysis tables as JSON")
     p.add_argument("--out-table", required=True)
     p.add_argument("--out-figure", required=True)
+    p.add_argument("--out-display", help="the table as report.html shows it (default <table>_display.csv)")
 
 
 def _device_options(p) -> None:

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from genrobust import io
-from genrobust.report import COLOURS, _plt, _save, companion
+from genrobust import plots
+from genrobust.report import companion
 
 from . import clip_scores
 from .clip_scores import FILTER_THRESHOLD
@@ -74,21 +75,11 @@ def _write(frame: pd.DataFrame, path, index: bool = True) -> None:
 
 def _bars(table: pd.DataFrame, out_figure: str, ylabel: str, title: str, fmt: str = "%.1f") -> None:
     """Grouped bars: columns on x, one bar per row."""
-    plt = _plt()
-    rows, columns = list(table.index), list(table.columns)
-    width = 0.8 / max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(1.6 * len(columns) + 2, 4))
-    x = np.arange(len(columns))
-    for i, row in enumerate(rows):
-        bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, table.loc[row].to_numpy(dtype=float), width,
-                      label=row, color=COLOURS[i % len(COLOURS)])
-        ax.bar_label(bars, fmt=fmt, fontsize=7, padding=2)
-    ax.set_xticks(x, columns, fontsize=8)
+    fig, ax = plots.pyplot().subplots(figsize=plots.bar_figure_size(len(table.columns), len(table.index)))
+    plots.grouped_bars(ax, table, fmt=fmt)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
 
 
 # ----------------------------------------------------------------------------- Table 2
@@ -285,30 +276,29 @@ def generated_scatter(report: dict, inputs: dict, out_table: str, out_figure: st
     per_run = classifier_accuracies(report, inputs)
     table = per_run.groupby("Classifier", sort=False)[TABLE5_COLUMNS].mean().reindex(list(report["classifiers"]))
     fits = {}
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    fig, axes = plots.pyplot().subplots(1, 2, figsize=(11, 4.6))
     for ax, prefix in zip(axes, ("", "Filtered ")):
         x, y = table[f"{prefix}Real"].to_numpy() / 100, table[f"{prefix}Generated"].to_numpy() / 100
         ok = np.isfinite(x) & np.isfinite(y)
-        ax.scatter(x[ok], y[ok], color=COLOURS[1], zorder=3)
-        for label, xi, yi in zip(table.index[ok], x[ok], y[ok]):
-            ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        grid = np.linspace(0.01, 0.99, 99)
-        ax.plot(grid, grid, color="#999999", ls="--", lw=1, label="y = x")
+        shown = plots.labelled_points(ax, x[ok], y[ok], table.index[ok], logit=True)
+        ax.plot(plots.LOGIT_GRID, plots.LOGIT_GRID, color="#999999", ls="--", lw=1, label="y = x")
+        name = prefix.strip() or "Original"
         try:
             fit = fit_logit_line(x[ok], y[ok])
-            fits[prefix.strip() or "Original"] = {"slope": fit.slope, "intercept": fit.intercept, "n": fit.n_points}
-            ax.plot(grid, fit.predict(grid), color=COLOURS[2], label=f"linear fit (logit): slope {fit.slope:.2f}")
+            fits[name] = {"slope": fit.slope, "intercept": fit.intercept, "n": fit.n_points}
+            ax.plot(plots.LOGIT_GRID, np.clip(fit.predict(plots.LOGIT_GRID), *plots.LOGIT_LIMITS), color="#333333",
+                    label="linear fit (logit)")
+            slope = f": fit slope {fit.slope:.2f}"
         except ValueError as err:  # fewer than two distinct real accuracies
-            print(f"WARNING: no fit for the {prefix or 'original '}scatter: {err}", file=sys.stderr)
-        ax.set_xscale("logit")
-        ax.set_yscale("logit")
-        ax.set_xlabel(f"{prefix}real val top-1")
-        ax.set_ylabel(f"{prefix}generated ({report['strategy']}) val top-1")
-        ax.legend(frameon=False, fontsize=8)
-        ax.set_title(f"{prefix or 'Original'}sets".replace("Filtered sets", "CLIP-filtered sets"), fontsize=10)
+            print(f"WARNING: no fit for the {name.lower()} scatter: {err}", file=sys.stderr)
+            slope = ": too few points for a fit"
+        ax.set_xlabel(f"{prefix}real val top-1".capitalize())
+        ax.set_ylabel(f"{prefix}generated ({report['strategy']}) val top-1".capitalize())
+        title = ("Original sets" if not prefix else "CLIP-filtered sets") + slope
+        ax.set_title(title + ("" if shown else "\n(0% or 100% drawn at the axis edge)"), fontsize=10)
+    axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{report['dataset']}: {len(table)} classifiers on real vs generated val", fontsize=10)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     table = table.round(2)
     _write(table, out_table)
     io.write_json(companion(out_table, "fit").with_suffix(".json"), fits)

@@ -18,7 +18,8 @@ import pandas as pd
 
 from genrobust import io
 from genrobust.config import guidance_label, guidance_train_on
-from genrobust.report import COLOURS, _plt, _save, column_names, companion, row_table
+from genrobust import plots
+from genrobust.report import column_names, companion, row_table
 
 from .plan import row_sources
 from .reports import class_mean, clip_measures
@@ -74,19 +75,19 @@ def guidance_curve(report: dict, inputs: dict, out_table: str, out_figure: str) 
     table.insert(1, "Trained on", [of_label[label][1] for label in table.index])
     _write(table.round(4), out_table)
     id_column = next(c for c in table.columns if c.endswith(" top-1 (%)") and c != SHIFT_TOP1)
-    plt = _plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, (on, line) in enumerate(table.groupby("Trained on", sort=False)):
         line = line.sort_values("Guidance")
-        colour = COLOURS[(i + 1) % len(COLOURS)]
+        colour = plots.colour(i + 1)
         axes[0].plot(line["Guidance"], line[id_column], color=colour, ls="--", marker="o", label=f"{on}: ID")
         axes[0].errorbar(line["Guidance"], line[SHIFT_TOP1], yerr=line[f"{SHIFT_TOP1} std"].fillna(0),
                          color=colour, marker="s", capsize=3, label=f"{on}: shift sets")
         axes[1].errorbar(line["Guidance"], line[AVERAGE_ER], yerr=line[f"{AVERAGE_ER} std"].fillna(0), color=colour,
                          marker="o", capsize=3, label=on)
     per_set = table.drop_duplicates("Strategy").sort_values("Guidance")
-    axes[2].plot(per_set["Guidance"], per_set[DIVERSITY], marker="o", color=COLOURS[3], label="diversity")
-    axes[2].plot(per_set["Guidance"], per_set[CONSISTENCY], marker="s", color=COLOURS[4], label="consistency")
+    axes[2].plot(per_set["Guidance"], per_set[DIVERSITY], marker="o", color=plots.colour(3), label="diversity")
+    axes[2].plot(per_set["Guidance"], per_set[CONSISTENCY], marker="s", color=plots.colour(4), label="consistency")
     axes[1].axhline(0, color="grey", lw=1, ls=":")
     for ax, ylabel in zip(axes, ("top-1 accuracy (%)", "average effective robustness (%)", "CLIP measure")):
         ax.set_xticks(sorted(per_set["Guidance"]))
@@ -96,7 +97,7 @@ def guidance_curve(report: dict, inputs: dict, out_table: str, out_figure: str) 
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(f"{report['dataset']}: training on {report['strategy']} generated at each guidance scale "
                  f"({report.get('generated_percent', 100):g}% of the real set's size)", fontsize=10)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     return table
 
 
@@ -121,13 +122,11 @@ def diversity_er(report: dict, inputs: dict, out_table: str, out_figure: str) ->
     _write(table.round(4), out_table)
     stats = correlations(table)
     _write(stats.round(4), companion(out_table, "correlation"))
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, measure in zip(axes, (DIVERSITY, CONSISTENCY)):
-        ax.errorbar(table[measure], table[AVERAGE_ER], yerr=table[f"{AVERAGE_ER} std"].fillna(0), fmt="o",
-                    color=COLOURS[1], capsize=3)
-        for label, x, y in zip(table.index, table[measure], table[AVERAGE_ER]):
-            ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        plots.labelled_points(ax, table[measure], table[AVERAGE_ER], table.index,
+                              yerr=table[f"{AVERAGE_ER} std"].fillna(0))
         ax.axhline(0, color="grey", lw=1, ls=":")
         r = stats.loc[measure, "pearson_r"]
         ax.set_title(f"{measure}: Pearson r = {r:.2f} over {len(table)} sets" if np.isfinite(r)
@@ -135,6 +134,7 @@ def diversity_er(report: dict, inputs: dict, out_table: str, out_figure: str) ->
         ax.set_xlabel(f"{measure} of the generated set")
         ax.set_ylabel("average effective robustness (%)")
         ax.spines[["top", "right"]].set_visible(False)
+    axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{report['dataset']}: what the generated data is vs the robustness it gives", fontsize=10)
-    _save(fig, out_figure)
+    plots.save(fig, out_figure)
     return table
