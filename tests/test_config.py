@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from genrobust.config import ConfigError, check_config, generation_jobs, training_runs
+from genrobust.config import ConfigError, generation_jobs, training_runs
+from genrobust.validation import check_config
 
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 FULL = yaml.safe_load((REPO / "config/config.yaml").read_text())

@@ -364,7 +364,7 @@ SILENT_OR_LATE = {
 
 @pytest.mark.parametrize("case", list(SILENT_OR_LATE))
 def test_a_value_that_would_be_ignored_or_fail_late_is_rejected_naming_the_key(case):
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     edit, message = SILENT_OR_LATE[case]
     with pytest.raises(ConfigError) as err:
@@ -392,7 +392,7 @@ def test_a_chain_of_seeds_from_pairs_every_set_with_the_first():
 
 
 def test_a_test_set_only_table_2_embeds_must_exist(tmp_path):
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     def extra_test_set(c):
         c["test_sets"]["sketch2"] = {"kind": "imagenet", "path": str(tmp_path / "no-sketch"), "name": "Sketch 2"}
@@ -403,7 +403,7 @@ def test_a_test_set_only_table_2_embeds_must_exist(tmp_path):
 
 
 def test_a_guidance_sweeps_advice_names_the_key_the_user_wrote():
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     sweep = {"kind": "guidance_curve", "dataset": "demo10", "strategy": "cl80", "guidance": [2, 7.5],
              "generated_percent": 200, "archs": ["resnet18"], "seeds": [0], "test_sets": ["sketch"]}
@@ -427,7 +427,7 @@ def test_a_captions_file_is_read_with_its_lines_named(tmp_path, content, message
 
 
 def test_an_output_folder_with_a_brace_is_refused():
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     with pytest.raises(ConfigError, match=r"^out: 'results/\{x\}' holds a brace"):
         check_config(planned(DEMO, lambda c: c.update(out="results/{x}")))

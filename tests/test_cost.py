@@ -66,7 +66,7 @@ def test_a_benchmark_of_the_users_gpu_replaces_the_estimate(workdir):
 
 def test_the_cost_model_is_what_the_rules_ask_for(workdir, monkeypatch):
     """resources.smk asks for genrobust.costs' figures with its margin: a shard's runtime request."""
-    from genrobust.config import load_config
+    from genrobust.validation import load_config
 
     jobs = [j for j in plain_dry_run(workdir, "results/table2.csv") if j.rule == "generate_shard"]
     monkeypatch.chdir(workdir)

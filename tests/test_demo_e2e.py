@@ -162,7 +162,7 @@ def merged_config(workdir, *files: str) -> dict:
     """The config Snakemake plans from overlaid configfiles (dicts merged key by key), planned."""
     from snakemake.utils import update_config, validate
 
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     config: dict = {}
     for name in files:

@@ -22,7 +22,8 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, snakemake
-from genrobust.config import ConfigError, check_config
+from genrobust.config import ConfigError
+from genrobust.validation import check_config
 from genrobust.demo import models
 from genrobust.finetune import FinetuneRecipe
 from genrobust.finetune import data as fdata

@@ -19,7 +19,7 @@ from genrobust.config import ConfigError
 from genrobust.metrics import clip_scores, fid
 from genrobust.metrics.embeddings import embed_image_set, load_features
 from genrobust.metrics.filtering import filter_generated
-from genrobust.metrics.reports import make_metrics_report
+from genrobust.metrics.report_kinds import make_metrics_report
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
@@ -481,7 +481,7 @@ def planned(edit) -> dict:
      "'/no/such/inception.pt' is not an existing file"),
 ])
 def test_bad_metric_config_fails_at_plan_time_naming_the_key(monkeypatch, edit, message):
-    from genrobust.config import check_config
+    from genrobust.validation import check_config
 
     monkeypatch.chdir(REPO)
     with pytest.raises(ConfigError) as err:

@@ -111,7 +111,9 @@ def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(mo
 
     from snakemake.utils import validate
 
-    from genrobust.config import check_config, generation_jobs, training_runs
+    from genrobust.config import generation_jobs, training_runs
+
+    from genrobust.validation import check_config
 
     monkeypatch.chdir(ROOT)
     config = copy.deepcopy(CONFIG)

@@ -13,10 +13,11 @@ from snakemake.utils import validate
 
 from conftest import REPO
 from genrobust import io
-from genrobust.config import ConfigError, check_config, generation_jobs, report_rows, training_runs
+from genrobust.config import ConfigError, generation_jobs, report_rows, training_runs
+from genrobust.validation import check_config
 from genrobust.generate.plan import plan_shard
 from genrobust.metrics import clip_scores
-from genrobust.metrics.reports import make_metrics_report
+from genrobust.metrics.report_kinds import make_metrics_report
 from genrobust.robustness import robustness_table
 from test_metrics import WNIDS, write_features
 

@@ -4,4 +4,4 @@ One module per stage of the DAG (see docs/design.md): datasets, prompts, generat
 evaluate, robustness, report; `cli` is the single entry point the rules call.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,6 +1,6 @@
 """What config values mean, checked at plan time: the checks a job would make on its inputs.
 
-The schema checks types and config.check_config cross-references and paths; a value of the right
+The schema checks types and validation.check_config cross-references and paths; a value of the right
 type can still be wrong in meaning (a scheduler's name misspelt, a templates file that is not
 there, a mixture the planned generation cannot fill) and then fails only when the job that uses
 it runs, hours into the DAG. `check_semantics` makes those checks once, before any job starts,
@@ -14,13 +14,11 @@ in genrobust/data/, written from the pinned versions by `python -m genrobust.che
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import math
 import re
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from .config import (
@@ -29,19 +27,22 @@ from .config import (
     STRATEGY_KINDS_NEEDING_A_MODEL,
     ConfigError,
     active_reports,
+    class_list,
+    dataset_wnids,
     parse_mixture,
     produced_by_demo,
+    read_config_file,
+    real_per_class,
     report_mixtures,
     report_reference,
     report_rows,
 )
+from .name_lists import ARCHITECTURES, DIFFUSERS_CLASSES, METRIC_MODELS, shipped_names
+from .crosschecks import check_references
+from .prompt_checks import check_captions, check_prompt_files
+from .schema import did_you_mean
 
-DATA = Path(__file__).resolve().parent / "data"
-DIFFUSERS_CLASSES = DATA / "diffusers_classes.txt"
-ARCHITECTURES = DATA / "architectures.txt"
-METRIC_MODELS = DATA / "metric_models.txt"  # timm pretrained names, open_clip models and tags
 
-PROMPT_KINDS = {"class_labels", "img2img", "captions"}  # strategies prompted from templates and class names
 # The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
 KIND_CALL_ARGS = {"class_labels": {"prompt", "height", "width"}, "img2img": {"prompt", "image", "strength"},
                   "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"},
@@ -59,8 +60,8 @@ def check_semantics(config: dict) -> None:
     _check_datasets(config)
     _check_generators(config)
     _check_models(config)
-    _check_prompt_files(config)
-    _check_captions(config)
+    check_prompt_files(config)
+    check_captions(config)  # the templates that use them
     _check_archs(config)
     for name, dataset in config["datasets"].items():
         _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
@@ -68,8 +69,6 @@ def check_semantics(config: dict) -> None:
     _check_mixtures(config)
     _check_er_references(config)
     _check_metrics(config)
-    from .crosschecks import check_references
-
     check_references(config)
 
 
@@ -91,13 +90,13 @@ def _check_er_references(config: dict) -> None:
         runs = len(reference["mixtures"]) * len(report["archs"]) * len(report["seeds"])
         csv, frame = reference["csv"], None
         if csv:
-            frame = _read_file(config, f"{key}.csv.path", csv["path"], pd.read_csv, "a CSV of published accuracies")
+            frame = read_config_file(config, f"{key}.csv.path", csv["path"], pd.read_csv, "a CSV of published accuracies")
             known = set(frame.columns) if frame is not None else None
             for field, column in [*(("columns." + k, v) for k, v in csv["columns"].items()),
                                   ("type_column", csv.get("type_column"))]:
                 if known is not None and column and column not in known:
                     raise ConfigError(f"{key}.csv.{field}: '{column}' is not a column of {csv['path']} "
-                                      f"({len(known)} columns){_did_you_mean(column, known)}")
+                                      f"({len(known)} columns){did_you_mean(column, known)}")
         for test_set in report["test_sets"]:
             if test_set == id_set:
                 continue
@@ -135,23 +134,6 @@ def _check_metrics(config: dict) -> None:
 # ----------------------------------------------------------------------------- name lists
 
 
-@functools.cache
-def shipped_names(path: Path) -> dict[str, dict[str, str]]:
-    """group -> name -> rest of line, from a shipped list of 'group name [rest]' lines."""
-    groups: dict[str, dict[str, str]] = defaultdict(dict)
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            group, name, *rest = line.split()
-            groups[group][name] = " ".join(rest)
-    return groups
-
-
-def _did_you_mean(name: str, known) -> str:
-    by_lower = {k.lower(): k for k in known}  # case slips ('pndmscheduler') are typos too
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f"; did you mean {by_lower[close[0]]}?" if close else ""
-
-
 def _check_diffusers_class(key: str, name: str, group: str) -> None:
     lists = shipped_names(DIFFUSERS_CLASSES)
     if name in lists[group]:
@@ -159,7 +141,7 @@ def _check_diffusers_class(key: str, name: str, group: str) -> None:
     if name in lists["placeholder"]:
         raise ConfigError(f"{key}: '{name}' needs an optional package that envs/requirements.txt does not "
                           f"install (diffusers only has a placeholder for it); choose another {group}")
-    raise ConfigError(f"{key}: '{name}' is not a diffusers {group}{_did_you_mean(name, lists[group])}")
+    raise ConfigError(f"{key}: '{name}' is not a diffusers {group}{did_you_mean(name, lists[group])}")
 
 
 def _check_generators(config: dict) -> None:
@@ -196,7 +178,7 @@ def architecture_problem(arch: str) -> str:
         return ""
     libraries = {None: "timm nor torchvision", "timm": "timm", "torchvision": "torchvision"}[source]
     known = [n for lib in ("timm", "torchvision") if source in (None, lib) for n in lists[lib]]
-    return f"'{arch}' is not a classifier in {libraries}{_did_you_mean(name, known)}"
+    return f"'{arch}' is not a classifier in {libraries}{did_you_mean(name, known)}"
 
 
 def _check_archs(config: dict) -> None:
@@ -209,84 +191,7 @@ def _check_archs(config: dict) -> None:
                 raise ConfigError(f"{key}: {problem}")
 
 
-# ----------------------------------------------------------------------------- files
-
-
-def _read_file(config: dict, key: str, path: str, read, expected: str):
-    """read(path), or None where plan time cannot read it: the demo builds it, or it is absent and
-    check_paths is off. A missing or unreadable file is a ConfigError naming `key`."""
-    if produced_by_demo(config, path):
-        return None
-    if not Path(path).expanduser().is_file():
-        if not config.get("check_paths", True):
-            return None
-        raise ConfigError(f"{key}: '{path}' is not an existing file; {expected}")
-    try:
-        return read(str(Path(path).expanduser()))
-    except (ValueError, OSError) as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-@functools.cache
-def _class_list(spec: str) -> tuple[str, ...]:
-    from .datasets import load_class_list
-
-    return tuple(load_class_list(spec))
-
-
-def dataset_wnids(config: dict, name: str) -> tuple[str, ...]:
-    """The class list of datasets.<name>, a ConfigError naming the key when it cannot be read."""
-    from .datasets import DatasetError
-
-    try:
-        return _class_list(config["datasets"][name]["classes"])
-    except DatasetError as err:
-        raise ConfigError(f"datasets.{name}.classes: {err}") from None
-
-
-def _check_prompt_files(config: dict) -> None:
-    """Class lists, templates and class-name files exist, parse, and name every class they must."""
-    from . import prompts
-
-    for name, strategy in config["strategies"].items():
-        if strategy["kind"] not in PROMPT_KINDS:
-            continue
-        key = f"strategies.{name}"
-        templates = strategy.get("templates", "openai80")
-        if isinstance(templates, list):
-            for i, template in enumerate(templates):
-                try:
-                    prompts.check_template(template)
-                except ValueError as err:
-                    raise ConfigError(f"{key}.templates[{i}]: {err}") from None
-        elif templates not in prompts.NAMED_TEMPLATE_SETS:
-            sets = sorted(prompts.NAMED_TEMPLATE_SETS)
-            _read_file(config, f"{key}.templates", templates, prompts.load_templates,
-                       f"give a named set ({', '.join(sets)}), a list, or a file of templates, one per line "
-                       f"with one {{}} each{_did_you_mean(templates, sets)}")
-        places = strategy.get("places", "default")
-        if places not in prompts.NAMED_PLACES:
-            _read_file(config, f"{key}.places", places, prompts.load_places,
-                       f"give a named list ({', '.join(prompts.NAMED_PLACES)}) or a file of background phrases "
-                       "('in a kitchen'), one per line")
-        spec = strategy.get("class_names", "clip")
-        if spec == "clip":
-            continue  # every ImageNet-1K wnid has one, and class lists hold only those
-        names = _read_file(config, f"{key}.class_names", spec, prompts.read_class_name_file,
-                           "give 'clip' or a file of 'wnid<TAB>name' lines")
-        users = [d for d, dataset in config["datasets"].items() if name in dataset.get("generate", {})]
-        for dname in users if names is not None else []:
-            missing = [w for w in dataset_wnids(config, dname) if w not in names]
-            if missing:
-                raise ConfigError(f"{key}.class_names: '{spec}' has no name for {len(missing)} classes of "
-                                  f"datasets.{dname} ({', '.join(missing[:3])}...); add 'wnid<TAB>name' lines")
-
-
-def _check_captions(config: dict) -> None:
-    """Captions files and the templates that use them (genrobust/captions.py)."""
-    from .captions import check_captions
-
-    check_captions(config)
+# ----------------------------------------------------------------------------- models
 
 
 def _check_models(config: dict) -> None:
@@ -331,23 +236,13 @@ def _check_recipe(key: str, recipe: dict) -> None:
                           f"({recipe['epochs']}); the warm-up must peak within the run")
 
 
-def real_per_class(config: dict, dataset: str) -> int | None:
-    """Real train images per class where config fixes it (the demo draws demo.train_per_class of
-    each class into <demo.data>/imagenet/train); None for a folder known only once indexed."""
-    demo = config.get("demo")
-    train = config["datasets"][dataset]["train"]
-    if demo and Path(train) == Path(demo["data"]) / "imagenet" / "train":
-        return demo.get("train_per_class")
-    return None
-
-
 def _check_datasets(config: dict) -> None:
     """Class lists parse; a dataset on the demo's drawn data only has classes the demo draws."""
     for name in config["datasets"]:
         wnids = dataset_wnids(config, name)
         if real_per_class(config, name) is None:
             continue
-        drawn = set(_class_list(config["demo"]["classes"]))
+        drawn = set(class_list(config["demo"]["classes"]))
         missing = [w for w in wnids if w not in drawn]
         if missing:
             raise ConfigError(f"datasets.{name}.classes: {len(missing)} classes ({', '.join(missing[:3])}) are not "

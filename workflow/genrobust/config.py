@@ -1,22 +1,20 @@
-"""Config checks beyond the JSON schema, and the plan the DAG is built from.
+"""The plan the DAG is built from: mixtures, training runs, reports and what they need.
 
-The Snakefile validates config against workflow/schemas/config.schema.yaml (types, keys,
-values), then calls `check_config`, which checks what a schema cannot: cross-references and
-dataset paths. Both run before any job starts, and every message names the key or path.
-`training_runs` and friends turn config into the job grid; they are plain functions so that
-tests check the plan without Snakemake.
+`training_runs` and friends turn a checked config (validation.check_config) into the job grid;
+they are plain functions so that tests check the plan without Snakemake. Nothing here imports a
+check: every checking module reads the plan from here.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 
 IMAGENET1K = "imagenet1k"
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(Exception):
@@ -103,6 +101,7 @@ def read_class_file(path: str) -> list[str]:
 # does); reports that need anything else are skipped with a notice (skipped_reports).
 IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
                               "pixmix", "clip_filtered", "captions"}
+PROMPT_KINDS = {"class_labels", "img2img", "captions"}  # strategies prompted from templates and class names
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 # Sources made from another strategy's images, nothing generated: metrics/filtering.py.
 DERIVED_KINDS = {"clip_filtered"}
@@ -392,13 +391,7 @@ def expand_guidance_sweeps(config: dict) -> None:
             _percent(g): _derive_guidance_strategy(config, key, dataset, template, g) for g in report["guidance"]}
 
 
-# ----------------------------------------------------------------------------- checks
-
-
-def _references(config: dict) -> list[tuple[str, dict]]:
-    refs = [(f"datasets.{d}.reference", spec["reference"]) for d, spec in config["datasets"].items()]
-    return refs + [(f"reports.{r}.reference", spec["reference"]) for r, spec in config["reports"].items()
-                   if spec.get("reference")]
+# ----------------------------------------------------------------------------- files config names
 
 
 # What the demo's rules build under demo.data and demo.models (genrobust/demo/; test_demo_e2e.py
@@ -428,135 +421,43 @@ def produced_by_demo(config: dict, path: str) -> bool:
     return False
 
 
-def _check_reference(reference: dict, key: str) -> None:
-    for mix in reference.get("mixtures") or []:
-        if parse_mixture(mix).sources != ["real"]:
-            raise ConfigError(f"{key}.mixtures: '{mix}' is not real data only (standard models)")
-    if not reference.get("mixtures") and not reference.get("csv"):
-        raise ConfigError(f"{key}: an effective-robustness reference needs mixtures (standard models "
-                          "trained here) or a csv of published ones, or both")
+def read_config_file(config: dict, key: str, path: str, read, expected: str):
+    """read(path), or None where plan time cannot read it: the demo builds it, or it is absent and
+    check_paths is off. A missing or unreadable file is a ConfigError naming `key`."""
+    if produced_by_demo(config, path):
+        return None
+    if not Path(path).expanduser().is_file():
+        if not config.get("check_paths", True):
+            return None
+        raise ConfigError(f"{key}: '{path}' is not an existing file; {expected}")
+    try:
+        return read(str(Path(path).expanduser()))
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
-def check_config(config: dict) -> None:
-    """Cross-references and paths; raises ConfigError naming the key (and path) at fault."""
-    models, strategies = config["models"], config["strategies"]
-    datasets, test_sets = config["datasets"], config["test_sets"]
-    from .finetune.plan import check_finetune, check_finetune_environment, finetuned_models, resolve_finetuned_ids
+@functools.cache
+def class_list(spec: str) -> tuple[str, ...]:
+    from .datasets import load_class_list
 
-    for key, value in (("out", config["out"]), *((f"demo.{k}", (config.get("demo") or {}).get(k)) for k in
-                                                  ("data", "models"))):
-        if value and ("{" in value or "}" in value):  # the rules' output paths start with it
-            raise ConfigError(f"{key}: '{value}' holds a brace, which Snakemake reads as a wildcard in the rules' "
-                              "output paths; choose a folder name without { or }")
-    resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
-    expand_guidance_sweeps(config)  # a guidance_curve's strategies, one per guidance value
-    check_finetune(config)
-    for name, strategy in strategies.items():
-        model = strategy.get("model")
-        if strategy["kind"] in STRATEGY_KINDS_NEEDING_A_MODEL and model is None:
-            raise ConfigError(f"strategies.{name}.model: a {strategy['kind']} strategy needs a model (one of models)")
-        if model is not None and model not in models:
-            raise ConfigError(f"strategies.{name}.model: '{model}' is not one of models ({sorted(models)})")
-        if name in ("real", "n"):
-            raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
-        seeds_from = strategy.get("seeds_from")
-        if seeds_from is not None and strategies.get(seeds_from, {}).get("kind") != strategy["kind"]:
-            raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy of the same kind "
-                              f"({strategy['kind']}), whose per-image seeds this one reuses")
-    if config["evaluation"]["id_test_set"] not in test_sets:
-        raise ConfigError(f"evaluation.id_test_set: '{config['evaluation']['id_test_set']}' is not one of test_sets")
-    for dname, dataset in datasets.items():
-        _check_reference(dataset["reference"], f"datasets.{dname}.reference")
-    for rname, report in config["reports"].items():
-        if report.get("reference"):
-            _check_reference(report["reference"], f"reports.{rname}.reference")
-        key = f"reports.{rname}"
-        dataset = report["dataset"]
-        if dataset not in datasets:
-            raise ConfigError(f"{key}.dataset: '{dataset}' is not one of datasets ({sorted(datasets)})")
-        for t in report.get("test_sets", []):
-            if t not in test_sets:
-                raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
-        generate = datasets[dataset].get("generate", {})
-        if report["kind"] in ("mixture_grid", "budget_curve", "scaling_curve") and report["strategy"] not in strategies:
-            raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
-        for label, mix in report_rows(report).items():
-            try:
-                sources = parse_mixture(mix).sources
-            except ConfigError as err:
-                raise ConfigError(f"{key}.rows.{label}: {err}") from None
-            for source in sources:
-                if source == "real":
-                    continue
-                if source not in strategies:
-                    raise ConfigError(f"{key}.rows.{label}: source '{source}' of '{mix}' is not 'real' "
-                                      f"or one of strategies ({sorted(strategies)})")
-                if source not in generate:
-                    raise ConfigError(f"{key}.rows.{label}: '{mix}' trains on {source}, but "
-                                      f"datasets.{dataset}.generate.{source} is not set")
-    for dname, dataset in datasets.items():
-        if dataset["classes"] != IMAGENET1K:
-            read_class_file(dataset["classes"])
-        for strategy, gen in dataset.get("generate", {}).items():
-            key = f"datasets.{dname}.generate.{strategy}"
-            if strategy not in strategies:
-                raise ConfigError(f"{key}: '{strategy}' is not one of strategies ({sorted(strategies)})")
-            if strategies[strategy]["kind"] in CLASS_CONDITIONED_KINDS:
-                for split in ("train", "val"):
-                    if gen[f"{split}_shards"] > 0 and f"{split}_per_class" not in gen:
-                        raise ConfigError(f"{key}.{split}_per_class: a {strategies[strategy]['kind']} strategy "
-                                          f"needs images per class for its {split} split (or {split}_shards: 0)")
-    for name, strategy in strategies.items():
-        for field, kinds in (("weights", {"deepaugment"}), ("mixing_set", {"pixmix"})):
-            if strategy["kind"] in kinds and not strategy.get(field):
-                raise ConfigError(f"strategies.{name}.{field}: a {strategy['kind']} strategy needs it")
-    if config.get("demo"):
-        read_class_file(config["demo"]["classes"])
-    from .checks import check_semantics  # here, not at the top: checks imports this module
-
-    check_semantics(config)  # names that must resolve, files that must parse, mixtures that must fit
-    if not config.get("check_paths", True):
-        return
-    generated = generated_datasets(config)
-    used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
-                                                         if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
-    used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
-    metric_reports = [r for r in active_reports(config).values() if r["kind"] in UNEVALUATED_KINDS]
-    used |= {r["dataset"] for r in metric_reports}  # their real images are embedded
-    needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
-    needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
-               for field in ("weights", "mixing_set") if strategies[s].get(field)]
-    needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
-               for d in sorted(used) for t in report_test_sets(config, d)]
-    needed += [(f"test_sets.{t}.path", test_sets[t]["path"]) for r in metric_reports  # embedded: Table 2's
-               for t in r.get("test_sets", []) if (f"test_sets.{t}.path", test_sets[t]["path"]) not in needed]
-    needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
-    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items() if not spec.get("finetune")
-               and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]
-    for key, path in needed:
-        if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
-            raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, 'Running "
-                              "the study on a cluster', step 1: the layouts), or plan without data: "
-                              "snakemake -n --config check_paths=False")
-    check_finetune_environment(config)
+    return tuple(load_class_list(spec))
 
 
-def load_config(configfiles: list[str], overrides: dict | None = None) -> dict:
-    """The config Snakemake builds from `configfiles` (merged in order, as it merges them) and
-    `overrides` (its --config), with the schema's defaults filled and checked as the Snakefile
-    checks it."""
-    import yaml
-    from snakemake.utils import update_config, validate
+def dataset_wnids(config: dict, name: str) -> tuple[str, ...]:
+    """The class list of datasets.<name>, a ConfigError naming the key when it cannot be read."""
+    from .datasets import DatasetError
 
-    config: dict = {}
-    for path in configfiles:
-        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
-    update_config(config, overrides or {})
-    from .schema import schema_problem
+    try:
+        return class_list(config["datasets"][name]["classes"])
+    except DatasetError as err:
+        raise ConfigError(f"datasets.{name}.classes: {err}") from None
 
-    problem = schema_problem(config)
-    if problem:
-        raise ConfigError(problem)
-    validate(config, str(SCHEMA))
-    check_config(config)
-    return config
+
+def real_per_class(config: dict, dataset: str) -> int | None:
+    """Real train images per class where config fixes it (the demo draws demo.train_per_class of
+    each class into <demo.data>/imagenet/train); None for a folder known only once indexed."""
+    demo = config.get("demo")
+    train = config["datasets"][dataset]["train"]
+    if demo and Path(train) == Path(demo["data"]) / "imagenet" / "train":
+        return demo.get("train_per_class")
+    return None

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from . import costs
-from .config import DERIVED_KINDS, METRIC_REPORT_KINDS, active_reports, generated_datasets, load_config
+from .config import DERIVED_KINDS, METRIC_REPORT_KINDS, active_reports, generated_datasets
+from .validation import load_config
 
 
 @dataclass(frozen=True)

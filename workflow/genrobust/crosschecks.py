@@ -75,12 +75,12 @@ def check_references(config: dict) -> None:
 
 
 def _unknown(keys, known: set[str], key: str, what: str) -> None:
-    from .checks import _did_you_mean
+    from .schema import did_you_mean
 
     for name in keys:
         if name not in known:
             raise ConfigError(f"{key}.{name}: '{name}' is not {what} ({', '.join(sorted(known))}), so the value "
-                              f"would be ignored{_did_you_mean(name, known)}")
+                              f"would be ignored{did_you_mean(name, known)}")
 
 
 def _check_test_set_keys(config: dict) -> None:

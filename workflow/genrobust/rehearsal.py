@@ -62,7 +62,7 @@ class RehearsalError(ValueError):
 def study_config(configfiles: list[str], out: str) -> dict:
     """The config Snakemake would build from `configfiles`, with its outputs under `out` and no
     dataset path required."""
-    from .config import load_config
+    from .validation import load_config
 
     return load_config(configfiles, {"out": str(out), "check_paths": False})
 

@@ -24,6 +24,13 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "the config"
 
 
+def did_you_mean(name: str, known) -> str:
+    """'; did you mean <the closest of known>?', or '' where none is close."""
+    by_lower = {k.lower(): k for k in known}  # case slips ('pndmscheduler') are typos too
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[close[0]]}?" if close else ""
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -39,9 +46,8 @@ def _unknown_keys(error) -> str:
     known = sorted(error.schema.get("properties", {}))
     unexpected = [k for k in error.instance if k not in known]
     name = unexpected[0]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     where = _key(error.absolute_path)
-    hint = f"; did you mean {close[0]}?" if close else f" (its keys: {', '.join(known)})"
+    hint = did_you_mean(name, known) or f" (its keys: {', '.join(known)})"
     return f"{_key([*error.absolute_path, name])}: '{name}' is not a key of {where}{hint}"
 
 

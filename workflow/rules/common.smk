@@ -17,7 +17,6 @@ from genrobust.config import (
     ConfigError,
     TrainingRun,
     active_reports,
-    check_config,
     generated_datasets,
     generation_plan,
     parse_mixture,
@@ -33,6 +32,7 @@ from genrobust.config import (
 from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
 from genrobust.provenance import config_hash
 from genrobust.schema import schema_problem
+from genrobust.validation import check_config
 
 # The schema's verdict in one line naming the key (jsonschema's own message dumps the schema);
 # then validate() fills the schema's defaults, and check_config checks what a schema cannot.

@@ -115,7 +115,7 @@ def _check_images(config: dict, key: str, block: dict) -> None:
     data) it must fill one optimizer step."""
     from pathlib import Path
 
-    from ..checks import dataset_wnids, real_per_class
+    from ..config import dataset_wnids, real_per_class
 
     names = block.get("class_names", "clip")
     if names != "clip" and not Path(names).is_file():

@@ -81,7 +81,7 @@ def cmd_filter_generated(args) -> None:
 
 def cmd_metrics_report(args) -> None:
     from ..report import write_display_copy
-    from .reports import make_metrics_report
+    from .report_kinds import make_metrics_report
 
     make_metrics_report(args.kind, args.spec, args.inputs, args.out_table, args.out_figure)
     write_display_copy(args.out_table, args.out_display)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, ConfigError, produced_by_demo
+from genrobust.name_lists import METRIC_MODELS, shipped_names
+from genrobust.schema import did_you_mean
 
 from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, FILTER_KIND, row_sources
 
@@ -29,15 +31,7 @@ def metric_model_lines() -> list[str]:
 
 
 def _names():
-    from genrobust.checks import METRIC_MODELS, shipped_names
-
     return shipped_names(METRIC_MODELS)
-
-
-def _did_you_mean(name, known) -> str:
-    from genrobust.checks import _did_you_mean as hint
-
-    return hint(name, known)
 
 
 def _local(config: dict, key: str, path: str, what: str, folder: bool = False) -> None:
@@ -56,7 +50,7 @@ def check_timm(config: dict, key: str, name: str, file: str | None) -> None:
         known = _names()["timm"]
         arch = name.split(".", 1)[0]
         if name not in known and not (name == arch and any(k.split(".", 1)[0] == arch for k in known)):
-            raise ConfigError(f"{key}: '{name}' is not a timm pretrained model{_did_you_mean(name, known)} "
+            raise ConfigError(f"{key}: '{name}' is not a timm pretrained model{did_you_mean(name, known)} "
                               "(timm.list_pretrained(); or local-dir:<folder>, hf-hub:<id>)")
     if file:
         _local(config, f"{key.rsplit('.', 1)[0]}.file", file, "give the weights file of this timm model")
@@ -77,7 +71,7 @@ def check_clip(config: dict, clip: dict) -> None:
         return
     models = _names()["open_clip"]
     if model not in models:
-        raise ConfigError(f"metrics.clip.model: '{model}' is not an open_clip model{_did_you_mean(model, models)}")
+        raise ConfigError(f"metrics.clip.model: '{model}' is not an open_clip model{did_you_mean(model, models)}")
     tags = [t for t in models[model].split(",") if t != "-"]
     if pretrained and pretrained not in tags and not pretrained.startswith((".", "/", "~")) \
             and not produced_by_demo(config, pretrained):

@@ -15,7 +15,6 @@ per-image predictions (no model is loaded here, so a report job starts in a seco
 
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
@@ -28,7 +27,7 @@ from genrobust.report import companion
 from . import clip_scores
 from .clip_scores import FILTER_THRESHOLD
 from .embeddings import Features, feature_paths, load_features
-from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, classifier_kind
+from .plan import classifier_kind
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -302,17 +301,4 @@ def generated_scatter(report: dict, inputs: dict, out_table: str, out_figure: st
     table = table.round(2)
     _write(table, out_table)
     io.write_json(companion(out_table, "fit").with_suffix(".json"), fits)
-    return table
-
-
-def make_metrics_report(kind: str, report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
-    """One metric report (kinds in plan.METRIC_REPORT_KINDS) as CSV (+ companions) and PNG."""
-    from .strategy_reports import diversity_er, guidance_curve
-
-    makers = {FID_KIND: fid_table, DIVERSITY_KIND: clip_diversity, BENCHMARK_KINDS[0]: generated_benchmark,
-              BENCHMARK_KINDS[1]: generated_scatter, "guidance_curve": guidance_curve, "diversity_er": diversity_er}
-    if kind not in makers:
-        raise ValueError(f"unknown metric report kind '{kind}' (one of {', '.join(makers)})")
-    table = makers[kind](report, inputs, out_table, out_figure)
-    print(f"{kind}:\n{table.to_string()}\ninputs: {json.dumps(inputs)[:400]}", file=sys.stderr)
     return table
