@@ -14,7 +14,7 @@ import yaml
 from snakemake.utils import validate
 
 from conftest import REPO, snakemake
-from genrobust import checks
+from genrobust import checks, generator_checks
 from genrobust.checks import check_semantics
 from genrobust.config import ConfigError
 
@@ -220,8 +220,8 @@ def test_check_paths_false_skips_what_only_the_data_machine_has():
 def test_hub_ids_are_told_from_paths():
     hub_ids = ("stable-diffusion-v1-5/stable-diffusion-v1-5", "facebook/DiT-XL-2-256",
                "lambdalabs/sd-image-variations-diffusers", "gpt2")
-    assert all(checks.HUB_ID.fullmatch(i) for i in hub_ids)
-    assert not any(checks.HUB_ID.fullmatch(i) for i in ("results/demo/model/sd", "models/", "a b/c", "-x/y"))
+    assert all(generator_checks.HUB_ID.fullmatch(i) for i in hub_ids)
+    assert not any(generator_checks.HUB_ID.fullmatch(i) for i in ("results/demo/model/sd", "models/", "a b/c", "-x/y"))
 
 
 def test_architectures_resolve_as_create_model_resolves_them():

@@ -183,7 +183,7 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
     demo = merged_config(workdir, "config/demo.yaml")
     beyond = merged_config(workdir, "config/demo.yaml", "config/demo_beyond.yaml")
     new_runs = set(training_runs(beyond)) - set(training_runs(demo))
-    assert {r.mix for r in new_runs} == {"real_100+cl80g2_100", "real_100+background_100",
+    assert {r.mix for r in new_runs} == {"real_100+cl80g2_100", "real_100+background_100", "real_100+cl80lcm_100",
                                          "real_100+llmcaptions_100", "cl80_50", "real_100+cl80_100+sepbn"}
     start = time.time()
     result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",
@@ -250,7 +250,24 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
     assert len(blip) == 10 * len(class_captions)  # sources_per_class 10
     assert all(prompt.endswith(", " + image_captions[source]) for prompt, source in zip(blip["prompt"],
                                                                                        blip["caption_source"].str.split("#").str[-1]))
-    for figure in ("guidance", "diversity_er", "scaling", "prompt_families"):
+    # Few-step generation: cl80's prompts and seeds through the fused adapter at 1 step, its cost measured.
+    few = pd.read_csv(out / "generate/demo10/cl80lcm/train/manifest.csv")
+    paired = cl80.merge(few, on=["wnid", "k"], suffixes=("", "_few"))
+    assert len(paired) == len(cl80) and (paired["prompt"] == paired["prompt_few"]).all()
+    assert set(few["scheduler"]) == {"LCMScheduler"} and set(few["steps"]) == {1}
+    assert few["adapter"].str.contains("few_step_lora").all() and "adapter" not in cl80.columns
+    frontier = pd.read_csv(out / "few_step.csv", index_col=0)
+    assert list(frontier.index) == list(beyond["reports"]["few_step"]["rows"])
+    summaries = {s: json.loads((out / f"generate/demo10/{s}/train/summary.json").read_text()) for s in ("cl80", "cl80lcm")}
+    hours = frontier["Generation hours"]
+    assert hours.iloc[2] == pytest.approx(summaries["cl80lcm"]["generation_hours"], rel=1e-3)  # 100%: the whole set
+    assert hours.iloc[0] == pytest.approx(summaries["cl80"]["generation_hours"], rel=1e-3)
+    assert hours.iloc[2] < hours.iloc[0] / 2  # a sixth of cl80's UNet passes (timings on a shared CPU vary)
+    assert list(frontier["Generated on"].unique()) == ["cpu"] and frontier["On the ER front"].iloc[2]
+    assert frontier.loc["Few-step LoRA, 1 LCM step", "Sampler"].startswith("LCMScheduler, 1 steps, adapter")
+    assert frontier.loc["PNDM, 3 steps", "Effective robustness, average (%)"] == pytest.approx(
+        table1.loc["Real + Generated Data", "Average"], abs=0.02)
+    for figure in ("guidance", "diversity_er", "scaling", "prompt_families", "few_step"):
         assert (out / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
 
     again = snakemake("-n", "--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",

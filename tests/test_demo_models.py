@@ -24,8 +24,8 @@ from genrobust import architectures
 from genrobust.tokenizer import build_tokenizer
 from genrobust.demo import models
 
-GENERATORS = ["sd", "image_variation", "dit", "clip"]
-MAX_FOLDER_MB = {"sd": 16, "image_variation": 8, "dit": 4, "clip": 9, "tokenizer": 2}
+GENERATORS = ["sd", "few_step_lora", "image_variation", "dit", "clip"]
+MAX_FOLDER_MB = {"sd": 16, "few_step_lora": 1, "image_variation": 8, "dit": 4, "clip": 9, "tokenizer": 2}
 
 
 def folder_mb(path: Path) -> float:
@@ -182,6 +182,7 @@ def test_clip_model_and_processor(model_root):
 def test_same_seed_same_weights(name, model_root, tmp_path):
     build = {
         "sd": models.build_tiny_sd,
+        "few_step_lora": lambda out, seed: models.build_tiny_lora(out, model_root / "sd", seed),
         "image_variation": models.build_tiny_image_variation,
         "dit": models.build_tiny_dit,
         "clip": models.build_tiny_clip,

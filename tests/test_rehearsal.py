@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -128,9 +129,16 @@ def test_the_beyond_the_paper_examples_build_on_the_full_study(tmp_path):
     overlay = {"reports": reports,  # as config.yaml's comment says: the scaling study's largest set first
                "datasets": {"imagenet100": {"generate": {"cl80": {"train_per_class": 5200}}}}}
     (tmp_path / "beyond.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
-    result = rehearse(tmp_path, tmp_path / "rehearsal", "config/config.yaml", "beyond.yaml")
+    # with the few-step overlay (config/few_step.yaml) on top: every beyond-the-paper report at once
+    result = rehearse(tmp_path, tmp_path / "rehearsal", "config/config.yaml", "beyond.yaml", "config/few_step.yaml")
     assert result.returncode == 0, result.stderr[-5000:]
     out = tmp_path / "rehearsal"
+    frontier = table(out, "few_step")
+    assert len(frontier) == 3 and frontier["Generated on"].eq("cuda").all()
+    # the cost model's hours, for the images each row trains on: 50 guided steps, 25, and 4 unguided
+    assert frontier["Generation hours"].to_numpy() == pytest.approx(
+        frontier["Generation hours"].iloc[0] * np.array([1, 25 / 50, 4 * 0.5 / 50]), rel=1e-3)
+    assert frontier["On the ER front"].iloc[2]
     guidance = table(out, "guidance")
     assert len(guidance) == len(reports["guidance"]["guidance"]) * len(reports["guidance"]["train_on"])
     assert len(table(out, "diversity_er")) == len(reports["diversity_er"]["rows"])

@@ -34,9 +34,10 @@ def test_defaults_are_the_schema_defaults():
 
 
 def test_every_schema_key_of_a_strategy_is_a_field():
-    # 'model' names a config model; strategy_spec() in common.smk resolves it into model_id and revision.
+    # 'model' names a config model; strategy_spec() in common.smk resolves it into model_id and revision,
+    # and 'adapter' (a models entry) with 'adapter_scale' into one adapter field {id, revision, weight_name, scale}.
     fields = {f.name for f in dataclasses.fields(StrategySpec)}
-    assert set(strategy_properties()) - {"model"} <= fields
+    assert set(strategy_properties()) - {"model", "adapter_scale"} <= fields
 
 
 @pytest.mark.parametrize("key", ["stpes", "model", "prompt"])
@@ -59,7 +60,8 @@ def test_a_spec_given_with_every_key_round_trips():
              "images_per_real": 2, "weights": "/w", "edsr_input_size": 64, "cae_input_size": None,
              "mixing_set": "/m", "classes": "imagenet1k", "n_shards": 7,
              "seed": 3, "per_class": 10, "sources_per_class": 5, "source": "cl80", "threshold": 0.2,
-             "seeds_from": "cl80"}
+             "seeds_from": "cl80", "scheduler_config": {"timestep_spacing": "trailing"},
+             "adapter": {"id": "org/lora", "revision": "abc", "weight_name": "w.safetensors", "scale": 0.8}}
     assert set(given) == set(StrategySpec.keys())
     spec = StrategySpec.from_dict(given)
     assert spec.to_dict() == given

@@ -72,8 +72,9 @@ def test_rule_files_are_formatted():
 def test_lint_is_clean_on_every_config_as_shipped(workdir):
     """config.yaml lints as shipped, on a machine without its datasets (linting reads the rules)."""
     shipped = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
-    assert shipped == ["config.yaml", "demo.yaml", "demo_beyond.yaml"]  # a new one is linted here too
-    for args in ([], ["--configfile", "config/demo.yaml"], ["--configfile", "config/demo.yaml", "config/demo_beyond.yaml"]):
+    assert shipped == ["config.yaml", "demo.yaml", "demo_beyond.yaml", "few_step.yaml"]  # a new one is linted here too
+    for args in ([], ["--configfile", "config/demo.yaml"], ["--configfile", "config/demo.yaml", "config/demo_beyond.yaml"],
+                 ["--configfile", "config/config.yaml", "config/few_step.yaml"]):
         result = snakemake("--lint", *args, cwd=workdir)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         assert "Lints for" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]

@@ -17,20 +17,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import re
 import sys
-from pathlib import Path
 
 from .config import (
     CLASS_CONDITIONED_KINDS,
     ER_KINDS,
-    STRATEGY_KINDS_NEEDING_A_MODEL,
     ConfigError,
     active_reports,
     class_list,
     dataset_wnids,
     parse_mixture,
-    produced_by_demo,
     read_config_file,
     real_per_class,
     report_mixtures,
@@ -39,27 +35,17 @@ from .config import (
 )
 from .name_lists import ARCHITECTURES, DIFFUSERS_CLASSES, METRIC_MODELS, shipped_names
 from .crosschecks import check_references
+from .generator_checks import CALL_ARGS, check_generators, check_models
 from .prompt_checks import check_captions, check_prompt_files
 from .schema import did_you_mean
-
-
-# The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
-KIND_CALL_ARGS = {"class_labels": {"prompt", "height", "width"}, "img2img": {"prompt", "image", "strength"},
-                  "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"},
-                  "captions": {"prompt", "height", "width"}}
-COMMON_CALL_ARGS = {"num_inference_steps", "guidance_scale", "output_type", "generator"}
-CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*KIND_CALL_ARGS.values()))
-# A Hugging Face hub id, as huggingface_hub.utils.validate_repo_id accepts it: [namespace/]name.
-_HUB_PART = r"\w(?:[\w.-]{0,94}\w)?"
-HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
 
 
 def check_semantics(config: dict) -> None:
     """Raise ConfigError, naming the key, at the first value that is valid in type but would make
     a job fail. `config` is validated against the schema and cross-checked by check_config."""
     _check_datasets(config)
-    _check_generators(config)
-    _check_models(config)
+    check_generators(config)
+    check_models(config)
     check_prompt_files(config)
     check_captions(config)  # the templates that use them
     _check_archs(config)
@@ -134,38 +120,6 @@ def _check_metrics(config: dict) -> None:
 # ----------------------------------------------------------------------------- name lists
 
 
-def _check_diffusers_class(key: str, name: str, group: str) -> None:
-    lists = shipped_names(DIFFUSERS_CLASSES)
-    if name in lists[group]:
-        return
-    if name in lists["placeholder"]:
-        raise ConfigError(f"{key}: '{name}' needs an optional package that envs/requirements.txt does not "
-                          f"install (diffusers only has a placeholder for it); choose another {group}")
-    raise ConfigError(f"{key}: '{name}' is not a diffusers {group}{did_you_mean(name, lists[group])}")
-
-
-def _check_generators(config: dict) -> None:
-    """Pipeline and scheduler classes exist, and the pipeline takes what the strategy's kind passes."""
-    for name, strategy in config["strategies"].items():
-        kind = strategy["kind"]
-        if kind not in STRATEGY_KINDS_NEEDING_A_MODEL:
-            continue  # deepaugment, pixmix: no diffusers pipeline
-        key = f"strategies.{name}"
-        pipeline = strategy.get("pipeline", "StableDiffusionPipeline")
-        _check_diffusers_class(f"{key}.pipeline", pipeline, "pipeline")
-        if strategy.get("scheduler"):  # null keeps the pipeline's own
-            _check_diffusers_class(f"{key}.scheduler", strategy["scheduler"], "scheduler")
-        accepted = shipped_names(DIFFUSERS_CLASSES)["pipeline"][pipeline]
-        if accepted != "*":  # '*': resolved from the model folder, or takes any keyword
-            missing = sorted((KIND_CALL_ARGS[kind] | COMMON_CALL_ARGS) - set(accepted.split(",")))
-            if missing:
-                raise ConfigError(f"{key}.pipeline: {pipeline} does not take {', '.join(missing)}, which a "
-                                  f"{kind} strategy passes; choose a pipeline made for {kind}")
-    scheduler = config.get("benchmarks", {}).get("generation", {}).get("scheduler")
-    if scheduler:
-        _check_diffusers_class("benchmarks.generation.scheduler", scheduler, "scheduler")
-
-
 def architecture_problem(arch: str) -> str:
     """Why classifiers.create_model cannot build `arch` ('' if it can), from the shipped lists."""
     lists = shipped_names(ARCHITECTURES)
@@ -189,31 +143,6 @@ def _check_archs(config: dict) -> None:
             problem = architecture_problem(arch)
             if problem:
                 raise ConfigError(f"{key}: {problem}")
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def _check_models(config: dict) -> None:
-    """Each model id is a diffusers folder or a hub id; pipelines.load_pipeline treats an existing
-    path as a folder, so a path typo would otherwise be sent to the hub, after hours upstream."""
-    if not config.get("check_paths", True):
-        return
-    for name, spec in config["models"].items():
-        if spec.get("finetune"):
-            continue  # the finetune_model rule builds its folder (finetune.plan checks the block)
-        key, model_id = f"models.{name}.id", spec["id"]
-        if produced_by_demo(config, model_id):
-            continue  # a demo rule builds the folder
-        local = Path(model_id).expanduser()
-        if local.exists():
-            if not (local / "model_index.json").is_file():
-                raise ConfigError(f"{key}: '{model_id}' has no model_index.json; point it at a diffusers "
-                                  "save_pretrained folder, or at a hub id (namespace/name)")
-        elif (model_id.startswith((".", "/", "~")) or not HUB_ID.fullmatch(model_id) or ".." in model_id
-              or "--" in model_id or model_id.endswith(".git")):
-            raise ConfigError(f"{key}: '{model_id}' is neither an existing folder (relative to the working "
-                              "directory) nor a hub id (namespace/name); fix the path or the id")
 
 
 # ----------------------------------------------------------------------------- training
@@ -387,9 +316,17 @@ def _call_args(pipeline_class) -> str:
     return ",".join(a for a in CALL_ARGS if a in params) or "-"
 
 
+def _config_params(scheduler_class) -> str:
+    """The config parameters a scheduler takes (its __init__'s), comma-joined, or '-'."""
+    params = inspect.signature(scheduler_class.__init__).parameters.values()
+    return ",".join(p.name for p in params if p.name != "self" and p.kind not in (
+        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)) or "-"
+
+
 def diffusers_class_lines() -> list[str]:
-    """'pipeline <Name> <call args>', 'scheduler <Name>' and 'placeholder <Name>' (a class diffusers
-    exports without the optional package it needs) for the installed diffusers."""
+    """'pipeline <Name> <call args>', 'scheduler <Name> <config parameters>' and 'placeholder
+    <Name>' (a class diffusers exports without the optional package it needs) for the installed
+    diffusers."""
     import diffusers
     from diffusers.utils import DummyObject
 
@@ -402,7 +339,7 @@ def diffusers_class_lines() -> list[str]:
             if name.endswith(("Pipeline", "Scheduler")):
                 lines.append(f"placeholder {name}")
         elif issubclass(obj, diffusers.SchedulerMixin) and obj is not diffusers.SchedulerMixin:
-            lines.append(f"scheduler {name}")
+            lines.append(f"scheduler {name} {_config_params(obj)}")
         elif issubclass(obj, diffusers.DiffusionPipeline) or name.startswith("AutoPipelineFor"):
             lines.append(f"pipeline {name} {_call_args(obj)}")
     return lines

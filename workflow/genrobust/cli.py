@@ -100,6 +100,13 @@ def cmd_benchmark_generation(args) -> None:
         raise SystemExit(2)
 
 
+def cmd_benchmark_shard(args) -> None:
+    from .benchmark.shard import run
+
+    if run(args):
+        raise SystemExit(2)
+
+
 def cmd_benchmark_embedding(args) -> None:
     from .benchmark.embedding import run
 
@@ -359,11 +366,14 @@ def _add_modules_with_own_parsers(sub) -> None:
     from .benchmark import training as benchmark_training
     from .benchmark import finetune as benchmark_finetune
     from .benchmark import scale as benchmark_scale
+    from .benchmark import shard as benchmark_shard
 
     for name, module, func, help in (
         ("contact-sheet", contact_sheet, cmd_contact_sheet, "sample grid per strategy and class (the paper's Figure 6)"),
         ("benchmark-generation", benchmark_generation, cmd_benchmark_generation,
          "images/s of a generation pipeline (full-size SD v1.5, random weights) and where the time goes"),
+        ("benchmark-shard", benchmark_shard, cmd_benchmark_shard,
+         "a generation shard's own time beside its pipeline calls (tiny demo model, the real shard code)"),
         ("benchmark-training", benchmark_training, cmd_benchmark_training,
          "images/s of the training loaders (FFCV vs plain PyTorch) and of training steps"),
         ("benchmark-embedding", benchmark_embedding, cmd_benchmark_embedding,

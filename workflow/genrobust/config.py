@@ -107,7 +107,7 @@ CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 DERIVED_KINDS = {"clip_filtered"}
 # Reports that put each generated set's CLIP diversity beside the effective robustness it gives
 # (metrics/strategy_reports.py): trained and evaluated like the ER reports, embedded like Table 7.
-DIVERSITY_ER_KINDS = {"guidance_curve", "diversity_er"}
+DIVERSITY_ER_KINDS = {"guidance_curve", "diversity_er", "cost_frontier"}
 # Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk); all but the
 # DIVERSITY_ER_KINDS need no evaluation job.
 METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"} | DIVERSITY_ER_KINDS
@@ -400,7 +400,7 @@ def expand_guidance_sweeps(config: dict) -> None:
 DEMO_BUILDS = {
     "data": ("demo_data.json", "imagenet/train", "imagenet/val", "imagenet/train_captions.csv", "sketch", "imagenet-r",
              "imagenetv2-matched-frequency-format-val", "objectnet-1.0", "imagenet-c", "pixmix-fractals"),
-    "models": ("models.json", "sd", "image_variation", "dit", "clip", "deepaugment", "metrics/metric_models.json",
+    "models": ("models.json", "sd", "few_step_lora", "image_variation", "dit", "clip", "deepaugment", "metrics/metric_models.json",
                "metrics/inception_like.pt", "metrics/open_clip", "metrics/timm/test_vit", "metrics/timm/test_resnet.pth"),
 }
 

@@ -187,7 +187,9 @@ def shard_cost(study: Study, dataset: str, strategy: str, split: str) -> JobCost
     else:
         step, source = measured_step_seconds(config["out"]) or (STEP_SECONDS_512, "estimate")
         steps = spec.get("steps", 50) * spec.get("strength", 1.0)
-        seconds = steps * spec.get("height", 512) * spec.get("width", 512) / 512 ** 2 * step
+        # guidance <= 1 (few-step samplers) runs without classifier-free guidance: half the UNet batch
+        guided = 1.0 if spec.get("guidance", 7.5) > 1 else 0.5
+        seconds = steps * guided * spec.get("height", 512) * spec.get("width", 512) / 512 ** 2 * step
     batch = spec.get("batch_size", 16) * spec.get("height", 512) * spec.get("width", 512) * 3 * 4 * 8 / 1e6
     jpeg_kb = GENERATED_JPEG_KB_512 * (spec.get("save_size") or spec.get("height", 512)) ** 2 / 512 ** 2
     return JobCost(images * seconds, GPU_JOB_MB + batch, gpus=1, disk_mb=images * jpeg_kb / 1000, images=images,

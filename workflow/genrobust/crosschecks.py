@@ -35,6 +35,7 @@ REPORT_KEYS = {
     "scaling_curve": ("strategy", "generated_percents", *ER),
     "guidance_curve": ("strategy", "guidance", "train_on", "generated_percent", "guidance_strategies", *ER, *CLIP),
     "diversity_er": ("rows", *ER, *CLIP),
+    "cost_frontier": ("rows", *ER, *CLIP),
     "fid_table": ("sources", "test_sets", "column_names", "figure", "kid", "objectnet_classes"),
     "clip_diversity": ("sources", "figure", *CLIP),
     "generated_benchmark": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
@@ -50,6 +51,7 @@ STRATEGY_KEY_KINDS = {
     "weights": ("deepaugment",), "edsr_input_size": ("deepaugment",), "cae_input_size": ("deepaugment",),
     "mixing_set": ("pixmix",), "source": ("clip_filtered",), "threshold": ("clip_filtered",),
     "seeds_from": (*DIFFUSION, *FROM_REAL_IMAGES),
+    "adapter": DIFFUSION, "adapter_scale": DIFFUSION, "scheduler_config": DIFFUSION,
 }
 # A dataset's generate entry: images per class for the kinds conditioned on a class, a cap on the
 # real images used for the kinds made from them.

@@ -310,6 +310,29 @@ class StandIns:
                     io.write_csv(path, pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS])
                     self._count("predictions")
 
+    def generation_summaries(self) -> None:
+        """gather's summary.json of every set a cost_frontier report reads: its hours the cost
+        model's estimate (costs.shard_cost) for the full-scale set on a GPU."""
+        from .costs import Study, shard_cost
+        from .metrics import plan as metrics_plan
+
+        study = Study(self.config)
+        for name, report in active_reports(self.config).items():
+            if report["kind"] != metrics_plan.COST_KIND:
+                continue
+            for path in metrics_plan.report_inputs(self.config, name)["summaries"].values():
+                if Path(path).is_file():
+                    continue
+                strategy = Path(path).parts[-3]
+                shards = self.config["datasets"][report["dataset"]]["generate"][strategy]["train_shards"]
+                cost = shard_cost(study, report["dataset"], strategy, "train")
+                spec = self.config["strategies"][strategy]
+                io.write_json(path, {"images": cost.images * shards, "generation_hours": cost.gpu_hours * shards,
+                                     "gpu_hours": cost.gpu_hours * shards, "devices": ["cuda"], "rehearsal": True,
+                                     "images_per_second": round(1 / (cost.seconds / cost.images), 3),
+                                     "settings": {k: spec.get(k) for k in ("scheduler", "steps", "guidance")}})
+                self._count("generation summaries")
+
     def runs(self) -> None:
         """Every planned run's evaluation (for the reports that read evaluations) and training
         metrics (for loss curves)."""
@@ -338,6 +361,7 @@ def write_stand_ins(config: dict, per_class: int | None = 3, scale: float | None
     stand_ins.runs()
     stand_ins.embedding_groups()
     stand_ins.predictions()
+    stand_ins.generation_summaries()
     return stand_ins.counts
 
 

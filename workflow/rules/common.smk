@@ -238,6 +238,14 @@ def strategy_spec(wildcards):
     if "model" in spec:
         model = config["models"][spec.pop("model")]
         spec.update(model_id=model["id"], revision=model.get("revision"))
+    if "adapter" in spec:
+        model = config["models"][spec["adapter"]]
+        spec["adapter"] = {
+            "id": model["id"],
+            "revision": model.get("revision"),
+            "weight_name": model.get("weight_name"),
+            "scale": spec.pop("adapter_scale", 1.0),
+        }
     gen = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy]
     spec.update(
         classes=config["datasets"][wildcards.dataset]["classes"],
@@ -260,8 +268,9 @@ def generation_inputs(wildcards):
     paths = [strategy.get("weights"), strategy.get("mixing_set"), strategy.get("captions")]
     if strategy.get("captions") and not demo_inputs(strategy["captions"]):
         inputs["captions"] = strategy["captions"]  # a user's file: an edit re-runs the shards
-    if "model" in strategy:
-        paths.append(config["models"][strategy["model"]]["id"])
+    for key in ("model", "adapter"):
+        if key in strategy:
+            paths.append(config["models"][strategy[key]].get("id"))
     for i, path in enumerate(p for p in paths if p):
         for built in demo_inputs(path):
             inputs[f"demo{i}"] = built

@@ -270,11 +270,32 @@ def build_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     return Path(out_dir)
 
 
+def build_tiny_lora(out_dir: str | os.PathLike, base_dir: str | os.PathLike, seed: int = 0, rank: int = 4) -> Path:
+    """A random LoRA on the tiny SD's UNet attention, in the layout of the hub's few-step adapters
+    (LCM-LoRA, Hyper-SD: UNet layers only, pytorch_lora_weights.safetensors): the stand-in a
+    few-step strategy fuses in. Both factors are random (a trained adapter's are; peft's init
+    leaves one zero), so that fusing it changes the images."""
+    from diffusers import UNet2DConditionModel
+
+    from genrobust.finetune.lora import add_lora, save_lora
+
+    with _model_dir(out_dir) as tmp:
+        torch.manual_seed(seed + 7)
+        unet = UNet2DConditionModel.from_pretrained(Path(base_dir) / "unet")
+        for weight in add_lora(unet, rank=rank, alpha=rank):
+            weight.data.normal_(0, 0.2)
+        save_lora(tmp, unet, base_id=str(base_dir), base_revision=None)
+        (tmp / "lora_base.json").unlink()  # an adapter by id, not a fine-tuned model of its own
+    return Path(out_dir)
+
+
 def build_all(out_root: str | os.PathLike, seed: int = 0) -> dict[str, Path]:
-    """All tiny models under out_root: sd, image_variation, dit, clip."""
+    """All tiny models under out_root: sd, image_variation, dit, clip, and a few-step LoRA for sd."""
     out_root = Path(out_root)
+    sd = build_tiny_sd(out_root / "sd", seed)
     return {
-        "sd": build_tiny_sd(out_root / "sd", seed),
+        "sd": sd,
+        "few_step_lora": build_tiny_lora(out_root / "few_step_lora", sd, seed),
         "image_variation": build_tiny_image_variation(out_root / "image_variation", seed),
         "dit": build_tiny_dit(out_root / "dit", seed),
         "clip": build_tiny_clip(out_root / "clip", seed),

@@ -1,4 +1,5 @@
-"""Diffusers pipelines: loading one by class name, and running a batch with defective images retried."""
+"""Diffusers pipelines: loading one by class name (with a few-step adapter fused in, a scheduler
+reconfigured), and running a batch with defective images retried."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -15,10 +17,13 @@ MAX_ATTEMPTS = 5  # per image: a NaN / all-black / flagged image is retried with
 
 
 def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler: str | None,
-                  dtype: str, device: str, safety_checker: bool, compile_unet: bool = False):
+                  dtype: str, device: str, safety_checker: bool, compile_unet: bool = False, *,
+                  adapter: Mapping | None = None, scheduler_config: Mapping | None = None):
     """Load a diffusers pipeline by class name from a hub id or a local folder, ready to run fast.
     A LoRA folder (models.<name>.finetune with method lora) loads its base model with the adapter
-    fused in."""
+    fused in; so does `adapter` ({id, revision, weight_name, scale}: a few-step LoRA such as
+    LCM-LoRA or Hyper-SD, by hub id or folder). `scheduler_config` overrides the scheduler's
+    config (e.g. timestep_spacing: trailing, as few-step samplers need)."""
     import diffusers
     import torch
     import transformers
@@ -28,7 +33,7 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
     lora = lora_base(model_id)
     if lora is not None:
         pipe = load_pipeline(lora["base_id"], lora.get("base_revision"), pipeline, scheduler, dtype, device,
-                             safety_checker)
+                             safety_checker, adapter=adapter, scheduler_config=scheduler_config)
         return _to_device(apply_lora(pipe, model_id), device, compile_unet)
 
     # One tqdm bar per shard; the libraries' own loading and per-step bars would drown it.
@@ -61,10 +66,26 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
         pipe = pipeline_class.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError, EnvironmentError) as err:
         raise GenerationError(f"could not load '{model_id}' (revision {revision}) as {pipeline}: {err}") from err
-    if scheduler_class is not None:
-        pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    if scheduler_class is not None or scheduler_config:
+        pipe.scheduler = (scheduler_class or type(pipe.scheduler)).from_config(pipe.scheduler.config,
+                                                                            **dict(scheduler_config or {}))
+    if adapter:
+        fuse_adapter(pipe, adapter)
     pipe.set_progress_bar_config(disable=True)  # one bar per shard instead of one per batch
     return _to_device(pipe, device, compile_unet)
+
+
+def fuse_adapter(pipe, adapter: Mapping) -> None:
+    """Fuse a LoRA adapter ({id, revision, weight_name, scale}) into the pipeline's weights, so
+    that each step costs what the base model's does, then drop the adapter layers."""
+    kwargs = {key: adapter[key] for key in ("weight_name", "revision") if adapter.get(key)}
+    try:
+        pipe.load_lora_weights(adapter["id"], **kwargs)
+    except (OSError, ValueError, KeyError, EnvironmentError) as err:
+        raise GenerationError(f"could not load the adapter '{adapter['id']}' ({kwargs or 'default weight name'}) "
+                              f"onto {type(pipe).__name__}: {err}") from err
+    pipe.fuse_lora(lora_scale=float(adapter.get("scale", 1.0)))
+    pipe.unload_lora_weights()
 
 
 def resolved_revision(pipe, revision: str | None) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 
 from ..seeding import derive_seed
@@ -69,6 +71,13 @@ def _required(spec: StrategySpec, key: str) -> str:
     return value
 
 
+def adapter_label(adapter: Mapping) -> str:
+    """How a manifest names the adapter an image was made with: id[@revision][/weight name] x scale."""
+    label = str(adapter["id"]) + (f"@{adapter['revision']}" if adapter.get("revision") else "")
+    label += f"/{adapter['weight_name']}" if adapter.get("weight_name") else ""
+    return f"{label} x {float(adapter.get('scale', 1.0)):g}"
+
+
 class DiffusersRenderer:
     """A diffusers pipeline, one generator per image, NaN/black/flagged images regenerated."""
 
@@ -79,7 +88,8 @@ class DiffusersRenderer:
     def prepare(self) -> None:
         s = self.spec
         self.pipe = load_pipeline(_required(s, "model_id"), s.revision, s.pipeline, s.scheduler, s.dtype,
-                                  self.device, s.safety_checker, s.compile)
+                                  self.device, s.safety_checker, s.compile, adapter=s.adapter,
+                                  scheduler_config=s.scheduler_config)
         self.revision = resolved_revision(self.pipe, s.revision)  # a hub model's commit, when config names none
 
     def settings(self) -> dict:
@@ -105,6 +115,8 @@ class DiffusersRenderer:
             row.update(seed=retry_seed(b.seed, attempt), attempt=attempt, regenerated_because=reason,
                        model=s.model_id, revision=self.revision, pipeline=s.pipeline,
                        scheduler=scheduler, steps=s.steps, guidance=s.guidance)
+            if s.adapter:  # only then: other strategies' manifests keep their columns
+                row["adapter"] = adapter_label(s.adapter)
         return images, rows
 
 

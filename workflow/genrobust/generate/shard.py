@@ -27,6 +27,12 @@ MANIFEST_COLUMNS = [
     "regenerated_because", "model", "revision", "pipeline", "scheduler", "steps", "guidance",
     "strength", "height", "width", "preprocessing", "caption_source",
 ]
+# Columns only some strategies' images have (a manifest has them only then, so that the others'
+# manifests stay as they were): the few-step adapter fused into the model.
+OPTIONAL_MANIFEST_COLUMNS = ["adapter"]
+# What a shard's cost depends on, recorded beside its seconds in stats.json.
+COST_KEYS = ("kind", "model_id", "pipeline", "scheduler", "adapter", "steps", "guidance", "height", "width",
+             "batch_size", "dtype", "compile")
 
 
 def fit_longer_side(image, size: int):
@@ -201,11 +207,12 @@ def _keep_progress_of(shard_dir: Path, ids: set[str]) -> int:
 
 def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_manifest: str, save_size: int,
               jpeg_quality: int, desc: str, settings: dict, max_batches: int | None = None,
-              device: str = "cpu") -> pd.DataFrame | None:
+              device: str = "cpu", cost_settings: dict | None = None) -> pd.DataFrame | None:
     """Generate `items` in fixed batches with `render(batch) -> (uint8 images, manifest rows)`,
     resuming from the shard's progress log; `prepare()` (model loading) runs only if work is left.
     Writes the images and, once all are on disk, the manifest. `max_batches` stops early (tests).
-    Progress made under different `settings` (the strategy changed in config) is discarded."""
+    Progress made under different `settings` (the strategy changed in config) is discarded;
+    `cost_settings` (what the speed depends on) are recorded in stats.json beside the seconds."""
     from tqdm import tqdm
 
     out_manifest = Path(out_manifest)
@@ -244,18 +251,20 @@ def run_shard(*, items: list[ImageSpec], render, prepare, batch_size: int, out_m
             bar.close()
         if max_batches is not None and len(todo) > max_batches:
             return None
-    return _write_manifest(items, shard_dir, out_manifest, n_done, start, device)
+    return _write_manifest(items, shard_dir, out_manifest, n_done, start, device, cost_settings or {})
 
 
 def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path, n_done: int,
-                    start: float, device: str) -> pd.DataFrame:
+                    start: float, device: str, cost_settings: dict) -> pd.DataFrame:
     """The shard's manifest and stats, once every image of the plan is recorded and on disk."""
     done = read_progress(shard_dir / "progress.jsonl")
     missing = [s.id for s in items if s.id not in done]
     if missing:
         raise GenerationError(f"shard {shard_dir} is missing {len(missing)} images after generation, or they "
                               f"differ from what was recorded (first: {missing[0]}); re-run the job to redo them")
-    manifest = pd.DataFrame([done[s.id] for s in items], columns=MANIFEST_COLUMNS)
+    rows = [done[s.id] for s in items]
+    optional = [c for c in OPTIONAL_MANIFEST_COLUMNS if any(c in row for row in rows)]
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + optional)
     io.write_csv(out_manifest, manifest)
     regenerated = int((manifest["attempt"] > 0).sum())
     elapsed = time.time() - start
@@ -263,8 +272,10 @@ def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path,
     seconds = generation_seconds(shard_dir / "progress.jsonl")
     io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
                                              "generated_now": len(items) - n_done, "seconds": round(seconds, 2),
+                                             "seconds_per_image": round(seconds / len(manifest), 4) if len(manifest) else None,
                                              "wall_seconds_this_run": round(elapsed, 2),
-                                             "threads": torch_threads(), "device": device})
+                                             "threads": torch_threads(), "device": device,
+                                             "settings": cost_settings})
     print(f"[generate] {shard_dir}: {len(manifest)} images, {regenerated} regenerated, {elapsed:.1f} s",
           file=sys.stderr)
     return manifest
@@ -296,9 +307,10 @@ def generate_shard(*, strategy: str, split: str, spec: StrategySpec | Mapping[st
     # A renderer adds what its images depend on beyond the strategy's keys (resolved defaults,
     # preprocessing), so that a shard begun under an older renderer starts afresh.
     settings = {**spec.settings(), **renderer.settings()}
+    cost = {key: value for key, value in spec.to_dict().items() if key in COST_KEYS}
     return run_shard(items=items, render=renderer, prepare=renderer.prepare, batch_size=spec.batch_size,
                      settings=settings, out_manifest=out_manifest, save_size=spec.save_size,
-                     jpeg_quality=spec.jpeg_quality, max_batches=max_batches, device=device,
+                     jpeg_quality=spec.jpeg_quality, max_batches=max_batches, device=device, cost_settings=cost,
                      desc=f"{strategy}/{split} shard {shard + 1}/{n_shards} ({device})")
 
 
@@ -352,15 +364,21 @@ def gather_manifests(shard_manifests: Iterable[str], out_manifest: str, out_summ
         if pd.Series(hashes).duplicated().any():
             raise GenerationError(f"duplicate image ids across shards: {_duplicate_ids(shard_manifests, hashes)}")
     counts, because = counts.astype(int).sort_index(), because.astype(int).sort_values(ascending=False, kind="stable")
-    seconds = sum(io.read_json(stats)["seconds"] for p in shard_manifests
-                  if (stats := Path(p).with_name("stats.json")).exists())
+    stats = [io.read_json(path) for p in shard_manifests if (path := Path(p).with_name("stats.json")).exists()]
+    seconds = sum(s["seconds"] for s in stats)
+    devices = sorted({str(s.get("device", "")) for s in stats} - {""})
     images, regenerated = int(counts.sum()), int(because.sum())
     summary = {"images": images, "classes": len(counts), "shards": len(shard_manifests),
                "per_class": {"min": int(counts.min()), "max": int(counts.max()),
                              "counts": {w: int(n) for w, n in counts.items()}},
                "regenerated": regenerated, "regenerated_because": {k: int(v) for k, v in because.items()},
                "generation_seconds": round(seconds, 1),
-               "images_per_second": round(images / seconds, 3) if seconds else None}
+               "images_per_second": round(images / seconds, 3) if seconds else None,
+               # the cost of the set as made: hours of generation on its devices (GPU-hours when
+               # every shard ran on a GPU), and the settings the speed depends on
+               "devices": devices, "generation_hours": round(seconds / 3600, 6),
+               "gpu_hours": round(seconds / 3600, 6) if devices and all(d.startswith("cuda") for d in devices)
+               else None, "settings": next((s["settings"] for s in stats if s.get("settings")), {})}
     if out_summary:
         io.write_json(out_summary, summary)
     print(f"[gather] {out_manifest}: {images} images, {len(counts)} classes "

@@ -42,6 +42,10 @@ class StrategySpec:
     revision: str | None = None  # None: the hub's default branch
     pipeline: str = _DEFAULT["pipeline"]
     scheduler: str | None = _DEFAULT["scheduler"]  # None: keep the pipeline's own
+    scheduler_config: Mapping[str, Any] | None = None  # overrides of the scheduler's config
+    # a LoRA fused into the model ({id, revision, weight_name, scale}), as common.smk resolves the
+    # strategy's `adapter` (a models entry) and `adapter_scale`
+    adapter: Mapping[str, Any] | None = None
     # templates, strength and images_per_real: one kind's defaults, so their one home is here. In the
     # schema, validate() would fill them into every strategy of every kind, changing the settings
     # (and so restarting the shards) of strategies that never use them.

@@ -19,13 +19,16 @@ filter kept. Predictions of a classifier on (real val, generated val of a strate
 
 from __future__ import annotations
 
+import math
 import re
 
 from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, parse_mixture, report_rows
+from genrobust.costs import Study
 from genrobust.datasets import BORDER_CROP_PX
 
 FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
 BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
+COST_KIND = "cost_frontier"  # a DIVERSITY_ER kind that also reads what each set cost to generate
 assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS}
 FILTER_KIND = "clip_filtered"
 TEST = "test"
@@ -99,6 +102,26 @@ def row_sources(report: dict) -> dict[str, str]:
                              f"not {len(generated)}")
         sources[label] = generated[0]
     return sources
+
+
+def generated_images_used(config: dict, report: dict) -> dict[str, int]:
+    """label -> the generated images a row trains on (its share of the set: cl80_100 of a set made
+    at 200% trains on half of it), as costs.Study counts a mixture's rows."""
+    study, used = Study(config), {}
+    for label, mix in report_rows(report).items():
+        mixture = parse_mixture(mix)
+        base = mixture.total or study.real_images(report["dataset"], "train")
+        source = row_sources(report)[label]
+        percent = dict(mixture.terms)[source]
+        used[label] = min(math.ceil(base * percent / 100), study.source_images(report["dataset"], source))
+    return used
+
+
+def generated_by(config: dict, source: str) -> str:
+    """The strategy whose generation made a source's images: a clip_filtered set's is its source's
+    (filtering costs no generation; the set cost what generating its source did)."""
+    strategy = config["strategies"][source]
+    return strategy["source"] if strategy["kind"] == "clip_filtered" else source
 
 
 def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple[str, str, str, str]]:
@@ -205,6 +228,10 @@ def report_inputs(config: dict, name: str) -> dict:
         inputs["text"] = text_file(out, dataset)
     if report["kind"] in DIVERSITY_ER_KINDS:  # the analysis rules' outputs (analysis.smk)
         inputs["analysis"] = {table: f"{out}/analysis/{name}/{table}.csv" for table in ("accuracy", "robustness")}
+    if report["kind"] == COST_KIND:  # what each row's set cost to generate (the gather rule's summary)
+        inputs["summaries"] = {source: f"{out}/generate/{dataset}/{generated_by(config, source)}/train/summary.json"
+                               for source in dict.fromkeys(row_sources(report).values())}
+        inputs["used"] = generated_images_used(config, report)
     if report["kind"] in BENCHMARK_KINDS:
         inputs["predictions"] = classifier_predictions(config, report)
     return inputs
@@ -217,6 +244,7 @@ def input_files(inputs: dict) -> list[str]:
     files += [inputs["text"]] if inputs["text"] else []
     files += [f for paths in inputs["predictions"].values() for f in paths]
     files += list(inputs["analysis"].values())
+    files += list(inputs.get("summaries", {}).values())
     return list(dict.fromkeys(files))
 
 

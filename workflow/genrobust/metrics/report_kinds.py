@@ -9,12 +9,13 @@ import sys
 
 import pandas as pd
 
-from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND
+from .plan import BENCHMARK_KINDS, COST_KIND, DIVERSITY_KIND, FID_KIND
 from .reports import clip_diversity, fid_table, generated_benchmark, generated_scatter
-from .strategy_reports import diversity_er, guidance_curve
+from .strategy_reports import cost_frontier, diversity_er, guidance_curve
 
 WRITERS = {FID_KIND: fid_table, DIVERSITY_KIND: clip_diversity, BENCHMARK_KINDS[0]: generated_benchmark,
-           BENCHMARK_KINDS[1]: generated_scatter, "guidance_curve": guidance_curve, "diversity_er": diversity_er}
+           BENCHMARK_KINDS[1]: generated_scatter, "guidance_curve": guidance_curve, "diversity_er": diversity_er,
+           COST_KIND: cost_frontier}
 
 
 def make_metrics_report(kind: str, report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:

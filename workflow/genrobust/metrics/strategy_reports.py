@@ -9,9 +9,14 @@ analysis tables). Beyond the paper (issue 15):
   found a low scale (~2) better for training data than 7.5.
 - diversity_er: any strategies side by side on what may explain their gains: average ER against
   CLIP diversity and against consistency, one labelled point per row, and the correlations.
+- cost_frontier: the same prompts and seeds through different generators, samplers and step
+  counts (few-step adapters such as LCM-LoRA; `seeds_from`): what each set cost to generate, as
+  its shards measured it, against the ER and accuracy it gives, with the Pareto front marked.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,5 +141,69 @@ def diversity_er(report: dict, inputs: dict, out_table: str, out_figure: str) ->
         ax.spines[["top", "right"]].set_visible(False)
     axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{report['dataset']}: what the generated data is vs the robustness it gives", fontsize=10)
+    plots.save(fig, out_figure)
+    return table
+
+
+# ----------------------------------------------------------------------------- cost frontier
+
+HOURS = "Generation hours"
+
+
+def pareto_front(cost: pd.Series, value: pd.Series) -> pd.Series:
+    """Whether each row is on the front: no other row costs as little or less and gives as much
+    or more, one of them strictly. Rows without a cost are not on it."""
+    cost, value = cost.astype(float), value.astype(float)
+    known = cost.notna() & value.notna()
+    on = []
+    for i in cost.index:
+        better = known & (cost <= cost[i]) & (value >= value[i]) & ((cost < cost[i]) | (value > value[i]))
+        on.append(bool(known[i]) and not better.drop(i).any())
+    return pd.Series(on, index=cost.index)
+
+
+def _sampler(settings: dict) -> str:
+    """How a set was sampled, as its shards recorded it: scheduler, steps and any adapter."""
+    adapter = settings.get("adapter") or {}
+    label = f"{settings.get('scheduler') or 'own scheduler'}, {settings.get('steps', '?')} steps"
+    return label + (f", adapter {Path(str(adapter['id'])).name} x {float(adapter.get('scale', 1)):g}" if adapter else "")
+
+
+def cost_frontier(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """Per row: the hours that made the generated images it trains on (its share of all its set's
+    shards' seconds, on the devices they ran on), images/s, sampler, ID and shift top-1, average ER and the CLIP measures; the front of
+    ER against hours, and a figure of ER and shift-set accuracy against hours, log x."""
+    table = row_measures(report, inputs)
+    summaries = {source: io.read_json(path) for source, path in inputs["summaries"].items()}
+    of = [summaries[source] for source in table["Strategy"]]
+    used = pd.Series(inputs["used"]).reindex(table.index).astype(float)
+    per_image = [s.get("generation_hours", np.nan) / s["images"] if s.get("images") else np.nan for s in of]
+    table.insert(0, HOURS, used * per_image)  # the share of the set's hours that made the row's images
+    table.insert(1, "Generated images used", used.astype(int))
+    table.insert(2, "Generated on", [", ".join(s.get("devices") or ["?"]) for s in of])
+    table.insert(3, "Images/s", [s.get("images_per_second") for s in of])
+    table.insert(4, "Sampler", [_sampler(s.get("settings") or {}) for s in of])
+    table[HOURS] = table[HOURS].astype(float).where(table[HOURS].astype(float) > 0)
+    table["On the ER front"] = pareto_front(table[HOURS], table[AVERAGE_ER])
+    _write(table.round(6), out_table)
+    devices = sorted(set(", ".join(table["Generated on"]).split(", ")))
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    shown = table[table[HOURS].notna()]
+    for ax, measure in zip(axes, (AVERAGE_ER, SHIFT_TOP1)):
+        plots.labelled_points(ax, shown[HOURS], shown[measure], shown.index,
+                              yerr=shown[f"{measure} std"].fillna(0))
+        front = shown[pareto_front(shown[HOURS], shown[measure])].sort_values(HOURS)
+        ax.step(front[HOURS], front[measure], where="post", color="grey", lw=1, ls="--", zorder=1,
+                label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"hours to generate the set (on {', '.join(devices)})")
+        ax.set_ylabel({AVERAGE_ER: "average effective robustness (%)", SHIFT_TOP1: "shift-set average top-1 (%)"}[measure])
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0].axhline(0, color="grey", lw=1, ls=":")
+    missing = len(table) - len(shown)
+    axes[1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"{report['dataset']}: what each set cost to generate vs what training on it gives"
+                 + (f" ({missing} set(s) without a measured cost not drawn)" if missing else ""), fontsize=10)
     plots.save(fig, out_figure)
     return table
