@@ -214,3 +214,21 @@ def test_the_full_study_overlay_plans_the_few_step_sets_paired_with_cl80(monkeyp
     # cl80 is made at 200% (Figure 3): its row trains on, and is priced by, half of it
     used = generated_images_used(config, config["reports"]["few_step"])
     assert set(used.values()) == {130_000}
+
+
+def test_the_few_step_target_generates_and_embeds_only_its_own_sets(tmp_path):
+    """results/few_step.csv: cl80 and the two few-step sets, embedded apart from Table 7's other sets."""
+    import re
+    import shutil
+
+    from conftest import snakemake
+
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    result = snakemake("results/few_step.csv", "-n", "--configfile", "config/config.yaml", "config/few_step.yaml",
+                       "--config", "check_paths=False", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = set(re.findall(r"generate/imagenet100/(\w+)/train/shard~\d+/manifest\.csv", result.stdout))
+    assert shards == {"cl80", "cl80dpm25", "cl80lcm4"}
+    embeds = set(re.findall(r"^rule (embed_\w+):", result.stdout, re.M))
+    assert embeds == {"embed_clip_imagenet100_for_few_step", "embed_clip_imagenet100_texts",
+                      "embed_clip_imagenet100_for_few_step_filter_cl80clip_table7"}

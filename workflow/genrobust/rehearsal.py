@@ -284,7 +284,7 @@ class StandIns:
         for group in metrics_plan.embedding_groups(self.config, reports, filtered).values():
             for base, (table, kind) in group["sets"].items():
                 self.features(base, table, kind, group["extractor"])
-            if group["extractor"] == "clip" and group["dataset"] != metrics_plan.TEST:
+            if group["text"]:
                 self.class_texts(metrics_plan.text_file(self.out, group["dataset"]), group["dataset"])
         for dataset, strategy, split in filtered:  # the filter gate reads its source's manifest
             source = self.config["strategies"][strategy]["source"]

@@ -1,6 +1,7 @@
 # The paper's analysis outputs (Tables 2, 5, 7, the real-vs-generated scatter) and the CLIP
 # filter as a training-data gate (workflow/genrobust/metrics/). Image sets are embedded once per
-# extractor, one job per (extractor, dataset) or per extractor for the test sets; every
+# extractor, one job per (extractor, dataset) or per extractor for the test sets, split by the
+# reports that need each set (metrics/plan.py embedding_groups); every
 # per-class statistic is then computed from those features. Classifiers score real and
 # generated val per image, one job per classifier; reports are CPU reductions.
 

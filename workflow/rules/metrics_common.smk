@@ -43,7 +43,7 @@ def group_set_args(group):
 
 
 def group_text_args(group):
-    if group["extractor"] != "clip" or group["dataset"] == "test":
+    if not group["text"]:
         return ""
     text = metrics_plan.text_file(OUT, group["dataset"])
     return f"--text-out {quote(text)} --classes {quote(config['datasets'][group['dataset']]['classes'])}"

@@ -28,6 +28,8 @@ def cmd_embed(args) -> None:
     from .embeddings import embed_image_set
     from .extractors import build, default_workers, resolve_device
 
+    if not args.set and not args.text_out:
+        raise SystemExit("embed: nothing to do; give --set (an image set) or --text-out (CLIP class texts)")
     _threads(args.threads)
     device = resolve_device(args.device)
     spec = args.spec.get(args.extractor) or {}
@@ -92,7 +94,7 @@ def add_parsers(stage) -> None:
     p = stage("embed", cmd_embed, "embed image sets with one feature extractor (Inception or CLIP)")
     p.add_argument("--extractor", required=True, choices=["inception", "clip"])
     p.add_argument("--spec", type=json.loads, required=True, help="config 'metrics' section as JSON")
-    p.add_argument("--set", nargs=3, action="append", required=True, metavar=("KIND", "TABLE", "OUT_BASE"),
+    p.add_argument("--set", nargs=3, action="append", default=[], metavar=("KIND", "TABLE", "OUT_BASE"),
                    help="KIND real|generated|test, its index or manifest, and <OUT_BASE>.npy/.csv/.json")
     p.add_argument("--border-crop", action="append", metavar="OUT_BASE=PX",
                    help="crop PX pixels from each side of that set's images first (ObjectNet: 2, as evaluation)")

@@ -6,12 +6,12 @@ test set. Each is embedded once per extractor, into
     <out>/metrics/features/<extractor>/<dataset>/<split>/<source>.{npy,csv,json}
     <out>/metrics/features/<extractor>/test/<test set>.{npy,csv,json}
 
-by one embedding job per (extractor, dataset), or per extractor for the test sets, that embeds
-every set of that group some report needs (a CLIP job also embeds its dataset's class prompts:
-<out>/metrics/features/clip/<dataset>/text.npz). Grouping keeps the job count small (process
-start-up and model loading cost more than a small set); a table's target runs only the groups
-of its sets (the paper's tables use disjoint groups: Table 2 Inception on IN-1K train and the
-shift sets, Table 5 CLIP on IN-1K val, Table 7 CLIP on IN-100 train). A
+by one embedding job per (extractor, dataset), or per extractor for the test sets, and per set of
+reports that need its sets (embedding_groups), with the dataset's CLIP class prompts
+(<out>/metrics/features/clip/<dataset>/text.npz) in the job, or in one of their own where the
+dataset's sets are split. Grouping keeps the job count small (process start-up and model loading
+cost more than a small set); splitting by what needs a set keeps a table's target to its own sets
+(Table 7 alone does not generate the sets only a cost_frontier report embeds). A
 clip_filtered source is never embedded again: its features are its source's rows that the
 filter kept. Predictions of a classifier on (real val, generated val of a strategy) go to
 <out>/metrics/predictions/<dataset>/val~<strategy>/<classifier>.csv.
@@ -19,6 +19,7 @@ filter kept. Predictions of a classifier on (real val, generated val of a strate
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 
@@ -130,16 +131,47 @@ def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple
 
 
 def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str, str]]) -> dict[str, dict]:
-    """rule name -> {extractor, dataset, sets: {features base: (table, kind)}} for every set the
-    given reports and filtered datasets (dataset, strategy, split) need; kind is real, generated
-    or test (how the table's paths and classes are read)."""
-    wanted = [s for report in reports.values() for s in report_sets(config, report)]
-    for dataset, strategy, split in filtered:
-        wanted += filter_sets(config, dataset, strategy, [split])
+    """rule name -> {extractor, dataset, sets: {features base: (table, kind)}, border_crop, text}
+    for every set the given reports and filtered datasets (dataset, strategy, split) need; kind is
+    real, generated or test (how the table's paths and classes are read), text whether the job
+    also writes the dataset's CLIP class texts.
+
+    One job per (extractor, dataset) and per set of reports (and CLIP filters) that need its sets:
+    sets needed alike are embedded together, so that a report's target embeds, and generates, only
+    the sets that report needs. Where a dataset's sets fall in several such jobs, its CLIP class
+    texts, which each of them needs, are a job of their own."""
+    wanted = [(s, name) for name, report in reports.items() for s in report_sets(config, report)]
+    wanted += [(s, f"filter_{strategy}") for dataset, strategy, split in filtered
+               for s in filter_sets(config, dataset, strategy, [split])]
+    needed_by: dict[str, tuple[tuple, list[str]]] = {}  # features base (a filtered set: its source's) -> needers
+    for s, needer in wanted:
+        needed_by.setdefault(features_base(config, *s), (s, []))[1].append(needer)
+    alike: dict[tuple[str, str], dict[tuple[str, ...], list[tuple]]] = {}
+    for s, needers in needed_by.values():
+        alike.setdefault(s[:2], {}).setdefault(tuple(sorted(set(needers))), []).append(s)
     groups: dict[str, dict] = {}
-    for extractor, dataset, split, name in wanted:
-        group = groups.setdefault(f"embed_{extractor}_{dataset}", {"extractor": extractor, "dataset": dataset,
-                                                                   "sets": {}, "border_crop": {}})
+    for (extractor, dataset), by_needers in alike.items():
+        name, texts, several = f"embed_{extractor}_{dataset}", extractor == "clip" and dataset != TEST, len(by_needers) > 1
+        for needers, sets in by_needers.items():
+            group_name = f"{name}_for_{_joined(needers)}" if several else name
+            groups[group_name] = _embedding_group(config, extractor, dataset, sets, text=texts and not several)
+        if texts and several:
+            groups[f"{name}_texts"] = _embedding_group(config, extractor, dataset, [], text=True)
+    return groups
+
+
+def _joined(needers: tuple[str, ...], longest: int = 40) -> str:
+    """A rule-name part naming what needs a group's sets (shortened, with a hash, when long)."""
+    joined = "_".join(needers)
+    if len(joined) <= longest:
+        return joined
+    digest = hashlib.sha1(joined.encode()).hexdigest()[:6]
+    return f"{needers[0]}_and_{len(needers) - 1}_more_{digest}"
+
+
+def _embedding_group(config: dict, extractor: str, dataset: str, sets: list[tuple], text: bool) -> dict:
+    group = {"extractor": extractor, "dataset": dataset, "sets": {}, "border_crop": {}, "text": text}
+    for _, _, split, name in sets:
         base = features_base(config, extractor, dataset, split, name)
         if dataset == TEST:
             group["sets"][base] = (test_table(config["out"], name), "test")
@@ -150,12 +182,12 @@ def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str,
             source = base_source(config, name)
             group["sets"][base] = (source_table(config["out"], dataset, split, source),
                                    "real" if source == "real" else "generated")
-    return groups
+    return group
 
 
 def group_outputs(config: dict, group: dict) -> list[str]:
     outputs = [f"{base}.{suffix}" for base in group["sets"] for suffix in ("npy", "csv", "json")]
-    if group["extractor"] == "clip" and group["dataset"] != TEST:
+    if group["text"]:
         outputs.append(text_file(config["out"], group["dataset"]))
     return outputs
 
