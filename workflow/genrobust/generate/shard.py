@@ -272,7 +272,7 @@ def _write_manifest(items: list[ImageSpec], shard_dir: Path, out_manifest: Path,
     seconds = generation_seconds(shard_dir / "progress.jsonl")
     io.write_json(shard_dir / "stats.json", {"images": len(manifest), "regenerated": regenerated,
                                              "generated_now": len(items) - n_done, "seconds": round(seconds, 2),
-                                             "seconds_per_image": round(seconds / len(manifest), 4) if len(manifest) else None,
+                                             "seconds_per_image": round(seconds / max(len(manifest), 1), 4),
                                              "wall_seconds_this_run": round(elapsed, 2),
                                              "threads": torch_threads(), "device": device,
                                              "settings": cost_settings})

@@ -151,7 +151,8 @@ def embedding_groups(config: dict, reports: dict, filtered: list[tuple[str, str,
         alike.setdefault(s[:2], {}).setdefault(tuple(sorted(set(needers))), []).append(s)
     groups: dict[str, dict] = {}
     for (extractor, dataset), by_needers in alike.items():
-        name, texts, several = f"embed_{extractor}_{dataset}", extractor == "clip" and dataset != TEST, len(by_needers) > 1
+        name, several = f"embed_{extractor}_{dataset}", len(by_needers) > 1
+        texts = extractor == "clip" and dataset != TEST
         for needers, sets in by_needers.items():
             group_name = f"{name}_for_{_joined(needers)}" if several else name
             groups[group_name] = _embedding_group(config, extractor, dataset, sets, text=texts and not several)

@@ -166,13 +166,16 @@ def _sampler(settings: dict) -> str:
     """How a set was sampled, as its shards recorded it: scheduler, steps and any adapter."""
     adapter = settings.get("adapter") or {}
     label = f"{settings.get('scheduler') or 'own scheduler'}, {settings.get('steps', '?')} steps"
-    return label + (f", adapter {Path(str(adapter['id'])).name} x {float(adapter.get('scale', 1)):g}" if adapter else "")
+    if adapter:
+        label += f", adapter {Path(str(adapter['id'])).name} x {float(adapter.get('scale', 1)):g}"
+    return label
 
 
 def cost_frontier(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd.DataFrame:
     """Per row: the hours that made the generated images it trains on (its share of all its set's
-    shards' seconds, on the devices they ran on), images/s, sampler, ID and shift top-1, average ER and the CLIP measures; the front of
-    ER against hours, and a figure of ER and shift-set accuracy against hours, log x."""
+    shards' seconds, on the devices they ran on), images/s, sampler, ID and shift top-1, average
+    ER and the CLIP measures; the front of ER against hours; a figure of ER and shift-set accuracy
+    against hours, log x."""
     table = row_measures(report, inputs)
     summaries = {source: io.read_json(path) for source, path in inputs["summaries"].items()}
     of = [summaries[source] for source in table["Strategy"]]
@@ -197,7 +200,7 @@ def cost_frontier(report: dict, inputs: dict, out_table: str, out_figure: str) -
         ax.step(front[HOURS], front[measure], where="post", color="grey", lw=1, ls="--", zorder=1,
                 label="Pareto front")
         ax.set_xscale("log")
-        ax.set_xlabel(f"hours to generate the set (on {', '.join(devices)})")
+        ax.set_xlabel(f"hours to generate the images trained on ({', '.join(devices)}, log)")
         ax.set_ylabel({AVERAGE_ER: "average effective robustness (%)", SHIFT_TOP1: "shift-set average top-1 (%)"}[measure])
         ax.spines[["top", "right"]].set_visible(False)
     axes[0].axhline(0, color="grey", lw=1, ls=":")
