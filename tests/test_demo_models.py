@@ -33,10 +33,22 @@ def folder_mb(path: Path) -> float:
 
 
 def weight_digests(path: Path) -> dict[str, str]:
-    return {
-        str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in sorted(path.rglob("*.safetensors"))
-    }
+    """sha256 per .safetensors file of its tensors and metadata, in name order: the file's bytes
+    are not a fingerprint, as safetensors writes its metadata entries in a per-process random
+    order (a Rust HashMap)."""
+    from safetensors import safe_open
+
+    digests = {}
+    for f in sorted(path.rglob("*.safetensors")):
+        digest = hashlib.sha256()
+        with safe_open(f, "pt") as weights:
+            digest.update(json.dumps(weights.metadata(), sort_keys=True).encode())
+            for key in sorted(weights.keys()):
+                tensor = weights.get_tensor(key)
+                digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digests[str(f.relative_to(path))] = digest.hexdigest()
+    return digests
 
 
 def source_image(width=80, height=96, seed=0) -> Image.Image:

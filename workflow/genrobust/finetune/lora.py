@@ -37,9 +37,12 @@ def save_lora(folder: str | Path, unet, base_id: str, base_revision: str | None)
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     layers = {k: v.detach().to("cpu").contiguous() for k, v in layers.items()}
     config = unet.peft_config["default"]
+    metadata = config.to_dict()
+    # peft keeps target_modules as a set: sorted, the file's metadata is the same in every process.
+    metadata["target_modules"] = sorted(metadata["target_modules"])
     StableDiffusionPipeline.save_lora_weights(save_directory=str(folder), unet_lora_layers=layers,
                                               safe_serialization=True, weight_name=LORA_WEIGHTS,
-                                              unet_lora_adapter_metadata=config.to_dict())
+                                              unet_lora_adapter_metadata=metadata)
     pointer = {"base_id": base_id, "base_revision": base_revision, "rank": config.r, "alpha": config.lora_alpha,
                "target_modules": sorted(TARGET_MODULES)}
     (Path(folder) / LORA_POINTER).write_text(json.dumps(pointer, indent=2, sort_keys=True) + "\n")
