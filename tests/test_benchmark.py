@@ -121,6 +121,25 @@ def test_cli_tiny_writes_json_and_table(tiny_sd, tmp_path, capsys):
     assert "images/s" in printed and "UNet denoising loop" in printed and "== summary" in printed
 
 
+def test_cli_times_the_strategies_speedups_once_per_pipeline(tiny_sd, tmp_path, capsys):
+    """--options as config's benchmarks: generation: holds them (a cache is a mapping), over a sweep
+    of batch sizes that reuses one pipeline: the speed-ups are applied once and recorded."""
+    out = tmp_path / "bench.json"
+    options = {"fuse_qkv": True, "cache": {"method": "tomesd", "max_downsample": 2}, "batch_size": [1, 2]}
+    rc = main(["--tiny", str(tiny_sd), "--steps", "2", "--size", "32", "--n-batches", "1", "--warmup", "0",
+               "--options", json.dumps(options), "--json-out", str(out)])
+    assert rc == 0
+    for result in json.loads(out.read_text()):
+        assert result["settings"]["speedups"] == "fuse_qkv; tomesd(max_downsample=2, ratio=0.5)"
+        assert result["settings"]["cache"] == {"method": "tomesd", "ratio": 0.5, "max_downsample": 2}
+        assert result["settings"]["attention_processors"]["unet"] == ["FusedAttnProcessor2_0"]
+    assert "speed-ups fuse_qkv; tomesd" in capsys.readouterr().out
+    pipe = pipelines.load_tiny(tiny_sd, "class_labels")
+    generation.benchmark_generation(pipe, 1, 1, 1.0, 32, 32, n_batches=1, warmup=0, cache={"method": "deepcache"})
+    with pytest.raises(BenchmarkError, match="already runs with speed-ups 'deepcache"):
+        generation.benchmark_generation(pipe, 1, 1, 1.0, 32, 32, n_batches=1, warmup=0, fuse_qkv=True)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--tiny", str(tmp_path), "--batch-size", "1"]) == 2
     assert "no model_index.json" in capsys.readouterr().err

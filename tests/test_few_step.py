@@ -217,7 +217,7 @@ def test_the_full_study_overlay_plans_the_few_step_sets_paired_with_cl80(monkeyp
 
 
 def test_the_few_step_target_generates_and_embeds_only_its_own_sets(tmp_path):
-    """results/few_step.csv: cl80 and the two few-step sets, embedded apart from Table 7's other sets."""
+    """results/few_step.csv: cl80 and the three faster sets, embedded apart from Table 7's other sets."""
     import re
     import shutil
 
@@ -228,7 +228,7 @@ def test_the_few_step_target_generates_and_embeds_only_its_own_sets(tmp_path):
                        "--config", "check_paths=False", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     shards = set(re.findall(r"generate/imagenet100/(\w+)/train/shard~\d+/manifest\.csv", result.stdout))
-    assert shards == {"cl80", "cl80dpm25", "cl80lcm4"}
+    assert shards == {"cl80", "cl80dpm25", "cl80lcm4", "cl80deepcache"}
     embeds = set(re.findall(r"^rule (embed_\w+):", result.stdout, re.M))
     assert embeds == {"embed_clip_imagenet100_for_few_step", "embed_clip_imagenet100_texts",
                       "embed_clip_imagenet100_for_few_step_filter_cl80clip_table7"}

@@ -1,6 +1,6 @@
 """Plan-time checks of what generates the images: diffusers pipeline and scheduler classes, the
-model folders and hub ids, and the few-step settings (a LoRA adapter, scheduler overrides, the
-guidance a distilled model takes). Like checks.py, never imports diffusers: the class names and
+model folders and hub ids, the few-step settings (a LoRA adapter, scheduler overrides, the
+guidance a distilled model takes) and the speed-ups (fused QKV, feature caching). Like checks.py, never imports diffusers: the class names and
 their parameters come from the shipped list (name_lists.DIFFUSERS_CLASSES)."""
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*KIND_CALL_ARGS.values()))
 _HUB_PART = r"\w(?:[\w.-]{0,94}\w)?"
 HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' default weight name
+# Each feature-cache method's options and their defaults (the methods' own; generate/speedups.py
+# applies them): DeepCache recomputes the whole UNet every `interval` steps and only the blocks
+# above skip branch `branch` in between; tomesd merges `ratio` of the tokens in the attention
+# layers at most `max_downsample` times downsampled.
+CACHE_OPTIONS = {"deepcache": {"interval": 3, "branch": 0}, "tomesd": {"ratio": 0.5, "max_downsample": 1}}
 
 
 def check_generators(config: dict) -> None:
@@ -45,6 +50,7 @@ def check_generators(config: dict) -> None:
         _check_scheduler_config(key, strategy)
         _check_adapter(config, key, strategy)
         _check_guidance(config, key, strategy)
+        _check_speedups(key, strategy)
     scheduler = config.get("benchmarks", {}).get("generation", {}).get("scheduler")
     if scheduler:
         _check_diffusers_class("benchmarks.generation.scheduler", scheduler, "scheduler")
@@ -106,6 +112,27 @@ def _check_guidance(config: dict, key: str, strategy: dict) -> None:
             raise ConfigError(f"{key}.guidance: {guidance:g} is more than models.{name}.max_guidance {limit:g}, "
                               f"the most its {role} takes (a few-step model distilled with guidance folded in; "
                               "<= 1 turns classifier-free guidance off)")
+
+
+def _check_speedups(key: str, strategy: dict) -> None:
+    """Cache options belong to their method, and the UNet patches are not mixed with what they
+    cannot work with: the schema alone would let tomesd's ratio pass as a DeepCache option."""
+    cache = strategy.get("cache")
+    if strategy.get("kind") == "class_conditional":
+        for setting in ("cache", "fuse_qkv"):
+            if strategy.get(setting):
+                raise ConfigError(f"{key}.{setting}: patches a Stable Diffusion UNet; a class_conditional model "
+                                  "(DiT) has a transformer instead; remove it")
+    if not cache:
+        return
+    options = CACHE_OPTIONS[cache["method"]]
+    for option in cache:
+        if option != "method" and option not in options:
+            raise ConfigError(f"{key}.cache.{option}: {cache['method']} has no such option; its options: "
+                              f"{', '.join(options)}{did_you_mean(option, list(options))}")
+    if strategy.get("compile"):
+        raise ConfigError(f"{key}.cache: {cache['method']} replaces the UNet's forward functions, which "
+                          f"{key}.compile would compile past; set one of them only")
 
 
 def adapter_names(config: dict) -> set[str]:

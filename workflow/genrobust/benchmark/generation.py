@@ -28,6 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from . import system
+from ..generate.speedups import apply_cache, cache_settings, fuse_qkv_projections, speedup_label
 from .options import apply_options
 from .pipelines import (KIND_PIPELINES, build_dit_random, build_sd15_random, count_parameters, load_tiny,
                         pipeline_kind)
@@ -238,6 +239,22 @@ def _profile(pipe, device, run_batch, first_index: int, profile_batches: int) ->
     return profiled_s, _breakdown(timer, profiled_s, profile_batches)
 
 
+def _apply_speedups(pipe, fuse_qkv: bool, cache: dict | None):
+    """The speed-ups on `pipe`, once (a sweep over batch sizes reuses it); returns the cache's reseed."""
+    label = speedup_label(fuse_qkv, cache)
+    applied = getattr(pipe, "_genrobust_speedups", None)
+    if applied is not None:
+        if applied[0] != label:
+            raise BenchmarkError(f"this pipeline already runs with speed-ups '{applied[0]}'; build a fresh one "
+                                 f"to time '{label}'")
+        return applied[1]
+    if fuse_qkv:
+        fuse_qkv_projections(pipe)
+    reseed = apply_cache(pipe, cache)
+    pipe._genrobust_speedups = (label, reseed)
+    return reseed
+
+
 def _peak_memory(device) -> dict:
     import torch
 
@@ -251,7 +268,8 @@ def _peak_memory(device) -> dict:
 def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, height: int, width: int,
                          n_batches: int, warmup: int = 1, compile_unet: bool = False, channels_last: bool = True,
                          *, compile_mode: str = "max-autotune", strength: float = 1.0, profile_batches: int = 1,
-                         save_size: int = 256, jpeg_quality: int = 95, seed: int = 0) -> dict:
+                         save_size: int = 256, jpeg_quality: int = 95, seed: int = 0, fuse_qkv: bool = False,
+                         cache: dict | None = None) -> dict:
     """Images/s of `pipe` over n_batches batches after `warmup` batches, and the time per component.
 
     Timed batches are whole pipeline calls as generate.py makes them (per-image generators,
@@ -259,17 +277,25 @@ def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, hei
     breakdown comes from `profile_batches` further batches in which every component call is timed
     with the GPU synchronised around it ("other" is the rest: latents, CFG arithmetic, Python).
     The kind (text-to-image, img2img, image variation, DiT) follows from the pipeline class.
+    `fuse_qkv` and `cache` ({method: deepcache|tomesd, options}) are the strategies' speed-ups,
+    applied as generation applies them (generate/speedups.py).
     """
     import diffusers
     import torch
 
     if batch_size < 1 or n_batches < 1 or steps < 1 or warmup < 0 or profile_batches < 1:
         raise BenchmarkError("batch size, steps, n_batches and profile_batches must be at least 1 (warmup >= 0)")
+    if cache and compile_unet:
+        raise BenchmarkError("a cache replaces the UNet's forward functions, which --compile would compile past; "
+                             "time them apart")
     kind = pipeline_kind(pipe)
     device = pipe._execution_device
+    reseed_cache = _apply_speedups(pipe, fuse_qkv, cache)  # before _prepare, which compiles
     settings = _prepare(pipe, kind, compile_unet, channels_last, compile_mode)
     settings.update(batch_size=batch_size, steps=steps, guidance=guidance, height=height, width=width,
-                    n_batches=n_batches, warmup=warmup, strength=strength if kind == "img2img" else None)
+                    n_batches=n_batches, warmup=warmup, strength=strength if kind == "img2img" else None,
+                    fuse_qkv=bool(fuse_qkv), cache=cache_settings(cache),
+                    speedups=speedup_label(fuse_qkv, cache))
     kwargs = _call_kwargs(kind, batch_size, steps, guidance, height, width, strength)
     gen_device = "cuda" if device.type == "cuda" else "cpu"
     # diffusers_logging warnings (e.g. about random configs) would clutter every batch.
@@ -278,6 +304,7 @@ def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, hei
     def run_batch(batch_index: int):
         generators = [torch.Generator(gen_device).manual_seed(seed + 100_000 * batch_index + i)
                       for i in range(batch_size)]
+        reseed_cache(seed + 100_000 * batch_index)
         with torch.no_grad():
             out = pipe(generator=generators, **kwargs)
         start = time.perf_counter()
@@ -328,7 +355,7 @@ def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, hei
 
 def benchmark_tiny(model_dir: str | os.PathLike, strategy_kind: str, batch_size: int, steps: int, size: int,
                    *, n_batches: int = 3, warmup: int = 1, guidance: float = 7.5, strength: float = 1.0,
-                   device: str = "cpu", pipe=None) -> dict:
+                   device: str = "cpu", pipe=None, fuse_qkv: bool = False, cache: dict | None = None) -> dict:
     """Images/s of a tiny demo pipeline folder, loaded the way generate.py loads a model.
 
     strategy_kind: class_labels or img2img (an SD folder), image_variation (an image_variation
@@ -340,7 +367,8 @@ def benchmark_tiny(model_dir: str | os.PathLike, strategy_kind: str, batch_size:
     elif pipeline_kind(pipe) != strategy_kind:
         raise BenchmarkError(f"a {type(pipe).__name__} is not a {strategy_kind} pipeline")
     result = benchmark_generation(pipe, batch_size, steps, guidance, size, size, n_batches, warmup=warmup,
-                                  compile_unet=False, channels_last=False, strength=strength)
+                                  compile_unet=False, channels_last=False, strength=strength, fuse_qkv=fuse_qkv,
+                                  cache=cache)
     result["settings"]["model_dir"] = str(model_dir)
     result["random_weights"] = "tiny demo model"
     return result
@@ -370,6 +398,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--compile-mode", default="max-autotune",
                    help="torch.compile mode (generate.py uses max-autotune; it compiles for minutes)")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--fuse-qkv", action="store_true", help="fuse the attention QKV projections (strategies' fuse_qkv)")
+    p.add_argument("--cache", type=json.loads, default=None, metavar="JSON",
+                   help='feature caching as a strategy\'s cache: key, e.g. \'{"method": "deepcache", "interval": 3}\' '
+                        'or \'{"method": "tomesd", "ratio": 0.5}\'')
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--tokenizer", default=None, help="a CLIP tokenizer folder (default: rebuilt from open_clip)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -389,7 +421,8 @@ def _run_tiny(args, results: list) -> None:
     for batch_size in args.batch_size:
         results.append(benchmark_tiny(args.tiny, args.kind, batch_size, args.steps, args.size,
                                       n_batches=args.n_batches, warmup=args.warmup, guidance=args.guidance,
-                                      strength=args.strength, device=device, pipe=pipe))
+                                      strength=args.strength, device=device, pipe=pipe, fuse_qkv=args.fuse_qkv,
+                                      cache=args.cache))
         print(format_result(results[-1]), flush=True)
 
 
@@ -413,7 +446,7 @@ def _run_full_size(args, results: list) -> None:
         results.append(benchmark_generation(
             pipe, batch_size, args.steps, args.guidance, args.size, args.size, args.n_batches,
             warmup=args.warmup, compile_unet=args.compile, channels_last=not args.no_channels_last,
-            compile_mode=args.compile_mode, strength=args.strength))
+            compile_mode=args.compile_mode, strength=args.strength, fuse_qkv=args.fuse_qkv, cache=args.cache))
         print(format_result(results[-1]), flush=True)
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()

@@ -13,7 +13,7 @@ NOT_OPTIONS = ("options", "json_out")  # the rule's own arguments
 
 def options_argv(options: dict, parser: argparse.ArgumentParser) -> list[str]:
     """The command-line words of a mapping of option names (batch_size) to values: a list is one
-    option's values, true is a flag, false and null leave the option out."""
+    option's values, a mapping its JSON, true is a flag, false and null leave the option out."""
     argv: list[str] = []
     for key, value in options.items():
         flag = "--" + str(key).replace("_", "-")
@@ -24,6 +24,8 @@ def options_argv(options: dict, parser: argparse.ArgumentParser) -> list[str]:
             argv.append(flag)
         elif isinstance(value, list):
             argv += [flag, *map(str, value)]
+        elif isinstance(value, dict):  # a JSON-valued option (generation's --cache)
+            argv += [flag, json.dumps(value)]
         elif value is not None and value is not False:
             argv += [flag, str(value)]
     return argv

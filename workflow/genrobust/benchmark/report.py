@@ -17,7 +17,8 @@ def format_result(result: dict) -> str:
         f"{s['height']}x{s['width']} px, {s['scheduler']}, attention {s['attention_processors']}, "
         f"channels_last {s['channels_last']}, compile {s['compile_unet']}"
         + (f" ({s['compile_mode']})" if s["compile_mode"] else "")
-        + (f", strength {s['strength']}" if s.get("strength") is not None else ""),
+        + (f", strength {s['strength']}" if s.get("strength") is not None else "")
+        + (f", speed-ups {s['speedups']}" if s.get("speedups") else ""),
         f"   torch threads {s['torch_threads']} of {s['cpu_count']} CPUs, load average {s['load_average_1min']}",
         f"   weights: {result['random_weights'] if result['random_weights'] is not True else 'random (full-size architecture)'}; "
         f"parameters {', '.join(f'{k} {v / 1e6:.1f}M' for k, v in s['parameters'].items())}",

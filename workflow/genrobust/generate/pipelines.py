@@ -4,7 +4,6 @@ reconfigured), and running a batch with defective images retried."""
 from __future__ import annotations
 
 import re
-
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -12,18 +11,20 @@ from typing import Mapping
 import numpy as np
 
 from .plan import GenerationError, retry_seed
+from .speedups import fuse_qkv_projections
 
 MAX_ATTEMPTS = 5  # per image: a NaN / all-black / flagged image is retried with the next seed
 
 
 def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler: str | None,
                   dtype: str, device: str, safety_checker: bool, compile_unet: bool = False, *,
-                  adapter: Mapping | None = None, scheduler_config: Mapping | None = None):
+                  adapter: Mapping | None = None, scheduler_config: Mapping | None = None, fuse_qkv: bool = False):
     """Load a diffusers pipeline by class name from a hub id or a local folder, ready to run fast.
     A LoRA folder (models.<name>.finetune with method lora) loads its base model with the adapter
     fused in; so does `adapter` ({id, revision, weight_name, scale}: a few-step LoRA such as
     LCM-LoRA or Hyper-SD, by hub id or folder). `scheduler_config` overrides the scheduler's
-    config (e.g. timestep_spacing: trailing, as few-step samplers need)."""
+    config (e.g. timestep_spacing: trailing, as few-step samplers need). `fuse_qkv` fuses the
+    attention projections once every LoRA is fused in (a LoRA targets the unfused to_q/to_k/to_v)."""
     import diffusers
     import torch
     import transformers
@@ -34,7 +35,7 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
     if lora is not None:
         pipe = load_pipeline(lora["base_id"], lora.get("base_revision"), pipeline, scheduler, dtype, device,
                              safety_checker, adapter=adapter, scheduler_config=scheduler_config)
-        return _to_device(apply_lora(pipe, model_id), device, compile_unet)
+        return _to_device(apply_lora(pipe, model_id), device, compile_unet, fuse_qkv)
 
     # One tqdm bar per shard; the libraries' own loading and per-step bars would drown it.
     diffusers.utils.logging.disable_progress_bar()
@@ -72,7 +73,7 @@ def load_pipeline(model_id: str, revision: str | None, pipeline: str, scheduler:
     if adapter:
         fuse_adapter(pipe, adapter)
     pipe.set_progress_bar_config(disable=True)  # one bar per shard instead of one per batch
-    return _to_device(pipe, device, compile_unet)
+    return _to_device(pipe, device, compile_unet, fuse_qkv)
 
 
 def fuse_adapter(pipe, adapter: Mapping) -> None:
@@ -102,10 +103,13 @@ def resolved_revision(pipe, revision: str | None) -> str:
     return ""
 
 
-def _to_device(pipe, device: str, compile_unet: bool):
-    """The pipeline on `device`; on a GPU its UNet (or transformer) channels_last, maybe compiled."""
+def _to_device(pipe, device: str, compile_unet: bool, fuse_qkv: bool = False):
+    """The pipeline on `device`, its QKV projections maybe fused; on a GPU its UNet (or
+    transformer) channels_last, maybe compiled (after fusing, so that the fused graph compiles)."""
     import torch
 
+    if fuse_qkv:
+        fuse_qkv_projections(pipe)
     pipe = pipe.to(device)
     if device.startswith("cuda"):
         unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)

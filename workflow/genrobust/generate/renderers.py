@@ -11,6 +11,7 @@ from ..seeding import derive_seed
 from .pipelines import _generate_with_retries, load_pipeline, resolved_revision
 from .plan import GenerationError, ImageSpec, retry_seed
 from .spec import StrategySpec
+from .speedups import apply_cache, speedup_label
 
 
 def load_source_images(batch: list[ImageSpec], size: tuple[int, int] | None = None) -> list:
@@ -83,13 +84,15 @@ class DiffusersRenderer:
 
     def __init__(self, spec: StrategySpec, wnids: list[str], device: str):
         self.spec, self.wnids, self.device = spec, wnids, device
-        self.pipe, self.revision = None, ""
+        self.pipe, self.revision, self.reseed_cache = None, "", None
+        self.speedups = speedup_label(spec.fuse_qkv, spec.cache)
 
     def prepare(self) -> None:
         s = self.spec
         self.pipe = load_pipeline(_required(s, "model_id"), s.revision, s.pipeline, s.scheduler, s.dtype,
                                   self.device, s.safety_checker, s.compile, adapter=s.adapter,
-                                  scheduler_config=s.scheduler_config)
+                                  scheduler_config=s.scheduler_config, fuse_qkv=s.fuse_qkv)
+        self.reseed_cache = apply_cache(self.pipe, s.cache)
         self.revision = resolved_revision(self.pipe, s.revision)  # a hub model's commit, when config names none
 
     def settings(self) -> dict:
@@ -107,6 +110,7 @@ class DiffusersRenderer:
 
         def call(pending, generators):
             picked = {k: _pick(v, pending) for k, v in kwargs.items()}
+            self.reseed_cache(generators[0].initial_seed())
             return self.pipe(**picked, **common, generator=generators)
 
         images, attempts, reasons = _generate_with_retries(call, [b.seed for b in batch], self.device)
@@ -117,6 +121,8 @@ class DiffusersRenderer:
                        scheduler=scheduler, steps=s.steps, guidance=s.guidance)
             if s.adapter:  # only then: other strategies' manifests keep their columns
                 row["adapter"] = adapter_label(s.adapter)
+            if self.speedups:
+                row["speedups"] = self.speedups
         return images, rows
 
 

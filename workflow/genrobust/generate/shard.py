@@ -28,11 +28,12 @@ MANIFEST_COLUMNS = [
     "strength", "height", "width", "preprocessing", "caption_source",
 ]
 # Columns only some strategies' images have (a manifest has them only then, so that the others'
-# manifests stay as they were): the few-step adapter fused into the model.
-OPTIONAL_MANIFEST_COLUMNS = ["adapter"]
+# manifests stay as they were): the few-step adapter fused into the model, the speed-ups that
+# change the images (fused QKV, feature caching).
+OPTIONAL_MANIFEST_COLUMNS = ["adapter", "speedups"]
 # What a shard's cost depends on, recorded beside its seconds in stats.json.
 COST_KEYS = ("kind", "model_id", "pipeline", "scheduler", "adapter", "steps", "guidance", "height", "width",
-             "batch_size", "dtype", "compile")
+             "batch_size", "dtype", "compile", "fuse_qkv", "cache")
 
 
 def fit_longer_side(image, size: int):

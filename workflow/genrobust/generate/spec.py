@@ -64,6 +64,8 @@ class StrategySpec:
     jpeg_quality: int = _DEFAULT["jpeg_quality"]
     safety_checker: bool = _DEFAULT["safety_checker"]
     compile: bool = _DEFAULT["compile"]
+    fuse_qkv: bool = False  # fused attention projections (generate/speedups.py)
+    cache: Mapping[str, Any] | None = None  # feature caching: {method: deepcache|tomesd, its options}
     strength: float = 1.0  # img2img (the paper's)
     images_per_real: int = 1  # image-conditioned kinds
     weights: str | None = None  # deepaugment
