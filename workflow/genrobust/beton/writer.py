@@ -161,8 +161,9 @@ def write_beton(manifest: pd.DataFrame, out_path, max_resolution: int = 256,
         _raise_if_failed(source)  # inside the block: the temporary file is then discarded
 
 
-class _WorkerFailed(Exception):
-    """Raised in the writing thread when a writer process reports an error."""
+class _WorkerFailed(BaseException):
+    """Raised in the writing thread when a writer process reports an error. A BaseException, so
+    that no `except Exception` in the code it lands in (tqdm's, ffcv's) swallows it."""
 
 
 @contextlib.contextmanager
@@ -197,16 +198,17 @@ def _failing_workers_end_the_write(writer, out_path: Path):
     failure = []
 
     def watch():
-        while not done.is_set():
+        while not failure and not done.is_set():
             try:
                 failure.append(failures.get(timeout=0.2))
             except queue.Empty:
                 continue
+        while failure and not done.is_set():  # again each second, until the writing thread has stopped
             if previous is not None:
                 os.kill(os.getpid(), signal.SIGUSR1)
             else:
                 _thread.interrupt_main()
-            return
+            done.wait(1.0)
 
     watcher = threading.Thread(target=watch, daemon=True)
     ffcv.writer.worker_job_indexed_dataset = guarded
@@ -216,6 +218,9 @@ def _failing_workers_end_the_write(writer, out_path: Path):
     except (_WorkerFailed, KeyboardInterrupt):
         if not failure:
             raise
+        if previous is not None:
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the watcher's repeats: the write has stopped
+        done.set()
         for process in multiprocessing.active_children():
             process.terminate()
             process.join()
