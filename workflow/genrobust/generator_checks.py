@@ -1,7 +1,8 @@
 """Plan-time checks of what generates the images: diffusers pipeline and scheduler classes, the
 model folders and hub ids, the few-step settings (a LoRA adapter, scheduler overrides, the
-guidance a distilled model takes) and the speed-ups (fused QKV, feature caching). Like checks.py, never imports diffusers: the class names and
-their parameters come from the shipped list (name_lists.DIFFUSERS_CLASSES)."""
+guidance a distilled model takes) and the speed-ups (fused QKV, feature caching). Like
+checks.py, never imports diffusers: the class names and their parameters come from the shipped
+list (name_lists.DIFFUSERS_CLASSES)."""
 
 from __future__ import annotations
 
