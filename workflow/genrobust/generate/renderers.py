@@ -65,6 +65,19 @@ def _pick(value, pending: list[int]):
     return value
 
 
+PAD_SEED = 0  # the padding images' noise: any fixed seed; they are never kept
+
+
+def pad_batch(pending: list[int], generators: list, batch_size: int, device: str) -> tuple[list[int], list]:
+    """`pending` and its generators filled to `batch_size` with copies of the last image under
+    fresh generators, appended after the real ones (whose noise is drawn first, so unchanged)."""
+    import torch
+
+    extra = max(0, batch_size - len(pending))
+    return (pending + pending[-1:] * extra,
+            generators + [torch.Generator(device).manual_seed(PAD_SEED) for _ in range(extra)])
+
+
 def _required(spec: StrategySpec, key: str) -> str:
     value = getattr(spec, key)
     if not value:
@@ -86,6 +99,9 @@ class DiffusersRenderer:
         self.spec, self.wnids, self.device = spec, wnids, device
         self.pipe, self.revision, self.reseed_cache = None, "", None
         self.speedups = speedup_label(spec.fuse_qkv, spec.cache)
+        # A compiled denoiser recompiles (minutes, with max-autotune) for each new batch shape: a
+        # shard's short last batch and its regenerations are padded to batch_size instead.
+        self.static_batch = bool(spec.compile) and device.startswith("cuda")
 
     def prepare(self) -> None:
         s = self.spec
@@ -109,9 +125,11 @@ class DiffusersRenderer:
         common = {"num_inference_steps": s.steps, "guidance_scale": s.guidance, "output_type": "np"}
 
         def call(pending, generators):
+            if self.static_batch:
+                pending, generators = pad_batch(pending, generators, s.batch_size, self.device)
             picked = {k: _pick(v, pending) for k, v in kwargs.items()}
             self.reseed_cache(generators[0].initial_seed())
-            return self.pipe(**picked, **common, generator=generators)
+            return self.pipe(**picked, **common, generator=generators)  # padding's images come last, unread
 
         images, attempts, reasons = _generate_with_retries(call, [b.seed for b in batch], self.device)
         scheduler = s.scheduler or type(self.pipe.scheduler).__name__
