@@ -8,9 +8,11 @@ import math
 import shutil
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO, figure_warnings, snakemake
 from genrobust import io
@@ -184,7 +186,8 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
     beyond = merged_config(workdir, "config/demo.yaml", "config/demo_beyond.yaml")
     new_runs = set(training_runs(beyond)) - set(training_runs(demo))
     assert {r.mix for r in new_runs} == {"real_100+cl80g2_100", "real_100+background_100", "real_100+cl80lcm_100",
-                                         "real_100+llmcaptions_100", "cl80_50", "real_100+cl80_100+sepbn"}
+                                         "real_100+llmcaptions_100", "cl80_50", "real_100+cl80_100+sepbn",
+                                         "cl80copy_100"}
     start = time.time()
     result = snakemake("--profile", str(REPO / "workflow/profiles/demo"), "--configfile", "config/demo.yaml",
                        "config/demo_beyond.yaml", cwd=workdir, timeout=900)
@@ -267,6 +270,25 @@ def test_beyond_the_paper_overlay_runs_only_its_new_jobs(finished_demo, monkeypa
     assert frontier.loc["Few-step LoRA, 1 LCM step", "Sampler"].startswith("LCMScheduler, 1 steps, adapter")
     assert frontier.loc["PNDM, 3 steps", "Effective robustness, average (%)"] == pytest.approx(
         table1.loc["Real + Generated Data", "Average"], abs=0.02)
+    # A shared set: cl80 exported (parquet, WebDataset, card, sha256) and imported back as cl80copy,
+    # whose run is the cl80 run bit for bit (the same pixels, rows, labels and seed).
+    import torch
+
+    from genrobust.share.formats import verify_checksums
+
+    exported = out / "export/demo10/cl80"
+    assert verify_checksums(exported) == 4 and "license: creativeml-openrail-m" in (exported / "README.md").read_text()
+    copy = pd.read_csv(out / "generate/demo10/cl80copy/train/manifest.csv")
+    assert copy["id"].tolist() == cl80["id"].tolist() and (copy["seed"] == cl80["seed"]).all()
+    for a, b in zip(cl80["path"], copy["path"]):
+        assert np.array_equal(np.asarray(Image.open(out / "generate/demo10/cl80/train" / a)),
+                              np.asarray(Image.open(out / "generate/demo10/cl80copy/train" / b)))
+    weights = {mix: torch.load(runs / f"mix~{mix}/arch~resnet18/seed~0/model.pt", weights_only=False)["state_dict"]
+               for mix in ("cl80_100", "cl80copy_100")}
+    assert weights["cl80_100"].keys() == weights["cl80copy_100"].keys()
+    assert all(torch.equal(weights["cl80_100"][k], weights["cl80copy_100"][k]) for k in weights["cl80_100"])
+    shared_set = pd.read_csv(out / "shared_set.csv", index_col=0)
+    assert (shared_set.iloc[0] == shared_set.iloc[1]).all()
     for figure in ("guidance", "diversity_er", "scaling", "prompt_families", "few_step"):
         assert (out / f"{figure}.png").read_bytes()[:4] == b"\x89PNG", figure
 

@@ -72,6 +72,7 @@ def schema_sections() -> dict[str, dict]:
         "metrics.clip": metrics["clip"]["properties"],
         "metrics.classify": metrics["classify"]["properties"],
         "reports.<name>": props["reports"]["additionalProperties"]["properties"],
+        "exports": props["exports"]["items"]["properties"],
     }
 
 
@@ -80,6 +81,8 @@ def _default(value) -> str:
 
     if value is None or isinstance(value, (bool, dict)):
         return json.dumps(value)  # null, true, false, {}
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
 
 

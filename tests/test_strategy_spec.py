@@ -62,7 +62,8 @@ def test_a_spec_given_with_every_key_round_trips():
              "seed": 3, "per_class": 10, "sources_per_class": 5, "source": "cl80", "threshold": 0.2,
              "seeds_from": "cl80", "scheduler_config": {"timestep_spacing": "trailing"},
              "adapter": {"id": "org/lora", "revision": "abc", "weight_name": "w.safetensors", "scale": 0.8},
-             "fuse_qkv": True, "cache": {"method": "deepcache", "interval": 2}}
+             "fuse_qkv": True, "cache": {"method": "deepcache", "interval": 2},
+             "path": "/set", "format": "parquet", "class_map": "/map.csv"}
     assert set(given) == set(StrategySpec.keys())
     spec = StrategySpec.from_dict(given)
     assert spec.to_dict() == given

@@ -22,6 +22,7 @@ import sys
 from .config import (
     CLASS_CONDITIONED_KINDS,
     ER_KINDS,
+    IMPORTED_KINDS,
     ConfigError,
     active_reports,
     class_list,
@@ -204,6 +205,8 @@ def _generated_at_most(config: dict, dataset: str, source: str, need: int | None
     n_classes = len(dataset_wnids(config, dataset))
     if gen["train_shards"] == 0:
         return 0, f"{key}.train_shards is 0", f"set {key}.train_shards above 0"
+    if config["strategies"][source]["kind"] in IMPORTED_KINDS:
+        return None, "", ""  # counted when imported (the mixture's job names a shortfall)
     if config["strategies"][source]["kind"] in CLASS_CONDITIONED_KINDS:
         per_class = gen["train_per_class"]
         return (per_class * n_classes, f"{key}.train_per_class {per_class} x {n_classes} classes",
@@ -250,7 +253,8 @@ def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
         counted = _filtered_source(config, source)  # a clip_filtered source has at most its source's images
         kind = config["strategies"].get(counted, {}).get("kind")
         per_real = 1 if source == "real" else config["strategies"][counted].get("images_per_real", 1)
-        if mixture.total is None and kind not in CLASS_CONDITIONED_KINDS and percent > 100 * per_real:
+        if (mixture.total is None and kind not in CLASS_CONDITIONED_KINDS | IMPORTED_KINDS
+                and percent > 100 * per_real):
             what = ("the real train set is 100% (all of it)" if source == "real" else
                     f"{source} ({kind}) makes {per_real} per real image, so at most {100 * per_real}%")
             raise ConfigError(f"{key}: '{mix}' asks for {percent:g}% {source}, but {what}; lower the percentage")

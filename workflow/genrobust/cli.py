@@ -134,7 +134,7 @@ def cmd_write_beton(args) -> None:
 def cmd_sample_mixture(args) -> None:
     from .mixtures import write_mixture
 
-    write_mixture(_pairs(args.table), args.mix, args.seed, args.out)
+    write_mixture(_pairs(args.table), args.mix, args.seed, args.out, draws=_pairs(args.draws))
 
 
 # ----------------------------------------------------------------------------- train / evaluate
@@ -146,12 +146,13 @@ def cmd_train(args) -> None:
     from .train import TrainingSource, train_classifier
 
     files = {name: (beton, manifest) for name, beton, manifest in args.source}
+    draws = _pairs(args.draws)
     rows = read_mixture(args.mixture)
     missing = sorted(set(rows) - set(files))
     if missing:
         raise ValueError(f"mixture {args.mixture} uses sources {missing} that no --source names")
     train_classifier(
-        sources={name: TrainingSource(*files[name], indices) for name, indices in rows.items()},
+        sources={name: TrainingSource(*files[name], indices, draws.get(name)) for name, indices in rows.items()},
         val_beton=args.val_beton, val_manifest=args.val_manifest, class_wnids=load_class_list(args.classes),
         arch=args.arch, recipe=args.recipe, seed=args.seed, out_model=args.out_model,
         out_metrics=args.out_metrics, out_run=args.out_run, checkpoint_path=args.checkpoint, threads=args.threads)
@@ -282,6 +283,8 @@ def _add_convert_stages(stage) -> None:
                    help="source=CSV: the real index (real=...) and each generated source's manifest")
     p.add_argument("--mix", required=True)
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--draws", action="append", metavar="SOURCE=NAME",
+                   help="key a source's seeded draws by another name (an imported copy draws as its set)")
     p.add_argument("--out", required=True)
 
 
@@ -289,6 +292,8 @@ def _add_train_evaluate_stages(stage) -> None:
     p = stage("train", cmd_train, "train one classifier with the ffcv-imagenet recipe")
     p.add_argument("--source", nargs=3, action="append", required=True, metavar=("NAME", "BETON", "MANIFEST"),
                    help="one per source of the mixture")
+    p.add_argument("--draws", action="append", metavar="SOURCE=NAME",
+                   help="key a source's seeded draws by another name (an imported copy draws as its set)")
     for name in ("mixture", "val-beton", "val-manifest", "classes", "arch", "checkpoint", "out-model",
                  "out-metrics", "out-run"):
         p.add_argument(f"--{name}", required=True)
@@ -394,6 +399,13 @@ def _add_metrics_stages(stage) -> None:
     add_parsers(stage)
 
 
+def _add_share_stages(stage) -> None:
+    """export-set, import-set (genrobust/share/cli.py)."""
+    from .share.cli import add_parsers
+
+    add_parsers(stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genrobust", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
@@ -407,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_train_evaluate_stages, _add_reduce_stages, _add_planning_stages):
         add(stage)
     _add_metrics_stages(stage)
+    _add_share_stages(stage)
     _add_modules_with_own_parsers(sub)
     return parser
 

@@ -100,11 +100,13 @@ def read_class_file(path: str) -> list[str]:
 # What this version builds. Config may already describe the rest of the study (config.yaml
 # does); reports that need anything else are skipped with a notice (skipped_reports).
 IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
-                              "pixmix", "clip_filtered", "captions"}
+                              "pixmix", "clip_filtered", "captions", "external"}
 PROMPT_KINDS = {"class_labels", "img2img", "captions"}  # strategies prompted from templates and class names
 CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
 # Sources made from another strategy's images, nothing generated: metrics/filtering.py.
 DERIVED_KINDS = {"clip_filtered"}
+# Sources taken in from outside, nothing generated: anyone's set imported (share/external.py).
+IMPORTED_KINDS = {"external"}
 # Reports that put each generated set's CLIP diversity beside the effective robustness it gives
 # (metrics/strategy_reports.py): trained and evaluated like the ER reports, embedded like Table 7.
 DIVERSITY_ER_KINDS = {"guidance_curve", "diversity_er", "cost_frontier"}
@@ -298,6 +300,10 @@ def generation_plan(config: dict) -> list[str]:
             lines.append(f"{dataset}/{strategy}/{split}: the images of {spec['source']}/{split} whose CLIP score "
                          f"is >= {spec.get('threshold', 0.3):g} (nothing generated)")
             continue
+        if config["strategies"][strategy]["kind"] in IMPORTED_KINDS:
+            lines.append(f"{dataset}/{strategy}/{split}: imported from {config['strategies'][strategy].get('path')} "
+                         "(nothing generated)")
+            continue
         if config["strategies"][strategy]["kind"] in CLASS_CONDITIONED_KINDS:
             n = gen[f"{split}_per_class"] * class_count(config["datasets"][dataset]["classes"])
             what = f"{n:,} images ({gen[f'{split}_per_class']} per class)"
@@ -309,12 +315,20 @@ def generation_plan(config: dict) -> list[str]:
     return lines
 
 
+def draws_of(config: dict, source: str) -> str:
+    """The name a training source's seeded draws (mixture rows, loader order, crops) are keyed by:
+    its own, or for an imported copy of a set (external, `seeds_from: <set>`) that set's, so that
+    the copy trains exactly as the set."""
+    strategy = config["strategies"].get(source, {})
+    return strategy.get("seeds_from") or source if strategy.get("kind") in IMPORTED_KINDS else source
+
+
 def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
     jobs = []
     for dataset, strategy, split in generated_datasets(config):
-        if config["strategies"][strategy]["kind"] in DERIVED_KINDS:
-            continue  # filtered from another strategy's images: no generation shard
+        if config["strategies"][strategy]["kind"] in DERIVED_KINDS | IMPORTED_KINDS:
+            continue  # filtered from another strategy's images, or imported: no generation shard
         n_shards = config["datasets"][dataset]["generate"][strategy][f"{split}_shards"]
         jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
     return jobs

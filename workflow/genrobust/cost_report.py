@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 from . import costs
 from .config import DERIVED_KINDS, METRIC_REPORT_KINDS, active_reports, generated_datasets
+from .share.plan import export_entry
 from .validation import load_config
 
 
@@ -61,6 +62,11 @@ def job_cost(study: costs.Study, job: PlannedJob, groups: dict) -> costs.JobCost
         return costs.index_cost(study.real_images(w.dataset, w.split))
     if rule == "index_test_set":
         return costs.index_cost(study.test_set_images(w.test_set))
+    if rule == "import_set":
+        return costs.share_cost(study.generated_images(w.dataset, w.strategy, "train"))
+    if rule == "export_set":
+        splits = export_entry(study.config, w.dataset, w.strategy)["splits"]
+        return costs.share_cost(sum(study.generated_images(w.dataset, w.strategy, split) for split in splits))
     if rule in groups:
         return costs.embed_cost(study, groups[rule])
     if rule in ("predict_timm", "predict_run"):

@@ -29,6 +29,9 @@ CPU_JOB_MB = 2000
 STEP_SECONDS_512 = 0.07
 BASELINE_SECONDS = {"deepaugment": 0.5, "pixmix": 0.05}
 INDEX_SECONDS = 0.002  # listing one file on a shared filesystem
+# Exporting or importing one image: read it, decode it once (import) or hash it (export), write
+# it again (~130 KB at 512 px); an estimate, one thread.
+SHARE_SECONDS = 0.01
 BETON_SECONDS = 0.05  # decoding, resizing and encoding one image on one core
 EVAL_SECONDS = 0.001  # decoding and scoring one test image (per view)
 EMBED_SECONDS = {"inception": 0.002, "clip": 0.001}  # decoding, resizing and one forward pass per image
@@ -275,3 +278,8 @@ def metric_report_cost(study: Study, name: str) -> JobCost:
 
 def index_cost(images: int) -> JobCost:
     return JobCost(INDEX_SECONDS * images)
+
+
+def share_cost(images: int) -> JobCost:
+    """An export or an import of `images` images: it writes them again."""
+    return JobCost(SHARE_SECONDS * images, disk_mb=images * GENERATED_JPEG_KB_512 / 1000)

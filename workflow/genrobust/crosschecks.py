@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .config import (
+    IMPORTED_KINDS,
     ConfigError,
     active_reports,
     parse_mixture,
@@ -50,8 +51,9 @@ STRATEGY_KEY_KINDS = {
     "captions": ("class_labels", "captions"), "strength": ("img2img",), "images_per_real": FROM_REAL_IMAGES,
     "weights": ("deepaugment",), "edsr_input_size": ("deepaugment",), "cae_input_size": ("deepaugment",),
     "mixing_set": ("pixmix",), "source": ("clip_filtered",), "threshold": ("clip_filtered",),
-    "seeds_from": (*DIFFUSION, *FROM_REAL_IMAGES),
+    "seeds_from": (*DIFFUSION, *FROM_REAL_IMAGES, "external"),
     "adapter": DIFFUSION, "adapter_scale": DIFFUSION, "scheduler_config": DIFFUSION,
+    "path": ("external",), "format": ("external",), "class_map": ("external",),
 }
 # A dataset's generate entry: images per class for the kinds conditioned on a class, a cap on the
 # real images used for the kinds made from them.
@@ -142,6 +144,8 @@ def resolve_seeds_from(config: dict) -> None:
     followed to its end, so c's images pair with b's and a's; a loop is an error."""
     strategies = config["strategies"]
     for name in strategies:
+        if strategies[name]["kind"] in IMPORTED_KINDS:
+            continue  # an imported copy draws its trainings as the set it names, not as that set's source
         chain = [name]
         while strategies.get(chain[-1], {}).get("seeds_from"):
             chain.append(strategies[chain[-1]]["seeds_from"])

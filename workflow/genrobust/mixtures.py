@@ -73,21 +73,25 @@ def mixture_counts(mix: str, available: dict[str, int]) -> dict[str, int]:
     return counts
 
 
-def sample_mixture(available: dict[str, int], mix: str, seed: int) -> dict[str, np.ndarray]:
+def sample_mixture(available: dict[str, int], mix: str, seed: int,
+                   draws: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """Sorted row indices per source of mixture `mix` (deterministic, exact size, nested across
-    percentages: each source's rows come from one fixed seeded permutation of that source)."""
+    percentages: each source's rows come from one fixed seeded permutation of that source, keyed
+    by its name or by the name `draws` gives it)."""
     chosen = {}
     for source, n in mixture_counts(mix, available).items():
-        order = np.random.default_rng(derive_seed(seed, "mixture", source)).permutation(available[source])
+        key = (draws or {}).get(source, source)
+        order = np.random.default_rng(derive_seed(seed, "mixture", key)).permutation(available[source])
         chosen[source] = np.sort(order[:n])
     return chosen
 
 
-def write_mixture(tables: dict[str, str], mix: str, seed: int, out: str) -> dict[str, np.ndarray]:
+def write_mixture(tables: dict[str, str], mix: str, seed: int, out: str,
+                  draws: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The rows of one training mixture as a CSV (source, index), from the row counts of the
     real index and of each generated source's manifest (`tables`: source -> CSV)."""
     available = {source: io.count_rows(table) for source, table in tables.items()}
-    chosen = sample_mixture(available, mix, seed)
+    chosen = sample_mixture(available, mix, seed, draws)
     frame = pd.concat([pd.DataFrame({"source": s, "index": rows}) for s, rows in chosen.items()],
                       ignore_index=True)
     io.write_csv(out, frame[MIXTURE_COLUMNS])

@@ -125,6 +125,7 @@ class TrainingSource:
     beton: str | None
     manifest: str | None
     indices: np.ndarray | None = None
+    draws: str | None = None  # the name its seeded order and crops are keyed by (None: its own)
 
 
 @dataclass
@@ -164,7 +165,7 @@ class TrainingData:
             indices = (np.arange(n_rows, dtype=np.int64) if src.indices is None
                        else np.asarray(src.indices, dtype=np.int64))
             _checked_rows(src.beton, src.manifest, indices, num_classes, backend, what)
-            resolved[name] = TrainingSource(src.beton, src.manifest, indices)
+            resolved[name] = TrainingSource(src.beton, src.manifest, indices, src.draws)
         data = cls(resolved, val_beton, val_manifest, backend)
         if data.has_val:
             _checked_rows(val_beton, val_manifest, None, num_classes, backend, "validation")
@@ -186,7 +187,8 @@ def create_loaders(data: TrainingData, recipe: Recipe, batch: int, start_epoch: 
     train_loader = beton.create_mixture_loader(
         {name: (src.beton, src.manifest, src.indices) for name, src in data.sources.items()},
         batch, resolution_at(start_epoch, recipe), recipe.num_workers, seed, device,
-        distributed=distributed, os_cache=True, channels_last=channels_last, backend=data.backend)
+        distributed=distributed, os_cache=True, channels_last=channels_last, backend=data.backend,
+        draws={name: src.draws for name, src in data.sources.items() if src.draws})
     if len(train_loader) == 0:
         raise ValueError(f"{data.rows} training images make no full batch of {batch}")
     val_loader = None

@@ -15,6 +15,7 @@ from .checks import check_semantics
 from .config import (
     CLASS_CONDITIONED_KINDS,
     IMAGENET1K,
+    IMPORTED_KINDS,
     STRATEGY_KINDS_NEEDING_A_MODEL,
     UNEVALUATED_KINDS,
     ConfigError,
@@ -30,6 +31,7 @@ from .config import (
 )
 from .finetune.plan import check_finetune, check_finetune_environment, finetuned_models, resolve_finetuned_ids
 from .schema import SCHEMA, schema_problem
+from .share.plan import check_share
 
 
 def check_config(config: dict) -> None:
@@ -47,6 +49,7 @@ def check_config(config: dict) -> None:
     for name, report in config["reports"].items():
         _check_report(config, name, report)
     _check_generation(config)
+    check_share(config)  # exports name planned sets; external sets exist
     for name, strategy in config["strategies"].items():
         for field, kinds in (("weights", {"deepaugment"}), ("mixing_set", {"pixmix"})):
             if strategy["kind"] in kinds and not strategy.get(field):
@@ -98,7 +101,11 @@ def _check_strategies(config: dict) -> None:
         if name in ("real", "n"):
             raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
         seeds_from = strategy.get("seeds_from")
-        if seeds_from is not None and strategies.get(seeds_from, {}).get("kind") != strategy["kind"]:
+        if strategy["kind"] in IMPORTED_KINDS:  # a copy of a set: it trains with that set's draws
+            if seeds_from is not None and strategies.get(seeds_from, {}).get("kind") in (None, *IMPORTED_KINDS):
+                raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy that makes "
+                                  "its images, whose training draws this imported copy reuses")
+        elif seeds_from is not None and strategies.get(seeds_from, {}).get("kind") != strategy["kind"]:
             raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy of the same kind "
                               f"({strategy['kind']}), whose per-image seeds this one reuses")
 

@@ -17,6 +17,7 @@ from genrobust.config import (
     ConfigError,
     TrainingRun,
     active_reports,
+    draws_of,
     generated_datasets,
     generation_plan,
     parse_mixture,
@@ -325,7 +326,10 @@ def mixture_tables(wildcards):
 
 
 def mixture_table_args(wildcards, input):
-    return " ".join(f"--table {quote(f'{s}={input[s]}')}" for s in mixture_tables(wildcards))
+    """The tables, and a source's --draws where it has one (none for the others: an unchanged
+    command, so an upgrade re-samples no mixture and so re-trains nothing)."""
+    tables = [f"--table {quote(f'{s}={input[s]}')}" for s in mixture_tables(wildcards)]
+    return " ".join(tables + mixture_draw_args(wildcards))
 
 
 def training_inputs(wildcards):
@@ -343,9 +347,17 @@ def training_inputs(wildcards):
 
 
 def training_source_args(wildcards, input):
-    return " ".join(
+    sources = " ".join(
         f"--source {s} {quote(input[f'{s}_beton'])} {quote(input[f'{s}_manifest'])}" for s in mixture_sources(wildcards)
     )
+    return " ".join([sources, *mixture_draw_args(wildcards)])
+
+
+def mixture_draw_args(wildcards):
+    """--draws for a source keyed by another name (an imported copy of a set draws as the set);
+    none for the others, so their commands stay as they were."""
+    keyed = {s: draws_of(config, s) for s in mixture_sources(wildcards)}
+    return [f"--draws {quote(f'{s}={d}')}" for s, d in keyed.items() if d != s]
 
 
 def recipe_json(wildcards):
@@ -481,6 +493,7 @@ def final_outputs():
     for name in REPORTS:
         targets += [t for t in report_outputs(name) if t not in targets]
     targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
+    targets += [f"{OUT}/export/{e['dataset']}/{e['strategy']}" for e in config.get("exports") or []]
     return targets + [PROVENANCE] * bool(REPORTS)
 
 

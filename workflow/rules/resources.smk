@@ -12,6 +12,7 @@
 
 from genrobust import costs
 from genrobust.config import produced_by_demo
+from genrobust.share import plan as share_plan
 from genrobust.costs import CPU_JOB_MB, GPU_JOB_MB
 
 STUDY = costs.Study(config)
@@ -51,6 +52,13 @@ training_runtime, training_mem_mb = _sized(lambda w, t: costs.training_cost(STUD
 evaluation_runtime, evaluation_mem_mb = _sized(lambda w, t: costs.evaluation_cost(STUDY, w.dataset, t))
 finetune_runtime, finetune_mem_mb = _sized(lambda w, t: costs.finetune_cost(STUDY, w.model))
 predictions_runtime, _ = _sized(lambda w, t: costs.predictions_cost(STUDY, w.dataset, w.strategy))
+share_runtime, _ = _sized(lambda w, t: costs.share_cost(STUDY.generated_images(w.dataset, w.strategy, "train")))
+
+
+def export_runtime(wildcards, attempt):
+    splits = share_plan.export_entry(config, wildcards.dataset, wildcards.strategy)["splits"]
+    images = sum(STUDY.generated_images(wildcards.dataset, wildcards.strategy, split) for split in splits)
+    return _minutes(costs.share_cost(images).seconds, attempt)
 
 
 def embed_runtime(group):

@@ -86,17 +86,19 @@ class MixtureBatches(Batches):
 
 def create_mixture_loader(sources: Mapping[str, tuple], batch_size: int, resolution: int, num_workers: int,
                           seed: int, device, distributed: bool = False, os_cache: bool = True,
-                          channels_last: bool = True, backend: str = "auto") -> Batches:
+                          channels_last: bool = True, backend: str = "auto",
+                          draws: Mapping[str, str] | None = None) -> Batches:
     """Training batches of a mixture. `sources`: name -> (beton, manifest, row indices); each
     source's loader is seeded from (seed, name) (31 bits, as ffcv's ops take), so adding a source leaves the others' draws
-    alone. A single source is its plain training loader."""
+    alone; `draws` keys a source by another name (an imported copy of a set draws as the set). A
+    single source is its plain training loader."""
     from genrobust.beton.loaders import create_train_loader
     from genrobust.seeding import derive_seed
 
     shares = split_batch(batch_size, {name: len(rows) for name, (_, _, rows) in sources.items()})
     parts = {
         name: create_train_loader(beton, manifest, rows, shares[name], resolution, num_workers,
-                                  derive_seed(seed, "loader", name) & 0x7FFFFFFF, device, distributed=distributed,
+                                  derive_seed(seed, "loader", (draws or {}).get(name, name)) & 0x7FFFFFFF, device, distributed=distributed,
                                   order="random", os_cache=os_cache, channels_last=channels_last,
                                   backend=backend)
         for name, (beton, manifest, rows) in sources.items()

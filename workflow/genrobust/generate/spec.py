@@ -76,6 +76,10 @@ class StrategySpec:
     mixing_set: str | None = None  # pixmix
     source: str | None = None  # clip_filtered: the strategy whose images it filters (metrics/filtering.py)
     threshold: float = 0.3  # clip_filtered: the CLIP score kept (>=)
+    # external: the imported set, its layout and class map (share/external.py; nothing generated)
+    path: str | None = None
+    format: str | None = None
+    class_map: str | None = None
     classes: str | None = None  # the dataset's class list ("imagenet1k" or a file of wnids)
     n_shards: int | None = None
     seed: int | None = None  # the global seed
