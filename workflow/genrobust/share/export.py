@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from .. import io
 from ..generate.plan import GenerationError
@@ -146,7 +147,9 @@ def _export_split(manifest: str, split: str, out: Path, wnids: list[str], fmts: 
     if "webdataset" in fmts:
         writers.append(TarShards(out / formats.TAR_DIR, split, limit))
     counts: Counter = Counter()
-    for row, path in _rows(manifest):
+    total = io.count_rows(manifest)
+    for row, path in tqdm(_rows(manifest), total=total, desc=f"export {split}", unit="img",
+                          mininterval=0.5 if sys.stderr.isatty() else 30, file=sys.stderr):
         if row["wnid"] not in label_of:
             raise GenerationError(f"{manifest}: image {row['id']} has class {row['wnid']}, not one of the "
                                   "dataset's classes")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from PIL import Image
+from tqdm import tqdm
 
 from .. import io
 from ..datasets import IMAGE_EXTENSIONS
@@ -197,7 +198,8 @@ def import_set(*, path: str, fmt: str | None, wnids: list[str], out_manifest: st
             open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        for item in external_items(path, fmt):
+        for item in tqdm(external_items(path, fmt), desc=f"import {Path(path).name}", unit="img",
+                         mininterval=0.5 if sys.stderr.isatty() else 30, file=sys.stderr):
             wnid = _wnid_of(item, mapping, known, path)
             if (item.data is None and item.file is None) or not _decodes(item):
                 unreadable.append(item.origin)
