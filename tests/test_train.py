@@ -431,3 +431,14 @@ def test_data_parallel_under_torchrun(dataset, tmp_path):
     model, wnids = C.load_classifier(tmp_path / "ddp.pt", "cpu")
     assert wnids == WNIDS and model(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
     assert not (tmp_path / "ddp.ckpt").exists()
+
+
+def test_checkpoint_identity_includes_the_draws_a_source_is_keyed_by():
+    """An imported copy trained with its set's draws resumes only its own checkpoint, not the
+    checkpoint of the same rows drawn under their own name."""
+    rows = np.arange(8)
+    own = T.TrainingData({"copy": T.TrainingSource("a.beton", "a.csv", rows)}, None, None, "plain")
+    keyed = T.TrainingData({"copy": T.TrainingSource("a.beton", "a.csv", rows, "cl80")}, None, None, "plain")
+    assert own.digest() != keyed.digest()
+    moved = T.TrainingData({"copy": T.TrainingSource("b.beton", "b.csv", rows, "cl80")}, None, None, "plain")
+    assert keyed.digest() == moved.digest()  # where the files are is not what the run trains on

@@ -147,10 +147,13 @@ class TrainingData:
         return sum(len(s.indices) for s in self.sources.values())
 
     def digest(self) -> str:
-        """What the run trains on, for the checkpoint identity: every source's rows."""
+        """What the run trains on, for the checkpoint identity: every source's rows and the name its
+        draws are keyed by (an imported copy trained with its set's draws is another run)."""
         h = hashlib.sha1()
         for name in sorted(self.sources):
-            h.update(f"{name}:{_indices_digest(self.sources[name].indices)};".encode())
+            src = self.sources[name]
+            keyed = f"@{src.draws}" if src.draws else ""
+            h.update(f"{name}{keyed}:{_indices_digest(src.indices)};".encode())
         return h.hexdigest()
 
     @classmethod
