@@ -1,0 +1,37 @@
+"""The test-set kinds: how each is laid out on disk and how its accuracy is read.
+
+A new kind is one `TEST_SETS.register(TestSetKind(...))` here, its indexer in datasets.py
+(`index_test_set`) and its test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class TestSetKind:
+    name: str
+    images_per_class: int  # test images per ImageNet-1K class at full size (sizes, costs, rehearsal)
+    classes: int  # the classes a complete copy has its images in
+    id_subset: bool = False  # covers a subset of ImageNet's classes: its ID accuracy is val on that subset
+    own_classes: bool = False  # its own class folders, each mapped to one or more ImageNet classes
+    corruptions: bool = False  # images per corruption and severity (options severities, corruptions)
+    border_crop_px: int = 0  # pixels cropped from each side before any preprocessing (a thin border)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The indexing options test_sets.<name> may set."""
+        return ("severities", "corruptions") if self.corruptions else ()
+
+
+TEST_SETS: Registry[TestSetKind] = Registry("test set")
+for _kind in (
+    TestSetKind("imagenet", 51, 1000),  # val, and ImageNet-Sketch (same layout)
+    TestSetKind("imagenet_r", 30, 200, id_subset=True),
+    TestSetKind("imagenet_v2", 10, 1000),
+    TestSetKind("objectnet", 19, 113, id_subset=True, own_classes=True, border_crop_px=2),
+    TestSetKind("imagenet_c", 50, 1000, corruptions=True),
+):
+    TEST_SETS.register(_kind)
