@@ -50,7 +50,7 @@ lint: setup
 	$(SNAKEMAKE) --lint
 	$(SNAKEMAKE) --lint --configfile config/demo.yaml
 	$(SNAKEMAKE) --lint --configfile config/demo.yaml config/demo_beyond.yaml
-	$(SNAKEMAKE) --lint --configfile config/config.yaml config/few_step.yaml
+	$(SNAKEMAKE) --lint --configfile config/config.yaml config/beyond.yaml config/benchmarks.yaml config/few_step.yaml
 
 clean-demo:
 	rm -rf results/demo

@@ -97,19 +97,7 @@ def test_analysis_table_targets_plan_only_what_they_need(tmp_path, target):
     assert not {k for k in counts if k.startswith("embed_")} - {k for k in METRIC_TARGET_PLANS[target]}
 
 
-def commented_report(name: str) -> dict:
-    """A report config.yaml ships commented out (beyond the paper), uncommented."""
-    lines = (ROOT / "config" / "config.yaml").read_text().splitlines()
-    start = lines.index(f"  # {name}:")
-    block = [lines[start]]
-    for line in lines[start + 1:]:
-        if not line.startswith("  #   "):
-            break
-        block.append(line)
-    return yaml.safe_load("\n".join(line.replace("  # ", "  ", 1) for line in block))[name]
-
-
-def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(monkeypatch):
+def test_the_beyond_overlays_guidance_and_diversity_reports_plan_on_the_full_study(monkeypatch):
     import copy
 
     from snakemake.utils import validate
@@ -121,8 +109,9 @@ def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(mo
     monkeypatch.chdir(ROOT)
     config = copy.deepcopy(CONFIG)
     config["check_paths"] = False
+    beyond = yaml.safe_load((ROOT / "config" / "beyond.yaml").read_text())
     for name in ("guidance", "diversity_er"):
-        config["reports"][name] = commented_report(name)
+        config["reports"][name] = beyond["reports"][name]
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     check_config(config)
     scales = config["reports"]["guidance"]["guidance_strategies"]
@@ -135,12 +124,9 @@ def test_the_commented_guidance_and_diversity_examples_plan_on_the_full_study(mo
     assert {"cl80g2_100", "real_100+cl80g2_100", "cl80_100", "real_100+cl80g1p5_100"} <= mixes
 
 
-def test_the_commented_benchmarks_section_is_valid_config_when_uncommented():
+def test_the_benchmarks_overlay_is_valid_config():
     from snakemake.utils import validate
 
-    lines = (ROOT / "config" / "config.yaml").read_text().splitlines()
-    start = lines.index("# benchmarks:")
-    block = [line[2:] for line in lines[start:] if line.startswith("# ") or line == "#"]
-    config = {**CONFIG, **yaml.safe_load("\n".join(block))}
+    config = {**CONFIG, **yaml.safe_load((ROOT / "config" / "benchmarks.yaml").read_text())}
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     assert set(config["benchmarks"]) == {"generation", "finetune", "training"}

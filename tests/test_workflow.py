@@ -72,22 +72,25 @@ def test_rule_files_are_formatted():
 def test_lint_is_clean_on_every_config_as_shipped(workdir):
     """config.yaml lints as shipped, on a machine without its datasets (linting reads the rules)."""
     shipped = sorted(p.name for p in (REPO / "config").glob("*.yaml"))
-    assert shipped == ["config.yaml", "demo.yaml", "demo_beyond.yaml", "few_step.yaml"]  # a new one is linted here too
+    overlays = ["beyond.yaml", "benchmarks.yaml", "few_step.yaml"]  # of config.yaml: linted at once
+    assert shipped == sorted(["config.yaml", "demo.yaml", "demo_beyond.yaml", *overlays])  # a new one is linted here too
     for args in ([], ["--configfile", "config/demo.yaml"], ["--configfile", "config/demo.yaml", "config/demo_beyond.yaml"],
-                 ["--configfile", "config/config.yaml", "config/few_step.yaml"]):
+                 ["--configfile", "config/config.yaml", *(f"config/{o}" for o in overlays)]):
         result = snakemake("--lint", *args, cwd=workdir)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         assert "Lints for" not in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
 
 
 def test_benchmark_rules_are_planned_only_when_config_asks(workdir):
-    (workdir / "benchmarks.yaml").write_text("benchmarks:\n  training: {steps: 2}\n")
+    (workdir / "training_only.yaml").write_text("benchmarks:\n  training: {steps: 2}\n")
     common = ("-n", "--quiet", "rules", "--configfile", "config/config.yaml")
     plain = snakemake(*common, "--config", "check_paths=False", cwd=workdir)
-    asked = snakemake(*common, "benchmarks.yaml", "--config", "check_paths=False", cwd=workdir)
-    assert plain.returncode == 0 and asked.returncode == 0, asked.stderr[-3000:]
+    asked = snakemake(*common, "training_only.yaml", "--config", "check_paths=False", cwd=workdir)
+    shipped = snakemake(*common, "config/benchmarks.yaml", "--config", "check_paths=False", cwd=workdir)
+    assert plain.returncode == 0 and asked.returncode == 0 and shipped.returncode == 0, shipped.stderr[-3000:]
     assert "benchmark_training" not in plain.stdout and "benchmark_generation" not in plain.stdout
     assert "benchmark_training" in asked.stdout and "benchmark_generation" not in asked.stdout
+    assert all(f"benchmark_{b}" in shipped.stdout for b in ("generation", "training", "finetune"))
 
 
 # What one report's target plans on the full config: (trainings, evaluations, generated strategies).
