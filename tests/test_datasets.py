@@ -10,6 +10,7 @@ import pytest
 
 from genrobust import datasets as ds
 from genrobust.datasets import DatasetError
+from genrobust.kinds import TEST_SETS
 
 from conftest import subset_for_classes
 
@@ -100,8 +101,12 @@ def test_index_imagenet_kind(tmp_path):
     assert str(tmp_path / "val") in str(e.value)
 
 
+def test_every_test_set_kind_has_an_indexer():
+    assert set(ds.TEST_SET_INDEXERS) == set(TEST_SETS)
+
+
 def test_missing_root_and_empty_and_flat(tmp_path):
-    for kind in ds.TEST_KINDS:
+    for kind in TEST_SETS:
         with pytest.raises(DatasetError, match=str(tmp_path / "absent")):
             ds.index_test_set(kind, tmp_path / "absent")
     (tmp_path / "empty").mkdir()

@@ -14,6 +14,7 @@ from PIL import Image
 from genrobust import generate
 from genrobust.generate import renderers
 from genrobust.generate.plan import ImageSpec
+from genrobust.kinds import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 WNIDS = ["n01440764", "n01443537"]
@@ -52,6 +53,10 @@ def strategy(name: str, config: str = "config.yaml") -> dict:
     spec = dict(yaml.safe_load((ROOT / "config" / config).read_text())["strategies"][name])
     spec.pop("model", None)
     return spec
+
+
+def test_every_generated_strategy_kind_has_a_renderer():
+    assert set(renderers.RENDERERS) == set(STRATEGIES.names(generated=True))
 
 
 def test_variation_conditioning_is_the_model_cards_tensor():

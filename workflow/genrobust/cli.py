@@ -13,6 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from .kinds import REPORTS
+from .kinds.reports import TRAINING
+
 
 def _json(text: str):
     return json.loads(text)
@@ -323,9 +326,7 @@ def _add_reduce_stages(stage) -> None:
     p.add_argument("--out", required=True)
 
     p = stage("report", cmd_report, "one of the paper's tables or figures (CSV + PNG)")
-    p.add_argument("--kind", required=True, choices=["robustness_table", "accuracy_table", "mixture_grid",
-                                                      "budget_curve", "scaling_curve", "corruption_table",
-                                                      "loss_curves"])
+    p.add_argument("--kind", required=True, choices=REPORTS.names(family=TRAINING))
     p.add_argument("--metrics", nargs="*", help="loss_curves: the runs' metrics.jsonl files")
     p.add_argument("--accuracy", help="the report's accuracy table (every kind but loss_curves)")
     p.add_argument("--robustness", help="its effective-robustness table (kinds that report ER)")

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from . import costs
-from .config import DERIVED_KINDS, METRIC_REPORT_KINDS, active_reports, generated_datasets
+from .config import active_reports, generated_datasets
+from .kinds import REPORTS, STRATEGIES
+from .kinds.reports import METRIC
 from .share.plan import export_entry
 from .validation import load_config
 
@@ -85,8 +87,8 @@ def summarise(config: dict, jobs: list[PlannedJob]) -> dict:
     from .metrics import plan as metrics_plan
 
     study = costs.Study(config)
-    metric_reports = {n: r for n, r in active_reports(config).items() if r["kind"] in METRIC_REPORT_KINDS}
-    filtered = [g for g in generated_datasets(config) if config["strategies"][g[1]]["kind"] in DERIVED_KINDS]
+    metric_reports = {n: r for n, r in active_reports(config).items() if REPORTS[r["kind"]].family == METRIC}
+    filtered = [g for g in generated_datasets(config) if STRATEGIES[config["strategies"][g[1]]["kind"]].derived]
     groups = metrics_plan.embedding_groups(config, metric_reports, filtered)
     rules: dict[str, dict] = {}
     sources: dict[str, str] = {}

@@ -17,17 +17,19 @@ from functools import lru_cache
 from math import ceil
 from pathlib import Path
 
-from .config import CLASS_CONDITIONED_KINDS, class_count, parse_mixture, produced_by_demo, report_test_sets
-from .sizes import FEATURE_DIMS, REAL_PER_CLASS, TEST_PER_CLASS
+from .config import class_count, parse_mixture, produced_by_demo, report_test_sets
+from .kinds import REPORTS, STRATEGIES, TEST_SETS
+from .kinds.reports import FID_SETS
+from .sizes import FEATURE_DIMS, REAL_PER_CLASS
 
 MIN_RUNTIME = 10  # minutes a job asks for beyond its work: start-up, imports, model loading
 GPU_JOB_MB = 8000  # interpreter, CUDA context and a model in host memory (SD v1.5: ~4 GB of weights)
 SD15_HOST_MB = 4300  # SD v1.5's UNet, text encoder and VAE in fp32
 CPU_JOB_MB = 2000
 # Seconds per generated image: per denoising step at 512 x 512 with guidance (the paper's ~0.3
-# images/s at 50 steps on an A5000), or per image for the augmentation baselines.
+# images/s at 50 steps on an A5000); the augmentation baselines' per image is their kind's
+# cpu_seconds_per_image.
 STEP_SECONDS_512 = 0.07
-BASELINE_SECONDS = {"deepaugment": 0.5, "pixmix": 0.05}
 INDEX_SECONDS = 0.002  # listing one file on a shared filesystem
 # Exporting or importing one image: read it, decode it once (import) or hash it (export), write
 # it again (~130 KB at 512 px); an estimate, one thread.
@@ -113,7 +115,7 @@ class Study:
     def generated_images(self, dataset: str, strategy: str, split: str) -> int:
         gen = self.config["datasets"][dataset]["generate"][strategy]
         spec = self.config["strategies"][strategy]
-        if spec["kind"] in CLASS_CONDITIONED_KINDS:
+        if STRATEGIES[spec["kind"]].class_conditioned:
             return gen[f"{split}_per_class"] * self.classes(dataset)
         sources = self.real_images(dataset, split)
         if gen.get("sources_per_class"):
@@ -127,12 +129,13 @@ class Study:
     def test_set_images(self, name: str, dataset: str | None = None) -> int:
         """Images of a test set, restricted to the classes of `dataset`'s models when given."""
         spec = self.config["test_sets"][name]
+        kind = TEST_SETS[spec["kind"]]
         classes = self.classes(dataset) if dataset else 1000
-        per_class = TEST_PER_CLASS.get(spec["kind"], 50)
+        per_class = kind.images_per_class
         if produced_by_demo(self.config, spec["path"]):
             per_class = self.config["demo"]["test_per_class"]
             classes = class_count(self.config["demo"]["classes"])
-        if spec["kind"] == "imagenet_c":
+        if kind.corruptions:
             per_class *= len(spec.get("corruptions") or range(15)) * len(spec.get("severities") or range(5))
         return per_class * classes
 
@@ -185,9 +188,8 @@ def shard_cost(study: Study, dataset: str, strategy: str, split: str) -> JobCost
     gen = config["datasets"][dataset]["generate"][strategy]
     images = ceil(study.generated_images(dataset, strategy, split) / gen[f"{split}_shards"])
     source = "estimate"
-    if spec["kind"] in BASELINE_SECONDS:
-        seconds = BASELINE_SECONDS[spec["kind"]]
-    else:
+    seconds = STRATEGIES[spec["kind"]].cpu_seconds_per_image
+    if seconds is None:  # a diffusion model's: per denoising step
         step, source = measured_step_seconds(config["out"]) or (STEP_SECONDS_512, "estimate")
         steps = spec.get("steps", 50) * spec.get("strength", 1.0)
         # guidance <= 1 (few-step samplers) runs without classifier-free guidance: half the UNet batch
@@ -270,7 +272,7 @@ def metric_report_cost(study: Study, name: str) -> JobCost:
     """Table 2 works through every class's images against each shift set's (its threads'
     share of the one-core figure); the other metric reports take seconds."""
     spec = study.config["reports"][name]
-    if spec["kind"] != "fid_table":
+    if REPORTS[spec["kind"]].embeds != FID_SETS:
         return JobCost(0)
     train = sum(study.source_images(spec["dataset"], s) for s in spec["sources"].values())
     return JobCost(train * len(spec["test_sets"]) * FID_TABLE_SECONDS / FID_TABLE_THREADS)

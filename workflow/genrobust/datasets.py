@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from genrobust import io
+from genrobust.kinds import TEST_SETS
 
 # Every image suffix the library reads (lower case); the one list for indexes and mixing sets.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WNID_RE = re.compile(r"^n\d{8}$")
-TEST_KINDS = ("imagenet", "imagenet_r", "imagenet_v2", "objectnet", "imagenet_c")
 # ImageNet-C's 15 standard corruptions (Hendrycks & Dietterich 2019), whose mean is the reported
 # number; the download also holds 4 extras (speckle_noise, gaussian_blur, spatter, saturate),
 # held out in the original paper, which are averaged only when config lists them.
@@ -236,8 +236,10 @@ def _index_v2(root: str) -> pd.DataFrame:
     return pd.DataFrame({"path": paths, "wnids": labels})
 
 
-def _index_imagenet_c(root: str, severities: Iterable[int] = (5,), corruptions: Iterable[str] | None = None) -> pd.DataFrame:
-    """The images of `corruptions` (default: the 15 standard ones) at `severities`."""
+def _index_imagenet_c(root: str, severities: Iterable[int] | None = None,
+                      corruptions: Iterable[str] | None = None) -> pd.DataFrame:
+    """The images of `corruptions` (default: the 15 standard ones) at `severities` (default: 5)."""
+    severities = severities or (5,)
     if corruptions is None:
         present = set(_subdirs(root))
         missing = [c for c in IMAGENET_C_CORRUPTIONS if c not in present]
@@ -352,26 +354,27 @@ def _index_objectnet(root: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- test sets
 
 
-def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFrame:
-    """Index a test set: columns path, wnids (';'-joined correct classes) [, corruption, severity].
+# Test-set kind (genrobust.kinds.TEST_SETS) -> its indexer(root, **the options its kind declares).
+TEST_SET_INDEXERS = {
+    "imagenet": lambda root: _index_wnid_tree(root, "imagenet"),  # val, and ImageNet-Sketch (same layout)
+    "imagenet_r": lambda root: _index_wnid_tree(root, "imagenet_r", allowed=_r_wnids(),
+                                                allowed_name="ImageNet-R (200-class)"),
+    "imagenet_v2": _index_v2,
+    "objectnet": _index_objectnet,
+    "imagenet_c": _index_imagenet_c,  # options: severities=[5], corruptions=None meaning the 15 standard ones
+}
 
-    kind: imagenet (val, Sketch), imagenet_r, imagenet_v2, objectnet, imagenet_c
-    (options: severities=[5], corruptions=None meaning the 15 standard ones)."""
-    if kind not in TEST_KINDS:
-        raise DatasetError(f"test set kind {kind!r} unknown (expected one of {TEST_KINDS})")
+
+def index_test_set(kind: str, root: str | os.PathLike, **options) -> pd.DataFrame:
+    """Index a test set of a TEST_SETS kind: columns path, wnids (';'-joined correct classes)
+    [, corruption, severity]."""
+    if kind not in TEST_SETS:
+        raise DatasetError(f"test set kind {kind!r} unknown (expected one of {tuple(TEST_SETS)})")
     root = _require_dir(root, kind)
-    extra = set(options) - ({"severities", "corruptions"} if kind == "imagenet_c" else set())
+    extra = set(options) - set(TEST_SETS[kind].options)
     if extra:
         raise DatasetError(f"test set kind {kind!r}: unexpected options {sorted(extra)}")
-    if kind == "imagenet":
-        return _index_wnid_tree(root, kind)
-    if kind == "imagenet_r":
-        return _index_wnid_tree(root, kind, allowed=_r_wnids(), allowed_name="ImageNet-R (200-class)")
-    if kind == "imagenet_v2":
-        return _index_v2(root)
-    if kind == "objectnet":
-        return _index_objectnet(root)
-    return _index_imagenet_c(root, options.get("severities") or [5], options.get("corruptions"))
+    return TEST_SET_INDEXERS[kind](root, **options)
 
 
 def write_dataset_index(root: str | os.PathLike, classes: str | os.PathLike, out: str | os.PathLike,
@@ -395,10 +398,6 @@ def write_dataset_index(root: str | os.PathLike, classes: str | os.PathLike, out
     return index
 
 
-# Classes a complete copy of each test set has (ObjectNet: the 125 ImageNet ids its 113 classes map to).
-COMPLETE_CLASSES = {"imagenet": 1000, "imagenet_r": 200, "imagenet_v2": 1000, "objectnet": 125, "imagenet_c": 1000}
-
-
 def write_test_set_index(kind: str, root: str | os.PathLike, out: str | os.PathLike, complete: bool = False,
                          **options) -> pd.DataFrame:
     """The index stage of a test set (see index_test_set); options left None are not passed. It
@@ -406,7 +405,7 @@ def write_test_set_index(kind: str, root: str | os.PathLike, out: str | os.PathL
     copy that lacks classes is an error (test_sets.<name>.complete in config)."""
     index = index_test_set(kind, root, **{k: v for k, v in options.items() if v})
     classes = {w for v in index["wnids"] for w in str(v).split(";") if w}
-    expected = COMPLETE_CLASSES[kind]
+    expected = TEST_SETS[kind].complete_wnids
     if len(classes) < expected:
         message = f"{kind} {root}: {len(index)} images in {len(classes)} of the {expected} classes a complete copy has"
         if complete:

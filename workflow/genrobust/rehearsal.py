@@ -31,17 +31,10 @@ import numpy as np
 import pandas as pd
 
 from . import io
-from .config import (
-    DERIVED_KINDS,
-    METRIC_REPORT_KINDS,
-    UNEVALUATED_KINDS,
-    active_reports,
-    generated_datasets,
-    parse_mixture,
-    report_runs,
-    report_test_sets,
-)
-from .datasets import ID_SUBSET_KINDS, IMAGENET_C_CORRUPTIONS, imagenet_r_wnids, imagenet_wnids, load_class_list
+from .config import active_reports, generated_datasets, parse_mixture, report_runs, report_test_sets
+from .datasets import IMAGENET_C_CORRUPTIONS, imagenet_r_wnids, imagenet_wnids, load_class_list
+from .kinds import REPORTS, STRATEGIES, TEST_SETS
+from .kinds.reports import METRIC
 from .seeding import derive_seed
 from .sizes import FEATURE_DIMS
 
@@ -101,13 +94,13 @@ def toy_evaluation(config: dict, run, test_sets: list[str]) -> dict:
         result = {"n": 1000, "n_indexed": 1000, "n_outside_classes": 0, "top1": top1,
                   "top5": min(0.999, top1 + 0.15), "n_unreadable": 0, "unreadable": [], "classes": 1000,
                   "res": config["evaluation"]["res"], "crop_ratio": config["evaluation"]["crop_ratio"]}
-        if spec["kind"] == "imagenet_c":
+        if TEST_SETS[spec["kind"]].corruptions:
             corruptions = spec.get("corruptions") or list(IMAGENET_C_CORRUPTIONS)
             per = {c: _fraction(rng, top1, 0.05) for c in corruptions}
             result.update(per_corruption=per, corruptions_averaged=sorted(per),
                           mean_corruption_top1=float(np.mean(list(per.values()))))
         if t == id_set:
-            subsets = [s for s in test_sets if config["test_sets"][s]["kind"] in ID_SUBSET_KINDS]
+            subsets = [s for s in test_sets if TEST_SETS[config["test_sets"][s]["kind"]].id_subset]
             result.update(id_subsets={s: _fraction(rng, _sigmoid(_logit(id_top1) + 0.4)) for s in subsets},
                           id_subsets_n={s: 1000 for s in subsets}, id_subsets_classes={s: 100 for s in subsets})
         results[t] = result
@@ -142,15 +135,15 @@ def _per_class_rows(groups: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def toy_test_index(config: dict, test_set: str, images: str, per_class: int) -> pd.DataFrame:
     """index_test_set's table (path, wnids[, corruption, severity]) for a test set of its kind."""
-    kind = config["test_sets"][test_set]["kind"]
-    if kind == "objectnet":
+    kind = TEST_SETS[config["test_sets"][test_set]["kind"]]
+    if kind.own_classes:
         groups = {folder: ";".join(wnids) for folder, wnids in _objectnet_folders().items()}
-    else:
-        groups = {w: w for w in (imagenet_r_wnids() if kind == "imagenet_r" else imagenet_wnids())}
+    else:  # a subset of ImageNet's classes stands in as ImageNet-R's 200
+        groups = {w: w for w in (imagenet_r_wnids() if kind.id_subset else imagenet_wnids())}
     folder, k = _per_class_rows(list(groups), per_class)
     frame = pd.DataFrame({"path": f"{images}/{test_set}/" + folder + "/" + k.astype(str) + ".jpg",
                           "wnids": pd.Series(folder).map(groups).to_numpy()})
-    if kind == "imagenet_c":
+    if kind.corruptions:
         frame = frame.assign(corruption="gaussian_noise", severity=5)
     return frame
 
@@ -278,9 +271,9 @@ class StandIns:
     def embedding_groups(self) -> None:
         from .metrics import plan as metrics_plan
 
-        reports = {n: r for n, r in active_reports(self.config).items() if r["kind"] in METRIC_REPORT_KINDS}
-        filtered = [g for g in generated_datasets(self.config) if self.config["strategies"][g[1]]["kind"]
-                    in DERIVED_KINDS]
+        reports = {n: r for n, r in active_reports(self.config).items() if REPORTS[r["kind"]].family == METRIC}
+        filtered = [g for g in generated_datasets(self.config)
+                    if STRATEGIES[self.config["strategies"][g[1]]["kind"]].derived]
         for group in metrics_plan.embedding_groups(self.config, reports, filtered).values():
             for base, (table, kind) in group["sets"].items():
                 self.features(base, table, kind, group["extractor"])
@@ -297,7 +290,7 @@ class StandIns:
         from .metrics.embeddings import read_image_set
 
         for report in active_reports(self.config).values():
-            if report["kind"] not in metrics_plan.BENCHMARK_KINDS:
+            if not REPORTS[report["kind"]].classifies:
                 continue
             sets = {name: read_image_set(self.table(metrics_plan.source_table(self.out, report["dataset"], "val",
                                                                                 name)), generated=name != "real")
@@ -318,7 +311,7 @@ class StandIns:
 
         study = Study(self.config)
         for name, report in active_reports(self.config).items():
-            if report["kind"] != metrics_plan.COST_KIND:
+            if not REPORTS[report["kind"]].costs:
                 continue
             for path in metrics_plan.report_inputs(self.config, name)["summaries"].values():
                 if Path(path).is_file():
@@ -339,15 +332,15 @@ class StandIns:
         from .evaluate import write_result
 
         for report in active_reports(self.config).values():
-            evaluated = report["kind"] not in UNEVALUATED_KINDS and report["kind"] != "loss_curves"
+            kind = REPORTS[report["kind"]]
             for run in report_runs(self.config, report):
-                if report["kind"] == "loss_curves":
+                if kind.training_curves:
                     path = Path(self.out, "train", run.dir, "metrics.jsonl")
                     if not path.is_file():
                         io.write_text(path, "".join(json.dumps(e) + "\n"
                                                     for e in toy_training_metrics(self.config, run)))
                         self._count("training metrics")
-                elif evaluated:
+                elif kind.evaluated:
                     path = Path(self.out, "eval", run.dir, "evaluation.json")
                     if not path.is_file():
                         tests = report_test_sets(self.config, run.dataset)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import io, plots
 from .config import TrainingRun
+from .kinds import REPORTS
 from .robustness import fits_of
 
 
@@ -356,34 +357,20 @@ def write_display_copy(out_table: str, out_display: str | None = None) -> Path:
     return path
 
 
-def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict, out_table: str,
-                out_figure: str, metrics: list[str] | None = None):
-    """One of the paper's tables or figures (report kinds in config/config.yaml), as CSV + PNG.
-
-    robustness_table: effective robustness per shift set (Table 1) with accuracy bars (Figure 2);
-    accuracy_table: accuracy on the ID set and shift sets (Tables 3, 4); mixture_grid (Figures 3,
-    7-10); budget_curve (Figure 11); scaling_curve (beyond the paper); corruption_table (Table 9); loss_curves (Figure 12)."""
-    if kind == "loss_curves":
-        return loss_curves(metrics or [], report, out_table, out_figure)
-    names = column_names(report)
+def _accuracy_and_fit(accuracy_csv: str, robustness_csv: str, out_table: str) -> pd.DataFrame:
+    """The runs' accuracies; beside the table, the line its effective robustness is measured against."""
     accuracy = io.read_csv(accuracy_csv)
-    if robustness_csv:  # the table says which line its effective robustness is measured against
+    if robustness_csv:
         io.write_csv(companion(out_table, "er_fit"), fits_of(io.read_csv(robustness_csv)))
-    if kind == "corruption_table":
-        frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
-        return corruption_table(frame, report, out_table, out_figure, corruptions_averaged(accuracy, report))
-    if kind in ("mixture_grid", "budget_curve", "scaling_curve"):
-        frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
-        draw = {"mixture_grid": mixture_grid, "budget_curve": budget_curve, "scaling_curve": scaling_curve}[kind]
-        return draw(frame, report, out_table, out_figure)
-    acc = row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], names)
-    if kind == "robustness_table":
-        table = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"], names)
-        table = _drop_standard_rows(table, report)
-    elif kind == "accuracy_table":
-        table = acc
-    else:
-        raise ValueError(f"unknown report kind '{kind}'")
+    return accuracy
+
+
+def _id_and_shift_accuracy(accuracy: pd.DataFrame, report: dict) -> RowTable:
+    return row_table(accuracy, report, "top1", [report["id_test_set"], *report["test_sets"]], column_names(report))
+
+
+def _write_with_bars(table: RowTable, acc: RowTable, report: dict, out_table: str, out_figure: str) -> pd.DataFrame:
+    """The table and its companions, and Figure 2's accuracy bars of the same runs."""
     write_table(table, out_table)
     n_archs, n_seeds = len(report["archs"]), len(report["seeds"])
     runs = f"{n_archs} architecture{'s' * (n_archs > 1)} x {n_seeds} seed{'s' * (n_seeds > 1)}"
@@ -391,3 +378,67 @@ def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict,
                   f"{report['dataset']}: accuracy by training data (mean of {runs}"
                   + (")" if n_seeds == 1 else ", bars: seed std)"))
     return table.mean
+
+
+# The writers of the training-family report kinds (genrobust.kinds.REPORTS names each one's), one
+# signature: (accuracy_csv, robustness_csv, report, out_table, out_figure, metrics) -> the table.
+
+
+def robustness_table_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                            metrics: list[str] | None = None) -> pd.DataFrame:
+    """Effective robustness per shift set (Table 1) with accuracy bars (Figure 2)."""
+    acc = _id_and_shift_accuracy(_accuracy_and_fit(accuracy_csv, robustness_csv, out_table), report)
+    er = row_table(io.read_csv(robustness_csv), report, "effective_robustness", report["test_sets"],
+                   column_names(report))
+    return _write_with_bars(_drop_standard_rows(er, report), acc, report, out_table, out_figure)
+
+
+def accuracy_table_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                          metrics: list[str] | None = None) -> pd.DataFrame:
+    """Accuracy on the ID set and the shift sets (Tables 3, 4)."""
+    acc = _id_and_shift_accuracy(_accuracy_and_fit(accuracy_csv, robustness_csv, out_table), report)
+    return _write_with_bars(acc, acc, report, out_table, out_figure)
+
+
+def _measures(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str) -> pd.DataFrame:
+    accuracy = _accuracy_and_fit(accuracy_csv, robustness_csv, out_table)
+    return both_measures(accuracy, io.read_csv(robustness_csv), report)
+
+
+def mixture_grid_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                        metrics: list[str] | None = None) -> pd.DataFrame:
+    """Figures 3 and 7-10."""
+    return mixture_grid(_measures(accuracy_csv, robustness_csv, report, out_table), report, out_table, out_figure)
+
+
+def budget_curve_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                        metrics: list[str] | None = None) -> pd.DataFrame:
+    """Figure 11."""
+    return budget_curve(_measures(accuracy_csv, robustness_csv, report, out_table), report, out_table, out_figure)
+
+
+def scaling_curve_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                         metrics: list[str] | None = None) -> pd.DataFrame:
+    """Beyond the paper: generated data scaled up."""
+    return scaling_curve(_measures(accuracy_csv, robustness_csv, report, out_table), report, out_table, out_figure)
+
+
+def corruption_table_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                            metrics: list[str] | None = None) -> pd.DataFrame:
+    """Table 9 (ImageNet-C)."""
+    accuracy = _accuracy_and_fit(accuracy_csv, robustness_csv, out_table)
+    frame = both_measures(accuracy, io.read_csv(robustness_csv), report)
+    return corruption_table(frame, report, out_table, out_figure, corruptions_averaged(accuracy, report))
+
+
+def loss_curves_report(accuracy_csv: str, robustness_csv: str, report: dict, out_table: str, out_figure: str,
+                       metrics: list[str] | None = None) -> pd.DataFrame:
+    """Figure 12, from the runs' training metrics (no accuracy tables)."""
+    return loss_curves(metrics or [], report, out_table, out_figure)
+
+
+def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict, out_table: str,
+                out_figure: str, metrics: list[str] | None = None) -> pd.DataFrame:
+    """One of the paper's tables or figures (a training-family report kind), as CSV + PNG, by the
+    writer its kind names."""
+    return REPORTS[kind].load_writer()(accuracy_csv, robustness_csv, report, out_table, out_figure, metrics)

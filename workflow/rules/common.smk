@@ -9,10 +9,7 @@ from pathlib import Path
 from shlex import quote
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from genrobust.datasets import BORDER_CROP_PX, ID_SUBSET_KINDS
 from genrobust.config import (
-    CLASS_CONDITIONED_KINDS,
-    ER_KINDS,
     RUN_DIR,
     ConfigError,
     TrainingRun,
@@ -31,6 +28,8 @@ from genrobust.config import (
     unpinned_hub_models,
 )
 from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
+from genrobust.kinds import REPORTS, STRATEGIES, TEST_SETS
+from genrobust.kinds.reports import METRIC
 from genrobust.provenance import config_hash
 from genrobust.schema import schema_problem
 from genrobust.validation import check_config
@@ -96,7 +95,7 @@ def train_launcher(wildcards, resources):
 
 
 RUNS = training_runs(config)
-REPORTS = active_reports(config)
+ACTIVE_REPORTS = active_reports(config)
 if workflow.is_main_process:
     for line in generation_plan(config):
         print(f"genrobust: generate {line}", file=sys.stderr)
@@ -264,7 +263,7 @@ def generation_inputs(wildcards):
     """The real index an image-conditioned strategy starts from, and what the demo builds."""
     strategy = config["strategies"][wildcards.strategy]
     inputs = {}
-    if strategy["kind"] not in CLASS_CONDITIONED_KINDS:
+    if not STRATEGIES[strategy["kind"]].class_conditioned:
         inputs["real_index"] = f"{OUT}/index/{wildcards.dataset}/{wildcards.split}.csv"
     paths = [strategy.get("weights"), strategy.get("mixing_set"), strategy.get("captions")]
     if strategy.get("captions") and not demo_inputs(strategy["captions"]):
@@ -391,10 +390,11 @@ def test_set_indices(wildcards):
 def evaluation_set_args(wildcards, input):
     args = []
     for t in report_test_sets(config, wildcards.dataset):
+        kind = TEST_SETS[config["test_sets"][t]["kind"]]
         args.append(f"--set {quote(f'{t}={input[t]}')}")
-        if config["test_sets"][t]["kind"] in BORDER_CROP_PX:
-            args.append(f"--border-crop {t}={BORDER_CROP_PX[config['test_sets'][t]['kind']]}")
-        if config["test_sets"][t]["kind"] in ID_SUBSET_KINDS:
+        if kind.border_crop_px:
+            args.append(f"--border-crop {t}={kind.border_crop_px}")
+        if kind.id_subset:
             args.append(f"--id-subset {t}")
     return " ".join(args) + f" --id-test-set {quote(config['evaluation']['id_test_set'])}"
 
@@ -426,11 +426,11 @@ def report_spec(name, **extra):
 def report_inputs(name):
     """A loss-curve figure reads training metrics only; a table its runs' accuracies, and the
     effective-robustness fit when it reports ER."""
-    spec = config["reports"][name]
-    if spec["kind"] == "loss_curves":
+    kind = REPORTS[config["reports"][name]["kind"]]
+    if kind.training_curves:
         return {}
     inputs = {"accuracy": f"{OUT}/analysis/{name}/accuracy.csv"}
-    if spec["kind"] in ER_KINDS:
+    if kind.er:
         inputs["robustness"] = f"{OUT}/analysis/{name}/robustness.csv"
     return inputs
 
@@ -441,8 +441,7 @@ def report_input_args(wildcards, input):
 
 def report_figure(name):
     spec = config["reports"][name]
-    default = f"{name}_accuracy" if spec["kind"] in ("robustness_table", "accuracy_table") else name
-    return f"{OUT}/{spec.get('figure', default)}.png"
+    return f"{OUT}/{spec.get('figure', name + REPORTS[spec['kind']].figure_suffix)}.png"
 
 
 def report_display(name):
@@ -473,7 +472,7 @@ PROVENANCE = f"{OUT}/provenance.csv"
 def report_metrics(name):
     """loss_curves: the training metrics of the report's runs."""
     spec = config["reports"][name]
-    if spec["kind"] != "loss_curves":
+    if not REPORTS[spec["kind"]].training_curves:
         return []
     return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in report_runs(config, spec)]
 
@@ -490,11 +489,11 @@ def final_outputs():
     targets += sorted(
         {f"{OUT}/figure6_{dataset}.png" for dataset, _, split in generated_datasets(config) if split == "train"}
     )
-    for name in REPORTS:
+    for name in ACTIVE_REPORTS:
         targets += [t for t in report_outputs(name) if t not in targets]
     targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
     targets += [f"{OUT}/export/{e['dataset']}/{e['strategy']}" for e in config.get("exports") or []]
-    return targets + [PROVENANCE] * bool(REPORTS)
+    return targets + [PROVENANCE] * bool(ACTIVE_REPORTS)
 
 
 include: "resources.smk"

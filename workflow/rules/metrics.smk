@@ -141,7 +141,7 @@ for name, spec in METRIC_REPORTS.items():
             display=report_display(name),
         log:
             f"{OUT}/logs/make_{name}.log",
-        localrule: spec["kind"] not in CLUSTER_REPORT_KINDS
+        localrule: not REPORTS[spec["kind"]].cluster_job
         conda:
             ENV
         threads: metric_report_threads(spec)

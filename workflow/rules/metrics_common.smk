@@ -2,12 +2,11 @@
 
 import re
 
-from genrobust.config import DERIVED_KINDS, METRIC_REPORT_KINDS
 from genrobust.metrics import plan as metrics_plan
 
-METRIC_REPORTS = {name: spec for name, spec in REPORTS.items() if spec["kind"] in METRIC_REPORT_KINDS}
+METRIC_REPORTS = {name: spec for name, spec in ACTIVE_REPORTS.items() if REPORTS[spec["kind"]].family == METRIC}
 FILTERED = [
-    (d, s, split) for d, s, split in generated_datasets(config) if config["strategies"][s]["kind"] in DERIVED_KINDS
+    (d, s, split) for d, s, split in generated_datasets(config) if STRATEGIES[config["strategies"][s]["kind"]].derived
 ]
 EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
 TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
@@ -17,12 +16,9 @@ METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
 
 # Table 2 compares each class's train images with each shift set's (FID, and KID's 100 subsets
 # per cell): minutes of BLAS at ImageNet-1K (README: the head node at scale), so it runs as a
-# cluster job; the other reports are seconds, on the head node.
-CLUSTER_REPORT_KINDS = {"fid_table"}
-
-
+# cluster job (its kind is cluster_job); the other reports are seconds, on the head node.
 def metric_report_threads(spec):
-    return costs.FID_TABLE_THREADS if spec["kind"] in CLUSTER_REPORT_KINDS else 1
+    return costs.FID_TABLE_THREADS if REPORTS[spec["kind"]].cluster_job else 1
 
 
 def metric_model_inputs(*paths):

@@ -1,8 +1,8 @@
 # The paper's tables and figures, reduced from the analysis tables: one rule per report in
 # config (table1, table3, figure3, ...), each a call of `genrobust report` writing a CSV and a PNG.
 
-for name, spec in REPORTS.items():
-    if spec["kind"] in METRIC_REPORT_KINDS:
+for name, spec in ACTIVE_REPORTS.items():
+    if REPORTS[spec["kind"]].family == METRIC:
         continue  # Tables 2, 5, 7 and the scatter: rules in metrics.smk
 
     rule:
@@ -36,7 +36,7 @@ for name, spec in REPORTS.items():
 # page shows it.
 rule provenance:
     input:
-        [path for name in REPORTS for path in report_outputs(name)],
+        [path for name in ACTIVE_REPORTS for path in report_outputs(name)],
     output:
         report(PROVENANCE, caption="../report/provenance.rst", category="About this run"),
     log:
@@ -51,7 +51,7 @@ rule provenance:
         config_sha256=config_hash(config),
         configfiles=" ".join(quote(str(path)) for path in workflow.configfiles),
         checkout=workflow.basedir,
-        reports=" ".join(map(quote, REPORTS)),
+        reports=" ".join(map(quote, ACTIVE_REPORTS)),
     shell:
         "{params.cli} provenance --config-sha256 {params.config_sha256:q} --results {params.results:q} "
         "--configfiles {params.configfiles} --checkout {params.checkout:q} --reports {params.reports} "

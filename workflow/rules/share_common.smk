@@ -1,9 +1,8 @@
 # Input functions of the share rules (share.smk); no rules here (the Snakemake catalog's convention).
 
-from genrobust.config import IMPORTED_KINDS
 from genrobust.share import plan as share_plan
 
-EXTERNAL = sorted({s for _, s, _ in generated_datasets(config) if config["strategies"][s]["kind"] in IMPORTED_KINDS})
+EXTERNAL = sorted({s for _, s, _ in generated_datasets(config) if STRATEGIES[config["strategies"][s]["kind"]].imported})
 
 
 def external_inputs(wildcards):

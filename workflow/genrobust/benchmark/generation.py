@@ -29,9 +29,9 @@ import numpy as np
 
 from . import system
 from ..generate.speedups import apply_cache, cache_settings, fuse_qkv_projections, speedup_label
+from ..kinds import STRATEGIES
 from .options import apply_options
-from .pipelines import (KIND_PIPELINES, build_dit_random, build_sd15_random, count_parameters, load_tiny,
-                        pipeline_kind)
+from .pipelines import KIND_OF_PIPELINE, build_dit_random, build_sd15_random, count_parameters, load_tiny, pipeline_kind
 from .report import format_result, format_summary
 from .system import BenchmarkError
 
@@ -122,16 +122,23 @@ def _call_kwargs(kind: str, batch_size: int, steps: int, guidance: float, height
     from .synthetic import source_images
 
     kwargs: dict = dict(num_inference_steps=steps, guidance_scale=guidance, output_type="np")
-    prompts = [f"a photo of a {PROMPT_NAMES[i % len(PROMPT_NAMES)]}." for i in range(batch_size)]
-    if kind == "class_labels":
-        kwargs.update(prompt=prompts, height=height, width=width)
-    elif kind == "img2img":
-        kwargs.update(prompt=prompts, image=source_images(batch_size, height, width), strength=strength)
-    elif kind == "image_variation":
-        kwargs.update(image=source_images(batch_size, height, width), height=height, width=width)
-    elif kind == "class_conditional":
-        kwargs.update(class_labels=[(37 * i) % 1000 for i in range(batch_size)])
+    strategy = STRATEGIES[kind]
+    if strategy.denoiser == "transformer":  # DiT: class ids; its image size is the model's
+        return {**kwargs, "class_labels": [(37 * i) % 1000 for i in range(batch_size)]}
+    if strategy.prompted:
+        kwargs["prompt"] = [f"a photo of a {PROMPT_NAMES[i % len(PROMPT_NAMES)]}." for i in range(batch_size)]
+    if strategy.from_real_images:
+        kwargs["image"] = source_images(batch_size, height, width)
+    if _noises_sources(kind):  # img2img: the output keeps the source images' size
+        kwargs["strength"] = strength
+    else:
+        kwargs.update(height=height, width=width)
     return kwargs
+
+
+def _noises_sources(kind: str) -> bool:
+    """Whether the kind starts from its source images noised to a `strength` (img2img)."""
+    return "strength" in STRATEGIES[kind].keys
 
 
 def _to_uint8(images) -> tuple[list, int]:
@@ -185,12 +192,12 @@ def _prepare(pipe, kind: str, compile_unet: bool, channels_last: bool, compile_m
     that describe the pipeline."""
     import torch
 
-    denoiser_name = "transformer" if kind == "class_conditional" else "unet"
+    denoiser_name = STRATEGIES[kind].denoiser  # the pipeline's attribute: unet or transformer
     denoiser = getattr(pipe, denoiser_name)
     is_compiled = hasattr(denoiser, "_orig_mod")
     processors = {"unet": _use_sdpa(getattr(denoiser, "_orig_mod", denoiser)), "vae": _use_sdpa(pipe.vae)}
     if channels_last:
-        if kind != "class_conditional":  # a transformer has no convolutions to reorder
+        if denoiser_name != "transformer":  # a transformer has no convolutions to reorder
             denoiser.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     if compile_unet and not is_compiled:
@@ -293,7 +300,7 @@ def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, hei
     reseed_cache = _apply_speedups(pipe, fuse_qkv, cache)  # before _prepare, which compiles
     settings = _prepare(pipe, kind, compile_unet, channels_last, compile_mode)
     settings.update(batch_size=batch_size, steps=steps, guidance=guidance, height=height, width=width,
-                    n_batches=n_batches, warmup=warmup, strength=strength if kind == "img2img" else None,
+                    n_batches=n_batches, warmup=warmup, strength=strength if _noises_sources(kind) else None,
                     fuse_qkv=bool(fuse_qkv), cache=cache_settings(cache),
                     speedups=speedup_label(fuse_qkv, cache))
     kwargs = _call_kwargs(kind, batch_size, steps, guidance, height, width, strength)
@@ -382,7 +389,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=NAME, description=__doc__.splitlines()[0], add_help=add_help)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
-    p.add_argument("--kind", default="class_labels", choices=sorted(KIND_PIPELINES),
+    p.add_argument("--kind", default="class_labels", choices=sorted(KIND_OF_PIPELINE.values()),
                    help="strategy kind: class_labels (SD text-to-image), img2img, image_variation, "
                         "class_conditional (DiT-XL/2)")
     p.add_argument("--batch-size", type=int, nargs="+", default=[16], help="one or more (a sweep)")
@@ -435,7 +442,7 @@ def _run_full_size(args, results: list) -> None:
         system.log(NAME, "float16 on the CPU is very slow; consider --dtype float32 or bfloat16")
     system.warn_if_busy(device, NAME)
     start = time.perf_counter()
-    if args.kind == "class_conditional":
+    if STRATEGIES[args.kind].denoiser == "transformer":
         pipe = build_dit_random(device, args.dtype, args.scheduler or "DDIMScheduler")
     else:
         pipe = build_sd15_random(device, args.dtype, args.scheduler or "PNDMScheduler", kind=args.kind,

@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import architectures
+from ..kinds import STRATEGIES
 from .system import BenchmarkError
 
-# Strategy kind -> diffusers pipeline class (the same names as config strategies.*.kind/pipeline).
-KIND_PIPELINES = {
-    "class_labels": "StableDiffusionPipeline",
-    "img2img": "StableDiffusionImg2ImgPipeline",
-    "image_variation": "StableDiffusionImageVariationPipeline",
-    "class_conditional": "DiTPipeline",
-}
-PIPELINE_KINDS = {v: k for k, v in KIND_PIPELINES.items()}
+# Diffusers pipeline class -> the strategy kind it serves, for the kinds the benchmark builds a pipeline for.
+KIND_OF_PIPELINE = {STRATEGIES[k].benchmark_pipeline: k for k in STRATEGIES if STRATEGIES[k].benchmark_pipeline}
+
+
+def _stable_diffusion(kind: str) -> bool:
+    """A benchmarked kind whose pipeline is Stable Diffusion's (a UNet; the others a DiT transformer)."""
+    return kind in KIND_OF_PIPELINE.values() and STRATEGIES[kind].denoiser == "unet"
 
 
 def _torch_dtype(dtype):
@@ -95,14 +95,16 @@ def build_sd15_components(device="cpu", dtype="float32", *, kind: str = "class_l
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    if kind not in ("class_labels", "img2img", "image_variation"):
-        raise BenchmarkError(f"kind '{kind}' is not a Stable Diffusion strategy (class_labels, img2img, "
-                             "image_variation); class_conditional uses build_dit_random")
+    if not _stable_diffusion(kind):
+        sd = [k for k in KIND_OF_PIPELINE.values() if _stable_diffusion(k)]
+        dit = [k for k in KIND_OF_PIPELINE.values() if not _stable_diffusion(k)]
+        raise BenchmarkError(f"kind '{kind}' is not a Stable Diffusion strategy ({', '.join(sd)}); "
+                             f"{', '.join(dit)} uses build_dit_random")
     device = torch.device(device)
     with _build_on(device, dtype):
         parts = {"unet": UNet2DConditionModel(**architectures.sd15_unet_config()),
                  "vae": AutoencoderKL(**architectures.sd15_vae_config())}
-        if kind == "image_variation":
+        if not STRATEGIES[kind].prompted:  # conditioned on the image alone, through CLIP's image encoder
             parts["image_encoder"] = CLIPVisionModelWithProjection(
                 CLIPVisionConfig(**architectures.sd15_vision_config()))
         else:
@@ -128,8 +130,8 @@ def build_sd15_random(device="cuda", dtype="float16", scheduler: str = "PNDMSche
     torch.manual_seed(seed)
     parts = build_sd15_components(device, dtype, kind=kind)
     parts["scheduler"] = _scheduler(scheduler, architectures.sd15_scheduler_config(), "PNDMScheduler")
-    pipeline_class = getattr(diffusers, KIND_PIPELINES[kind])
-    if kind == "image_variation":
+    pipeline_class = getattr(diffusers, STRATEGIES[kind].benchmark_pipeline)
+    if not STRATEGIES[kind].prompted:
         feature_extractor = CLIPImageProcessor(**architectures.clip_image_processor_config())
         pipe = pipeline_class(**parts, safety_checker=None, feature_extractor=feature_extractor,
                               requires_safety_checker=False)
@@ -165,19 +167,19 @@ def count_parameters(module) -> int:
 def pipeline_kind(pipe) -> str:
     """The strategy kind a pipeline serves (class_labels, img2img, image_variation, class_conditional)."""
     for cls in type(pipe).__mro__:
-        if cls.__name__ in PIPELINE_KINDS:
-            return PIPELINE_KINDS[cls.__name__]
-    raise BenchmarkError(f"cannot benchmark a {type(pipe).__name__} (one of {sorted(PIPELINE_KINDS)})")
+        if cls.__name__ in KIND_OF_PIPELINE:
+            return KIND_OF_PIPELINE[cls.__name__]
+    raise BenchmarkError(f"cannot benchmark a {type(pipe).__name__} (one of {sorted(KIND_OF_PIPELINE)})")
 
 
 def load_tiny(model_dir: str | os.PathLike, strategy_kind: str, device: str = "cpu"):
     """A demo pipeline folder loaded the way generate.py loads a model (float32 on the CPU)."""
     from ..generate import load_pipeline
 
-    if strategy_kind not in KIND_PIPELINES:
-        raise BenchmarkError(f"unknown strategy kind '{strategy_kind}' (one of {sorted(KIND_PIPELINES)})")
+    if strategy_kind not in KIND_OF_PIPELINE.values():
+        raise BenchmarkError(f"unknown strategy kind '{strategy_kind}' (one of {sorted(KIND_OF_PIPELINE.values())})")
     if not (Path(model_dir) / "model_index.json").is_file():
         raise BenchmarkError(f"'{model_dir}' is not a diffusers pipeline folder (no model_index.json)")
     # safety_checker=True passes no safety-checker kwargs (the DiT pipeline takes none).
-    return load_pipeline(str(model_dir), None, KIND_PIPELINES[strategy_kind], None, "float32", device,
-                         safety_checker=strategy_kind == "class_conditional")
+    return load_pipeline(str(model_dir), None, STRATEGIES[strategy_kind].benchmark_pipeline, None, "float32", device,
+                         safety_checker=STRATEGIES[strategy_kind].denoiser == "transformer")

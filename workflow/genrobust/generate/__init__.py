@@ -20,8 +20,7 @@ defective images), `renderers` (one per kind), `shard` (the resumable runner and
 """
 
 from .pipelines import MAX_ATTEMPTS, _generate_with_retries, is_defective, load_pipeline
-from .plan import (CLASS_CONDITIONED, GenerationError, ImageSpec, plan_from_sources, plan_images, plan_shard,
-                   retry_seed, shard_range)
+from .plan import GenerationError, ImageSpec, plan_from_sources, plan_images, plan_shard, retry_seed, shard_range
 from .renderers import (RENDERERS, CaptionRenderer, ClassConditionalRenderer, ClassLabelRenderer, DeepAugmentRenderer,
                         DiffusersRenderer, Img2ImgRenderer, ImageVariationRenderer, PixMixRenderer,
                         load_source_images)
@@ -30,7 +29,7 @@ from .shard import (MANIFEST_COLUMNS, BackgroundWriter, gather_manifests, genera
 from .spec import StrategySpec
 
 __all__ = [
-    "BackgroundWriter", "CLASS_CONDITIONED", "CaptionRenderer", "ClassConditionalRenderer", "ClassLabelRenderer",
+    "BackgroundWriter", "CaptionRenderer", "ClassConditionalRenderer", "ClassLabelRenderer",
     "DeepAugmentRenderer", "DiffusersRenderer", "GenerationError", "ImageSpec", "Img2ImgRenderer",
     "ImageVariationRenderer", "MANIFEST_COLUMNS", "MAX_ATTEMPTS", "PixMixRenderer", "RENDERERS",
     "StrategySpec", "gather_manifests", "generate_class_label_shard", "generate_shard", "is_defective",

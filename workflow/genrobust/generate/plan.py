@@ -10,10 +10,9 @@ import pandas as pd
 
 from .. import io
 from ..datasets import check_table_classes
+from ..kinds import STRATEGIES
 from ..seeding import derive_seed
 from .spec import StrategySpec
-
-CLASS_CONDITIONED = {"class_labels", "class_conditional"}  # planned per class; the other kinds per real image
 
 
 class GenerationError(Exception):
@@ -73,7 +72,7 @@ def plan_shard(kind: str, strategy: str, split: str, spec: StrategySpec | Mappin
     """This shard's images: per class for class-conditioned kinds, per real image otherwise."""
     if not isinstance(spec, StrategySpec):
         spec = StrategySpec.from_dict({"kind": kind, **spec})
-    if kind in CLASS_CONDITIONED:
+    if STRATEGIES[kind].class_conditioned:
         if spec.per_class is None:
             raise GenerationError(f"strategy {strategy} ({kind}) needs per_class for the {split} split")
         n_images = len(wnids) * spec.per_class

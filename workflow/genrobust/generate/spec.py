@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..kinds import STRATEGIES
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 
@@ -117,7 +119,9 @@ class StrategySpec:
         """The templates prompts are made from: the strategy's, or where it has captions and names
         no templates (a `captions` strategy always has captions), the caption itself."""
         named = "templates" in self.given if self.given is not None else self.templates != "openai80"
-        return self.templates if named or not (self.captions or self.kind == "captions") else ("{caption}",)
+        if named or not (self.captions or STRATEGIES[self.kind].captions == "required"):
+            return self.templates
+        return ("{caption}",)
 
     def settings(self) -> dict[str, Any]:
         """What the shard's images depend on; progress under other settings is discarded. It is the

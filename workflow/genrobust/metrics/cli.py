@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-SET_KINDS = ("real", "generated", "test")
+SET_ROLES = ("real", "generated", "test")  # how an image set's table is read (the --set KIND)
 
 
 def _threads(n: int | None) -> None:
@@ -19,8 +19,8 @@ def _threads(n: int | None) -> None:
 
 def _sets(items) -> list[tuple[str, str, str]]:
     for kind, _, _ in items:
-        if kind not in SET_KINDS:
-            raise ValueError(f"--set: kind '{kind}' is not one of {', '.join(SET_KINDS)}")
+        if kind not in SET_ROLES:
+            raise ValueError(f"--set: kind '{kind}' is not one of {', '.join(SET_ROLES)}")
     return [tuple(item) for item in items]
 
 
@@ -67,8 +67,8 @@ def cmd_classify_images(args) -> None:
     sets = {}
     for item in args.set:
         name, kind, table = item
-        if kind not in SET_KINDS:
-            raise ValueError(f"--set {name}: kind '{kind}' is not one of {', '.join(SET_KINDS)}")
+        if kind not in SET_ROLES:
+            raise ValueError(f"--set {name}: kind '{kind}' is not one of {', '.join(SET_ROLES)}")
         sets[name] = read_image_set(table, generated=kind == "generated")
     workers = default_workers(args.threads) if args.workers is None else args.workers
     classify_image_sets(classifier, sets, args.out, batch_size=args.batch_size, num_workers=workers, device=device)

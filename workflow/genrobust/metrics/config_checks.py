@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, ConfigError, produced_by_demo
+from genrobust.config import ConfigError, produced_by_demo
+from genrobust.kinds import REPORTS, STRATEGIES
+from genrobust.kinds.reports import FID_SETS, METRIC, SOURCE_SETS
 from genrobust.name_lists import METRIC_MODELS, shipped_names
 from genrobust.schema import did_you_mean
 
-from .plan import BENCHMARK_KINDS, DIVERSITY_KIND, FID_KIND, FILTER_KIND, row_sources
+from .plan import row_sources
 
 SCHEMAS = ("local-dir:", "hf-hub:")
 
@@ -86,15 +88,19 @@ def _split_made(config: dict, dataset: str, source: str, split: str) -> bool:
     return source == "real" or bool(gen and gen[f"{split}_shards"] > 0)
 
 
+def _derived(strategy: dict) -> bool:
+    return STRATEGIES[strategy["kind"]].derived
+
+
 def check_filtered(config: dict) -> None:
     strategies = config["strategies"]
     for name, strategy in strategies.items():
-        if strategy["kind"] != FILTER_KIND:
+        if not _derived(strategy):
             continue
         source = strategy.get("source")
-        if source not in strategies or strategies[source]["kind"] == FILTER_KIND:
+        if source not in strategies or _derived(strategies[source]):
             raise ConfigError(f"strategies.{name}.source: '{source}' must be a strategy that generates images "
-                              f"(one of {sorted(s for s in strategies if strategies[s]['kind'] != FILTER_KIND)})")
+                              f"(one of {sorted(s for s in strategies if not _derived(strategies[s]))})")
         for dname, dataset in config["datasets"].items():
             gen = dataset.get("generate", {}).get(name)
             for split in ("train", "val"):
@@ -104,20 +110,20 @@ def check_filtered(config: dict) -> None:
 
 
 def check_report(config: dict, name: str, report: dict) -> None:
-    key, dataset, kind = f"reports.{name}", report["dataset"], report["kind"]
-    if kind in (FID_KIND, DIVERSITY_KIND):
+    key, dataset, kind = f"reports.{name}", report["dataset"], REPORTS[report["kind"]]
+    if kind.embeds in (FID_SETS, SOURCE_SETS):  # its `sources`' train splits
         for label, source in report["sources"].items():
             if source != "real" and source not in config["strategies"]:
                 raise ConfigError(f"{key}.sources.{label}: '{source}' is neither 'real' nor one of strategies")
             if not _split_made(config, dataset, source, "train"):
                 raise ConfigError(f"{key}.sources.{label}: datasets.{dataset}.generate.{source} does not make a "
                                   "train split")
-    if kind in DIVERSITY_ER_KINDS:
+    if kind.diversity_er:
         try:
             row_sources(report)
         except ValueError as err:
             raise ConfigError(f"{key}.rows: {err} (its CLIP diversity is set beside the row's ER)") from None
-    if kind in BENCHMARK_KINDS:
+    if kind.classifies:
         strategy = report["strategy"]
         if strategy not in config["strategies"] or not _split_made(config, dataset, strategy, "val"):
             raise ConfigError(f"{key}.strategy: '{strategy}' must be a strategy with a generated val set "
@@ -131,15 +137,15 @@ def check_report(config: dict, name: str, report: dict) -> None:
 
 
 def check_metrics(config: dict) -> None:
-    metric_reports = {n: r for n, r in config["reports"].items() if r["kind"] in METRIC_REPORT_KINDS}
+    metric_reports = {n: r for n, r in config["reports"].items() if REPORTS[r["kind"]].family == METRIC}
     for name, report in metric_reports.items():
         check_report(config, name, report)
     metrics = config.get("metrics") or {}
-    uses_clip = any(r["kind"] != FID_KIND for r in metric_reports.values()) or any(
-        s["kind"] == FILTER_KIND for s in config["strategies"].values())
+    embeds = {REPORTS[r["kind"]].embeds for r in metric_reports.values()}
+    uses_clip = bool(embeds - {FID_SETS}) or any(_derived(s) for s in config["strategies"].values())
     if uses_clip:
         check_clip(config, metrics.get("clip") or {})
     weights = (metrics.get("inception") or {}).get("weights")
-    if weights and any(r["kind"] == FID_KIND for r in metric_reports.values()):
+    if weights and FID_SETS in embeds:
         _local(config, "metrics.inception.weights", weights,
                "give clean-fid's inception-2015-12-05.pt, a TorchScript feature extractor, or null to download")

@@ -23,15 +23,13 @@ import hashlib
 import math
 import re
 
-from genrobust.config import DIVERSITY_ER_KINDS, METRIC_REPORT_KINDS, RUN_DIR, TrainingRun, parse_mixture, report_rows
+from genrobust.config import RUN_DIR, TrainingRun, parse_mixture
 from genrobust.costs import Study
-from genrobust.datasets import BORDER_CROP_PX
+from genrobust.kinds import REPORTS, STRATEGIES, TEST_SETS
+from genrobust.kinds.reports import BENCHMARK_SETS, FID_SETS, ROW_SETS, SOURCE_SETS
 
-FID_KIND, DIVERSITY_KIND = "fid_table", "clip_diversity"
-BENCHMARK_KINDS = ("generated_benchmark", "generated_scatter")
-COST_KIND = "cost_frontier"  # a DIVERSITY_ER kind that also reads what each set cost to generate
-assert set(METRIC_REPORT_KINDS) == {FID_KIND, DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS}
-FILTER_KIND = "clip_filtered"
+# The sets embedded with CLIP: a report embedding them also reads its dataset's CLIP class texts.
+CLIP_SETS = (SOURCE_SETS, BENCHMARK_SETS, ROW_SETS)
 TEST = "test"
 TEXT_FILE = "text.npz"
 PREDICTIONS_DIR = "{out}/metrics/predictions/{dataset}/val~{strategy}"
@@ -42,12 +40,13 @@ PREDICTIONS_DIR = "{out}/metrics/predictions/{dataset}/val~{strategy}"
 
 def base_source(config: dict, source: str) -> str:
     """The strategy whose images a source is: a clip_filtered source's `source`, else itself."""
-    strategy = config["strategies"].get(source, {})
-    return strategy["source"] if strategy.get("kind") == FILTER_KIND else source
+    return config["strategies"][source]["source"] if is_filtered(config, source) else source
 
 
 def is_filtered(config: dict, source: str) -> bool:
-    return config["strategies"].get(source, {}).get("kind") == FILTER_KIND
+    """Whether a source is chosen from another source's images ('real' is not a strategy)."""
+    strategy = config["strategies"].get(source)
+    return bool(strategy) and STRATEGIES[strategy["kind"]].derived
 
 
 def source_table(out: str, dataset: str, split: str, source: str) -> str:
@@ -79,15 +78,15 @@ def text_file(out: str, dataset: str) -> str:
 
 def report_sets(config: dict, report: dict) -> list[tuple[str, str, str | None, str]]:
     """(extractor, dataset or 'test', split, source or test set) of every set a report embeds."""
-    dataset, kind = report["dataset"], report["kind"]
-    if kind == FID_KIND:
+    dataset, embeds = report["dataset"], REPORTS[report["kind"]].embeds
+    if embeds == FID_SETS:
         sets = [("inception", dataset, "train", s) for s in report["sources"].values()]
         return sets + [("inception", TEST, None, t) for t in report["test_sets"]]
-    if kind == DIVERSITY_KIND:
+    if embeds == SOURCE_SETS:
         return [("clip", dataset, "train", s) for s in report["sources"].values()]
-    if kind in BENCHMARK_KINDS:
+    if embeds == BENCHMARK_SETS:
         return [("clip", dataset, "val", "real"), ("clip", dataset, "val", report["strategy"])]
-    if kind in DIVERSITY_ER_KINDS:
+    if embeds == ROW_SETS:
         return [("clip", dataset, "train", s) for s in dict.fromkeys(row_sources(report).values())]
     return []
 
@@ -96,7 +95,7 @@ def row_sources(report: dict) -> dict[str, str]:
     """label -> the generated source of each row of a guidance_curve / diversity_er report (the set
     whose CLIP diversity is set beside the row's effective robustness)."""
     sources = {}
-    for label, mix in report_rows(report).items():
+    for label, mix in REPORTS[report["kind"]].report_rows(report).items():
         generated = [s for s in parse_mixture(mix).sources if s != "real"]
         if len(generated) != 1:
             raise ValueError(f"row '{label}' ({mix}) must train on exactly one generated source, "
@@ -109,7 +108,7 @@ def generated_images_used(config: dict, report: dict) -> dict[str, int]:
     """label -> the generated images a row trains on (its share of the set: cl80_100 of a set made
     at 200% trains on half of it), as costs.Study counts a mixture's rows."""
     study, used = Study(config), {}
-    for label, mix in report_rows(report).items():
+    for label, mix in REPORTS[report["kind"]].report_rows(report).items():
         mixture = parse_mixture(mix)
         base = mixture.total or study.real_images(report["dataset"], "train")
         source = row_sources(report)[label]
@@ -122,7 +121,7 @@ def generated_by(config: dict, source: str) -> str:
     """The strategy whose generation made a source's images: a clip_filtered set's is its source's
     (filtering costs no generation; the set cost what generating its source did)."""
     strategy = config["strategies"][source]
-    return strategy["source"] if strategy["kind"] == "clip_filtered" else source
+    return strategy["source"] if STRATEGIES[strategy["kind"]].derived else source
 
 
 def filter_sets(config: dict, dataset: str, strategy: str, splits) -> list[tuple[str, str, str, str]]:
@@ -176,7 +175,7 @@ def _embedding_group(config: dict, extractor: str, dataset: str, sets: list[tupl
         base = features_base(config, extractor, dataset, split, name)
         if dataset == TEST:
             group["sets"][base] = (test_table(config["out"], name), "test")
-            border = BORDER_CROP_PX.get(config["test_sets"][name]["kind"], 0)
+            border = TEST_SETS[config["test_sets"][name]["kind"]].border_crop_px
             if border:  # cropped as evaluation crops it (ObjectNet's frame)
                 group["border_crop"][base] = border
         else:
@@ -250,22 +249,22 @@ def report_inputs(config: dict, name: str) -> dict:
     """Everything metric report `name` reads, named: {sets: {key: features base}, filtered: {source:
     manifest}, text: file, predictions: {label: [files]}, analysis: {accuracy, robustness: CSV}}."""
     report = config["reports"][name]
-    out, dataset = config["out"], report["dataset"]
+    out, dataset, kind = config["out"], report["dataset"], REPORTS[report["kind"]]
     inputs: dict = {"sets": {}, "filtered": {}, "text": None, "predictions": {}, "analysis": {}}
     for extractor, group, split, source in report_sets(config, report):
         key = source if group == TEST else f"{split}/{source}"
         inputs["sets"][key] = features_base(config, extractor, group, split, source)
         if group != TEST and is_filtered(config, source):
             inputs["filtered"][source] = source_table(out, group, split, source)
-    if report["kind"] in (DIVERSITY_KIND, *BENCHMARK_KINDS, *DIVERSITY_ER_KINDS):
+    if kind.embeds in CLIP_SETS:
         inputs["text"] = text_file(out, dataset)
-    if report["kind"] in DIVERSITY_ER_KINDS:  # the analysis rules' outputs (analysis.smk)
+    if kind.diversity_er:  # the analysis rules' outputs (analysis.smk)
         inputs["analysis"] = {table: f"{out}/analysis/{name}/{table}.csv" for table in ("accuracy", "robustness")}
-    if report["kind"] == COST_KIND:  # what each row's set cost to generate (the gather rule's summary)
+    if kind.costs:  # what each row's set cost to generate (the gather rule's summary)
         inputs["summaries"] = {source: f"{out}/generate/{dataset}/{generated_by(config, source)}/train/summary.json"
                                for source in dict.fromkeys(row_sources(report).values())}
         inputs["used"] = generated_images_used(config, report)
-    if report["kind"] in BENCHMARK_KINDS:
+    if kind.classifies:
         inputs["predictions"] = classifier_predictions(config, report)
     return inputs
 
@@ -283,4 +282,4 @@ def input_files(inputs: dict) -> list[str]:
 
 def report_labels(report: dict) -> dict:
     """Row labels of a metric report: its sources or classifiers (config order)."""
-    return dict(report.get("sources") or report.get("classifiers") or report_rows(report))
+    return dict(report.get("sources") or report.get("classifiers") or REPORTS[report["kind"]].report_rows(report))

@@ -22,6 +22,7 @@ import pandas as pd
 
 from genrobust import io
 from genrobust import plots
+from genrobust.kinds import TEST_SETS
 from genrobust.report import companion
 
 from . import clip_scores
@@ -89,10 +90,11 @@ OBJECTNET_GROUPING = {"folders": "ObjectNet folder: its first mapped ImageNet cl
                       "mapped": "every ImageNet class an image maps to"}
 
 
-def _grouped(features: Features, kind: str, grouping: str) -> Features:
-    """ObjectNet's features with each image in its folder's one class (the first its mapping lists,
-    as the paper's code lays ObjectNet out: 113 classes), unless grouped by every mapped class (125)."""
-    if kind != "objectnet" or grouping == "mapped":
+def _grouped(features: Features, own_classes: bool, grouping: str) -> Features:
+    """A test set of its own class folders (ObjectNet) with each image in its folder's one class (the
+    first its mapping lists, as the paper's code lays ObjectNet out: 113 classes), unless grouped by
+    every mapped class (125)."""
+    if not own_classes or grouping == "mapped":
         return features
     first = features.rows["wnids"].astype(str).str.split(";").str[0]
     return Features(features.base, features.rows.assign(wnids=first), features.matrix)
@@ -102,7 +104,8 @@ def fid_table(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd
     columns = _columns(report)
     grouping = report.get("objectnet_classes", "folders")
     kinds = report.get("test_set_kinds", {})
-    shift = {t: _grouped(_set(inputs, t), kinds.get(t, ""), grouping) for t in report["test_sets"]}
+    own_classes = {t for t in report["test_sets"] if t in kinds and TEST_SETS[kinds[t]].own_classes}
+    shift = {t: _grouped(_set(inputs, t), t in own_classes, grouping) for t in report["test_sets"]}
     cells, fid, kid, counts = [], {}, {}, {}
     for label, source in report["sources"].items():
         distances = _distances(_set(inputs, f"train/{source}"), shift, report)
@@ -119,8 +122,8 @@ def fid_table(report: dict, inputs: dict, out_table: str, out_figure: str) -> pd
     kid_table.index.name = "Training data"
     _write(kid_table, companion(out_table, "kid"))
     n = pd.concat(counts, names=["Training data", "test set"]).reset_index()
-    objectnet = {columns[t] for t in report["test_sets"] if kinds.get(t) == "objectnet"}
-    n["classes_are"] = ["per " + OBJECTNET_GROUPING[grouping] if t in objectnet else "ImageNet classes"
+    own_columns = {columns[t] for t in own_classes}
+    n["classes_are"] = ["per " + OBJECTNET_GROUPING[grouping] if t in own_columns else "ImageNet classes"
                         for t in n["test set"]]
     _write(n, companion(out_table, "n"), index=False)
     per_class = pd.concat(cells, ignore_index=True).assign(set=lambda f: f["set"].map(columns))

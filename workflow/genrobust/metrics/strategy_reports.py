@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from genrobust import io
-from genrobust.config import guidance_label, guidance_train_on
 from genrobust import plots
+from genrobust.kinds.reports import guidance_label, guidance_train_on
 from genrobust.report import column_names, companion, row_table
 
 from .plan import row_sources
