@@ -274,6 +274,16 @@ def test_scaling_report_plans_generated_alone_and_added_to_the_real_data():
         "real_100", "cl80_50", "cl80_100", "real_100+cl80_50", "real_100+cl80_100", "real_50"]
 
 
+def test_every_report_kind_with_a_grid_of_rows_names_the_keys_of_its_terms():
+    """A report whose rows are a grid it derives (over one strategy, or its guidance sweep) has no
+    rows.<label> key: a term that cannot be filled is reported at the key that sets it."""
+    from genrobust.kinds import REPORTS
+
+    grids = {*REPORTS.names(on_strategy=True), *REPORTS.names(guidance_sweep=True)}
+    assert set(checks.GRID_TERM_KEYS) == grids
+    assert all(key in REPORTS[kind].keys for kind in grids for key in checks.GRID_TERM_KEYS[kind])
+
+
 def drop_reference_column(name):
     return lambda c: c["datasets"]["imagenet1k"]["reference"]["csv"]["columns"].pop(name)
 

@@ -27,7 +27,6 @@ import pandas as pd
 
 CLASS_COLUMNS = ("wnid", "caption")
 IMAGE_COLUMNS = ("path", "caption")
-CAPTION_KINDS = {"class_labels", "captions"}  # strategy kinds that take a captions file
 CHUNK_ROWS = 200_000  # rows of a per-image file read at once (of 1.28M for ImageNet-1K)
 
 

@@ -20,9 +20,6 @@ import math
 import sys
 
 from .config import (
-    CLASS_CONDITIONED_KINDS,
-    ER_KINDS,
-    IMPORTED_KINDS,
     ConfigError,
     active_reports,
     class_list,
@@ -37,6 +34,7 @@ from .config import (
 from .name_lists import ARCHITECTURES, DIFFUSERS_CLASSES, METRIC_MODELS, shipped_names
 from .crosschecks import check_references
 from .generator_checks import CALL_ARGS, check_generators, check_models
+from .kinds import REPORTS, STRATEGIES, TEST_SETS
 from .prompt_checks import check_captions, check_prompt_files
 from .schema import did_you_mean
 
@@ -65,12 +63,11 @@ def _check_er_references(config: dict) -> None:
     set's and its ID measure's columns. Fewer than 2 points would fail the fit after every training."""
     import pandas as pd
 
-    from .datasets import ID_SUBSET_KINDS
     from .robustness import describe_reference, reference_points
 
     id_set = config["evaluation"]["id_test_set"]
     for name, report in active_reports(config).items():
-        if report["kind"] not in ER_KINDS:
+        if not REPORTS[report["kind"]].er:
             continue
         reference = report_reference(report, config)
         key = f"reports.{name}.reference" if report.get("reference") else f"datasets.{report['dataset']}.reference"
@@ -87,7 +84,7 @@ def _check_er_references(config: dict) -> None:
         for test_set in report["test_sets"]:
             if test_set == id_set:
                 continue
-            id_col = f"{id_set}@{test_set}" if config["test_sets"][test_set]["kind"] in ID_SUBSET_KINDS else id_set
+            id_col = f"{id_set}@{test_set}" if TEST_SETS[config["test_sets"][test_set]["kind"]].id_subset else id_set
             if csv and frame is None and {test_set, id_col} <= set(csv["columns"]):
                 continue  # a csv plan time cannot read (check_paths off): its rows are unknown
             published = len(reference_points(csv, test_set, id_col, frame)) if frame is not None else 0
@@ -205,9 +202,10 @@ def _generated_at_most(config: dict, dataset: str, source: str, need: int | None
     n_classes = len(dataset_wnids(config, dataset))
     if gen["train_shards"] == 0:
         return 0, f"{key}.train_shards is 0", f"set {key}.train_shards above 0"
-    if config["strategies"][source]["kind"] in IMPORTED_KINDS:
+    kind = STRATEGIES[config["strategies"][source]["kind"]]
+    if kind.imported:
         return None, "", ""  # counted when imported (the mixture's job names a shortfall)
-    if config["strategies"][source]["kind"] in CLASS_CONDITIONED_KINDS:
+    if kind.class_conditioned:
         per_class = gen["train_per_class"]
         return (per_class * n_classes, f"{key}.train_per_class {per_class} x {n_classes} classes",
                 f"raise {key}.train_per_class to {math.ceil((need or 0) / n_classes)} or lower the percentage")
@@ -251,10 +249,11 @@ def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
         if mixture.sources.count(source) > 1:
             raise ConfigError(f"{key}: '{mix}' names {source} twice; give each source once")
         counted = _filtered_source(config, source)  # a clip_filtered source has at most its source's images
-        kind = config["strategies"].get(counted, {}).get("kind")
+        kind = config["strategies"].get(counted, {}).get("kind")  # None: real
         per_real = 1 if source == "real" else config["strategies"][counted].get("images_per_real", 1)
-        if (mixture.total is None and kind not in CLASS_CONDITIONED_KINDS | IMPORTED_KINDS
-                and percent > 100 * per_real):
+        # class-conditioned and imported sets are not counted per real image
+        per_real_capped = kind is None or not (STRATEGIES[kind].class_conditioned or STRATEGIES[kind].imported)
+        if mixture.total is None and per_real_capped and percent > 100 * per_real:
             what = ("the real train set is 100% (all of it)" if source == "real" else
                     f"{source} ({kind}) makes {per_real} per real image, so at most {100 * per_real}%")
             raise ConfigError(f"{key}: '{mix}' asks for {percent:g}% {source}, but {what}; lower the percentage")
@@ -270,20 +269,25 @@ def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
     return size
 
 
+# The report keys that set the real and the generated terms of the mixtures of a report whose rows
+# are a grid it derives (not listed in config): where a term that cannot be filled is reported.
+GRID_TERM_KEYS = {
+    "mixture_grid": ("real_percents", "generated_percents"),
+    "budget_curve": ("total", "generated_shares"),
+    "scaling_curve": ("generated_percents", "generated_percents"),
+    "guidance_curve": ("generated_percent", "generated_percent"),
+}
+
+
 def _mixture_key(report_name: str, report: dict, label: str | None, source: str) -> str:
     """The config key that sets the `source` term of one of a report's mixtures."""
     key = f"reports.{report_name}"
     if label is None:  # a reference run of the effective-robustness fit
         owner = key if report.get("reference") else f"datasets.{report['dataset']}"
         return f"{owner}.reference.mixtures"
-    if report["kind"] == "mixture_grid":
-        return f"{key}.real_percents" if source == "real" else f"{key}.generated_percents"
-    if report["kind"] == "budget_curve":
-        return f"{key}.total" if source == "real" else f"{key}.generated_shares"
-    if report["kind"] == "scaling_curve":
-        return f"{key}.generated_percents"
-    if report["kind"] == "guidance_curve":
-        return f"{key}.generated_percent"
+    if report["kind"] in GRID_TERM_KEYS:
+        real_key, generated_key = GRID_TERM_KEYS[report["kind"]]
+        return f"{key}.{real_key if source == 'real' else generated_key}"
     return f"{key}.rows.{label}"
 
 

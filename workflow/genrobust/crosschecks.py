@@ -10,55 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from .config import (
-    IMPORTED_KINDS,
     ConfigError,
     active_reports,
     parse_mixture,
     produced_by_demo,
     report_rows,
 )
+from .kinds import REPORTS, STRATEGIES, StrategyKind
 
-# The keys each report kind reads, besides kind and dataset. An overlay that reuses a report's
-# name merges into it key by key (Snakemake's configfile merge): keys of two kinds in one report
-# are that, or a misplaced key.
-TRAINED = ("archs", "seeds", "test_sets", "column_names", "figure")
-ER = (*TRAINED, "reference")
-CLIP = ("threshold",)
-REPORT_KEYS = {
-    "robustness_table": ("rows", *ER),
-    "accuracy_table": ("rows", *ER),
-    "corruption_table": ("rows", *ER),
-    "loss_curves": ("rows", *TRAINED),
-    "mixture_grid": ("strategy", "real_percents", "generated_percents", *ER),
-    "budget_curve": ("strategy", "total", "generated_shares", *ER),
-    "scaling_curve": ("strategy", "generated_percents", *ER),
-    "guidance_curve": ("strategy", "guidance", "train_on", "generated_percent", "guidance_strategies", *ER, *CLIP),
-    "diversity_er": ("rows", *ER, *CLIP),
-    "cost_frontier": ("rows", *ER, *CLIP),
-    "fid_table": ("sources", "test_sets", "column_names", "figure", "kid", "objectnet_classes"),
-    "clip_diversity": ("sources", "figure", *CLIP),
-    "generated_benchmark": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
-    "generated_scatter": ("strategy", "classifiers", "archs", "seeds", "figure", *CLIP),
-}
-# Strategy keys only some kinds read (the others have schema defaults, filled into every strategy):
-# set on another kind, they would be ignored.
-DIFFUSION = ("class_labels", "img2img", "image_variation", "class_conditional", "captions")
-FROM_REAL_IMAGES = ("img2img", "image_variation", "deepaugment", "pixmix", "captions")
-STRATEGY_KEY_KINDS = {
-    "model": DIFFUSION, "templates": ("class_labels", "img2img", "captions"), "places": ("class_labels", "img2img"),
-    "captions": ("class_labels", "captions"), "strength": ("img2img",), "images_per_real": FROM_REAL_IMAGES,
-    "weights": ("deepaugment",), "edsr_input_size": ("deepaugment",), "cae_input_size": ("deepaugment",),
-    "mixing_set": ("pixmix",), "source": ("clip_filtered",), "threshold": ("clip_filtered",),
-    "seeds_from": (*DIFFUSION, *FROM_REAL_IMAGES, "external"),
-    "adapter": DIFFUSION, "adapter_scale": DIFFUSION, "scheduler_config": DIFFUSION,
-    "path": ("external",), "format": ("external",), "class_map": ("external",),
-}
-# A dataset's generate entry: images per class for the kinds conditioned on a class, a cap on the
-# real images used for the kinds made from them.
-GENERATE_KEY_KINDS = {"train_per_class": ("class_labels", "class_conditional"),
-                      "val_per_class": ("class_labels", "class_conditional"), "sources_per_class": FROM_REAL_IMAGES}
 # Architectures whose every layer takes any image size the recipes use (the paper's five): the
 # others are built once on the meta device at the dataset's sizes, to find one that cannot.
 SIZE_FREE_ARCHS = {"resnet18", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0", "mobilenet_v2"}
@@ -110,11 +72,13 @@ def _check_test_set_keys(config: dict) -> None:
 
 
 def _check_report_keys(config: dict) -> None:
+    """A report holds only its kind's keys. An overlay that reuses a report's name merges into it key
+    by key (Snakemake's configfile merge): keys of two kinds in one report are that, or a misplaced key."""
     for name, report in config["reports"].items():
-        allowed = {"kind", "dataset", *REPORT_KEYS.get(report["kind"], ())}
+        allowed = {"kind", "dataset", *REPORTS[report["kind"]].keys}
         stray = [k for k in report if k not in allowed]
         if stray:
-            owners = sorted({kind for kind, keys in REPORT_KEYS.items() if set(stray) & set(keys)} - {report["kind"]})
+            owners = sorted({kind for kind in REPORTS if set(stray) & set(REPORTS[kind].keys)} - {report["kind"]})
             merged = (f"; they are {', '.join(owners)} keys: a config overlay that reuses the report name '{name}' "
                       f"merges into it key by key, so give the overlay's report a name of its own") if owners else ""
             raise ConfigError(f"reports.{name}: {', '.join(map(repr, stray))} is not a key of a {report['kind']} "
@@ -124,19 +88,30 @@ def _check_report_keys(config: dict) -> None:
 # ----------------------------------------------------------------------------- strategies
 
 
-def _check_strategy_keys(config: dict) -> None:
-    def check(key: str, entry: dict, kind: str, kinds_of: dict) -> None:
-        for field, kinds in kinds_of.items():
-            if field in entry and kind not in kinds:
-                raise ConfigError(f"{key}.{field}: a {kind} strategy does not read {field} (only "
-                                  f"{', '.join(kinds)} do), so it would be ignored; remove it or change the kind")
+def _check_kind_keys(key: str, entry: dict, kind: str, keys_of: Callable[[StrategyKind], tuple[str, ...]]) -> None:
+    """`entry`, of a `kind` strategy, sets no key that only other kinds read (`keys_of` a kind:
+    those it reads): the others have schema defaults, and a key set on a kind that does not read
+    it would be ignored."""
+    readers: dict[str, list[str]] = {}  # key -> the kinds that read it, in registration order
+    for name in STRATEGIES:
+        for field in keys_of(STRATEGIES[name]):
+            readers.setdefault(field, []).append(name)
+    for field, kinds in readers.items():
+        if field in entry and kind not in kinds:
+            raise ConfigError(f"{key}.{field}: a {kind} strategy does not read {field} (only "
+                              f"{', '.join(kinds)} do), so it would be ignored; remove it or change the kind")
 
+
+def _check_strategy_keys(config: dict) -> None:
+    """Strategies and their generate entries (images per class for the kinds conditioned on a
+    class, a cap on the real images used for the kinds made from them) hold their kind's keys."""
     for name, strategy in config["strategies"].items():
-        check(f"strategies.{name}", strategy, strategy["kind"], STRATEGY_KEY_KINDS)
+        _check_kind_keys(f"strategies.{name}", strategy, strategy["kind"], lambda kind: kind.keys)
     for dname, dataset in config["datasets"].items():
         for name, gen in dataset.get("generate", {}).items():
             if name in config["strategies"]:
-                check(f"datasets.{dname}.generate.{name}", gen, config["strategies"][name]["kind"], GENERATE_KEY_KINDS)
+                _check_kind_keys(f"datasets.{dname}.generate.{name}", gen, config["strategies"][name]["kind"],
+                                 lambda kind: kind.generate_keys)
 
 
 def resolve_seeds_from(config: dict) -> None:
@@ -144,7 +119,7 @@ def resolve_seeds_from(config: dict) -> None:
     followed to its end, so c's images pair with b's and a's; a loop is an error."""
     strategies = config["strategies"]
     for name in strategies:
-        if strategies[name]["kind"] in IMPORTED_KINDS:
+        if STRATEGIES[strategies[name]["kind"]].imported:
             continue  # an imported copy draws its trainings as the set it names, not as that set's source
         chain = [name]
         while strategies.get(chain[-1], {}).get("seeds_from"):
@@ -160,7 +135,7 @@ def _check_places(config: dict) -> None:
     from . import prompts
 
     for name, strategy in config["strategies"].items():
-        if strategy.get("places", "default") == "default" or strategy["kind"] not in ("class_labels", "img2img"):
+        if strategy.get("places", "default") == "default" or not STRATEGIES[strategy["kind"]].places:
             continue
         templates = strategy.get("templates", "openai80")
         listed = templates if isinstance(templates, list) else prompts.NAMED_TEMPLATE_SETS.get(templates)

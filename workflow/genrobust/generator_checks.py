@@ -9,16 +9,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import STRATEGY_KINDS_NEEDING_A_MODEL, ConfigError, produced_by_demo
+from .config import ConfigError, produced_by_demo
+from .kinds import STRATEGIES
 from .name_lists import DIFFUSERS_CLASSES, shipped_names
 from .schema import did_you_mean
 
-# The pipeline call arguments each kind's renderer passes (generate/renderers.py), besides COMMON_CALL_ARGS.
-KIND_CALL_ARGS = {"class_labels": {"prompt", "height", "width"}, "img2img": {"prompt", "image", "strength"},
-                  "image_variation": {"image", "height", "width"}, "class_conditional": {"class_labels"},
-                  "captions": {"prompt", "height", "width"}}
+# The pipeline call arguments every kind's renderer passes (generate/renderers.py), besides its kind's call_args.
 COMMON_CALL_ARGS = {"num_inference_steps", "guidance_scale", "output_type", "generator"}
-CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*KIND_CALL_ARGS.values()))
+CALL_ARGS = sorted(COMMON_CALL_ARGS.union(*(STRATEGIES[kind].call_args for kind in STRATEGIES)))
 # A Hugging Face hub id, as huggingface_hub.utils.validate_repo_id accepts it: [namespace/]name.
 _HUB_PART = r"\w(?:[\w.-]{0,94}\w)?"
 HUB_ID = re.compile(rf"(?:{_HUB_PART}/)?{_HUB_PART}")
@@ -35,7 +33,7 @@ def check_generators(config: dict) -> None:
     and the few-step settings mean what they say."""
     for name, strategy in config["strategies"].items():
         kind = strategy["kind"]
-        if kind not in STRATEGY_KINDS_NEEDING_A_MODEL:
+        if not STRATEGIES[kind].diffusion:
             continue  # deepaugment, pixmix: no diffusers pipeline
         key = f"strategies.{name}"
         pipeline = strategy.get("pipeline", "StableDiffusionPipeline")
@@ -44,7 +42,7 @@ def check_generators(config: dict) -> None:
             _check_diffusers_class(f"{key}.scheduler", strategy["scheduler"], "scheduler")
         accepted = shipped_names(DIFFUSERS_CLASSES)["pipeline"][pipeline]
         if accepted != "*":  # '*': resolved from the model folder, or takes any keyword
-            missing = sorted((KIND_CALL_ARGS[kind] | COMMON_CALL_ARGS) - set(accepted.split(",")))
+            missing = sorted((set(STRATEGIES[kind].call_args) | COMMON_CALL_ARGS) - set(accepted.split(",")))
             if missing:
                 raise ConfigError(f"{key}.pipeline: {pipeline} does not take {', '.join(missing)}, which a "
                                   f"{kind} strategy passes; choose a pipeline made for {kind}")
@@ -119,7 +117,7 @@ def _check_speedups(key: str, strategy: dict) -> None:
     """Cache options belong to their method, and the UNet patches are not mixed with what they
     cannot work with: the schema alone would let tomesd's ratio pass as a DeepCache option."""
     cache = strategy.get("cache")
-    if strategy.get("kind") == "class_conditional":
+    if STRATEGIES[strategy["kind"]].denoiser == "transformer":  # the patches are the UNet's
         for setting in ("cache", "fuse_qkv"):
             if strategy.get(setting):
                 raise ConfigError(f"{key}.{setting}: patches a Stable Diffusion UNet; a class_conditional model "

@@ -5,15 +5,16 @@ Called by checks.check_semantics; every ConfigError names the key."""
 from __future__ import annotations
 
 from . import prompts
-from .captions import CAPTION_KINDS, IMAGE_COLUMNS, check_columns, read_class_captions
-from .config import PROMPT_KINDS, ConfigError, dataset_wnids, read_config_file
+from .captions import IMAGE_COLUMNS, check_columns, read_class_captions
+from .config import ConfigError, dataset_wnids, read_config_file
+from .kinds import STRATEGIES
 from .schema import did_you_mean
 
 
 def check_prompt_files(config: dict) -> None:
     """Class lists, templates and class-name files exist, parse, and name every class they must."""
     for name, strategy in config["strategies"].items():
-        if strategy["kind"] not in PROMPT_KINDS:
+        if not STRATEGIES[strategy["kind"]].prompted:
             continue
         key = f"strategies.{name}"
         templates = strategy.get("templates", "openai80")
@@ -50,7 +51,8 @@ def _templates_of(config: dict, key: str, strategy: dict) -> list[str] | None:
     """The templates a prompted strategy uses (None: a file plan time cannot read yet)."""
     templates = strategy.get("templates")
     if templates is None:
-        return ["{caption}"] if strategy.get("captions") or strategy["kind"] == "captions" else ["{}"]
+        captioned = strategy.get("captions") or STRATEGIES[strategy["kind"]].captions == "required"
+        return ["{caption}"] if captioned else ["{}"]
     if isinstance(templates, list) or templates in prompts.NAMED_TEMPLATE_SETS:
         return prompts.load_templates(templates)
     return read_config_file(config, f"{key}.templates", templates, prompts.load_templates, "give a file of templates")
@@ -62,12 +64,13 @@ def check_captions(config: dict) -> None:
     together. A ConfigError names the key."""
     for name, strategy in config["strategies"].items():
         key, kind, path = f"strategies.{name}", strategy["kind"], strategy.get("captions")
-        if kind not in PROMPT_KINDS:
+        captions = STRATEGIES[kind].captions  # '', 'optional' or 'required'
+        if not STRATEGIES[kind].prompted:
             continue
-        if path and kind not in CAPTION_KINDS:
+        if path and not captions:
             raise ConfigError(f"{key}.captions: a {kind} strategy takes no captions; use kind class_labels (a "
                               "wnid,caption file) or kind captions (a path,caption file of the real images)")
-        if kind == "captions" and not path:
+        if captions == "required" and not path:
             raise ConfigError(f"{key}.captions: a captions strategy needs a file of the real train images' captions "
                               "(columns path,caption; path relative to the train folder)")
         templates = _templates_of(config, key, strategy) or []
@@ -76,13 +79,13 @@ def check_captions(config: dict) -> None:
             raise ConfigError(f"{key}.templates: {using[0]!r} uses {{caption}}, but the strategy has no captions "
                               "file; set captions: <wnid,caption file> or drop {caption}")
         lacking = [t for t in templates if t not in using]
-        if kind == "captions" and lacking:
+        if captions == "required" and lacking:
             raise ConfigError(f"{key}.templates: {lacking[0]!r} has no {{caption}}; every template of a captions "
                               "strategy renders its real image's caption")
         if path and not using:
             raise ConfigError(f"{key}.templates: no template uses {{caption}}, so the captions file {path} is unused;"
                               " add {caption} to the templates (or leave templates out: the prompt is the caption)")
-        if kind == "captions":
+        if captions == "required":  # a caption per real image
             read_config_file(config, f"{key}.captions", path, lambda p: check_columns(p, IMAGE_COLUMNS),
                        "give a CSV file with columns path,caption, one row per real train image")
             continue

@@ -13,11 +13,7 @@ from pathlib import Path
 
 from .checks import check_semantics
 from .config import (
-    CLASS_CONDITIONED_KINDS,
     IMAGENET1K,
-    IMPORTED_KINDS,
-    STRATEGY_KINDS_NEEDING_A_MODEL,
-    UNEVALUATED_KINDS,
     ConfigError,
     active_reports,
     expand_guidance_sweeps,
@@ -30,6 +26,7 @@ from .config import (
     training_runs,
 )
 from .finetune.plan import check_finetune, check_finetune_environment, finetuned_models, resolve_finetuned_ids
+from .kinds import REPORTS, STRATEGIES
 from .schema import SCHEMA, schema_problem
 from .share.plan import check_share
 
@@ -51,8 +48,8 @@ def check_config(config: dict) -> None:
     _check_generation(config)
     check_share(config)  # exports name planned sets; external sets exist
     for name, strategy in config["strategies"].items():
-        for field, kinds in (("weights", {"deepaugment"}), ("mixing_set", {"pixmix"})):
-            if strategy["kind"] in kinds and not strategy.get(field):
+        for field in STRATEGIES[strategy["kind"]].required_keys:
+            if not strategy.get(field):
                 raise ConfigError(f"strategies.{name}.{field}: a {strategy['kind']} strategy needs it")
     if config.get("demo"):
         read_class_file(config["demo"]["classes"])
@@ -94,18 +91,19 @@ def _check_strategies(config: dict) -> None:
     models, strategies = config["models"], config["strategies"]
     for name, strategy in strategies.items():
         model = strategy.get("model")
-        if strategy["kind"] in STRATEGY_KINDS_NEEDING_A_MODEL and model is None:
+        if STRATEGIES[strategy["kind"]].diffusion and model is None:
             raise ConfigError(f"strategies.{name}.model: a {strategy['kind']} strategy needs a model (one of models)")
         if model is not None and model not in models:
             raise ConfigError(f"strategies.{name}.model: '{model}' is not one of models ({sorted(models)})")
         if name in ("real", "n"):
             raise ConfigError(f"strategies.{name}: '{name}' is reserved in mixture names")
         seeds_from = strategy.get("seeds_from")
-        if strategy["kind"] in IMPORTED_KINDS:  # a copy of a set: it trains with that set's draws
-            if seeds_from is not None and strategies.get(seeds_from, {}).get("kind") in (None, *IMPORTED_KINDS):
+        seeds_kind = strategies.get(seeds_from, {}).get("kind")  # None: not a strategy
+        if STRATEGIES[strategy["kind"]].imported:  # a copy of a set: it trains with that set's draws
+            if seeds_from is not None and (seeds_kind is None or STRATEGIES[seeds_kind].imported):
                 raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy that makes "
                                   "its images, whose training draws this imported copy reuses")
-        elif seeds_from is not None and strategies.get(seeds_from, {}).get("kind") != strategy["kind"]:
+        elif seeds_from is not None and seeds_kind != strategy["kind"]:
             raise ConfigError(f"strategies.{name}.seeds_from: '{seeds_from}' must be a strategy of the same kind "
                               f"({strategy['kind']}), whose per-image seeds this one reuses")
 
@@ -134,7 +132,7 @@ def _check_report(config: dict, name: str, report: dict) -> None:
     for t in report.get("test_sets", []):
         if t not in test_sets:
             raise ConfigError(f"{key}.test_sets: '{t}' is not one of test_sets ({sorted(test_sets)})")
-    if report["kind"] in ("mixture_grid", "budget_curve", "scaling_curve") and report["strategy"] not in strategies:
+    if REPORTS[report["kind"]].on_strategy and report["strategy"] not in strategies:
         raise ConfigError(f"{key}.strategy: '{report['strategy']}' is not one of strategies ({sorted(strategies)})")
     generate = datasets[dataset].get("generate", {})
     for label, mix in report_rows(report).items():
@@ -163,7 +161,7 @@ def _check_generation(config: dict) -> None:
             key = f"datasets.{dname}.generate.{strategy}"
             if strategy not in strategies:
                 raise ConfigError(f"{key}: '{strategy}' is not one of strategies ({sorted(strategies)})")
-            if strategies[strategy]["kind"] in CLASS_CONDITIONED_KINDS:
+            if STRATEGIES[strategies[strategy]["kind"]].class_conditioned:
                 for split in ("train", "val"):
                     if gen[f"{split}_shards"] > 0 and f"{split}_per_class" not in gen:
                         raise ConfigError(f"{key}.{split}_per_class: a {strategies[strategy]['kind']} strategy "
@@ -176,9 +174,9 @@ def _needed_paths(config: dict) -> list[tuple[str, str]]:
     datasets, test_sets = config["datasets"], config["test_sets"]
     generated = generated_datasets(config)
     used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
-                                                         if strategies[s]["kind"] not in CLASS_CONDITIONED_KINDS}
+                                                         if not STRATEGIES[strategies[s]["kind"]].class_conditioned}
     used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
-    metric_reports = [r for r in active_reports(config).values() if r["kind"] in UNEVALUATED_KINDS]
+    metric_reports = [r for r in active_reports(config).values() if not REPORTS[r["kind"]].evaluated]
     used |= {r["dataset"] for r in metric_reports}  # their real images are embedded
     needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
     needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})

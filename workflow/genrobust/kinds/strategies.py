@@ -30,6 +30,8 @@ class StrategyKind:
     denoiser: str = "unet"  # the diffusion model's denoiser: 'unet' or 'transformer' (DiT)
     benchmark_pipeline: str | None = None  # the diffusers pipeline benchmark-generation builds for it
     cpu_seconds_per_image: float | None = None  # a CPU baseline's cost per image, for `genrobust cost`
+    call_args: tuple[str, ...] = ()  # the pipeline call arguments its renderer passes (generate/renderers.py)
+    required_keys: tuple[str, ...] = ()  # keys it cannot run without that the schema leaves unset
 
     @property
     def class_conditioned(self) -> bool:
@@ -62,19 +64,22 @@ class StrategyKind:
 STRATEGIES: Registry[StrategyKind] = Registry("strategy")
 for _kind in (
     StrategyKind("class_labels", PER_CLASS, (*_DIFFUSION_KEYS, "templates", "places", "captions"), diffusion=True,
-                 prompted=True, captions="optional", places=True, benchmark_pipeline="StableDiffusionPipeline"),
+                 prompted=True, captions="optional", places=True, benchmark_pipeline="StableDiffusionPipeline",
+                 call_args=("prompt", "height", "width")),
     StrategyKind("image_variation", PER_REAL, (*_DIFFUSION_KEYS, "images_per_real"), diffusion=True,
-                 benchmark_pipeline="StableDiffusionImageVariationPipeline"),
+                 benchmark_pipeline="StableDiffusionImageVariationPipeline", call_args=("image", "height", "width")),
     StrategyKind("img2img", PER_REAL, (*_DIFFUSION_KEYS, "templates", "places", "strength", "images_per_real"),
-                 diffusion=True, prompted=True, places=True, benchmark_pipeline="StableDiffusionImg2ImgPipeline"),
+                 diffusion=True, prompted=True, places=True, benchmark_pipeline="StableDiffusionImg2ImgPipeline",
+                 call_args=("prompt", "image", "strength")),
     StrategyKind("class_conditional", PER_CLASS, _DIFFUSION_KEYS, diffusion=True, denoiser="transformer",
-                 benchmark_pipeline="DiTPipeline"),
+                 benchmark_pipeline="DiTPipeline", call_args=("class_labels",)),
     StrategyKind("deepaugment", PER_REAL, ("images_per_real", "weights", "edsr_input_size", "cae_input_size",
-                                           "seeds_from"), cpu_seconds_per_image=0.5),
-    StrategyKind("pixmix", PER_REAL, ("images_per_real", "mixing_set", "seeds_from"), cpu_seconds_per_image=0.05),
+                                           "seeds_from"), cpu_seconds_per_image=0.5, required_keys=("weights",)),
+    StrategyKind("pixmix", PER_REAL, ("images_per_real", "mixing_set", "seeds_from"), cpu_seconds_per_image=0.05,
+                 required_keys=("mixing_set",)),
     StrategyKind("clip_filtered", DERIVED, ("source", "threshold")),
     StrategyKind("captions", PER_REAL, (*_DIFFUSION_KEYS, "templates", "captions", "images_per_real"), diffusion=True,
-                 prompted=True, captions="required"),
+                 prompted=True, captions="required", call_args=("prompt", "height", "width")),
     StrategyKind("external", IMPORTED, ("seeds_from", "path", "format", "class_map")),
 ):
     STRATEGIES.register(_kind)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import IMPORTED_KINDS, ConfigError, produced_by_demo, read_config_file
+from ..config import ConfigError, produced_by_demo, read_config_file
+from ..kinds import STRATEGIES
 from .formats import read_class_map
 
 
@@ -79,5 +80,5 @@ def check_share(config: dict) -> None:
     """Raise ConfigError naming the key of an export or an external strategy that cannot run."""
     _check_exports(config)
     for name, strategy in config["strategies"].items():
-        if strategy["kind"] in IMPORTED_KINDS:
+        if STRATEGIES[strategy["kind"]].imported:
             _check_external(config, name, strategy)
