@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+from .kinds import REPORTS, STRATEGIES
+from .kinds.reports import percent as _percent
 
 IMAGENET1K = "imagenet1k"
-
-
-class ConfigError(Exception):
-    pass
 
 
 # ----------------------------------------------------------------------------- mixtures
@@ -97,28 +96,6 @@ def read_class_file(path: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the plan
 
-# What this version builds. Config may already describe the rest of the study (config.yaml
-# does); reports that need anything else are skipped with a notice (skipped_reports).
-IMPLEMENTED_STRATEGY_KINDS = {"class_labels", "class_conditional", "img2img", "image_variation", "deepaugment",
-                              "pixmix", "clip_filtered", "captions", "external"}
-PROMPT_KINDS = {"class_labels", "img2img", "captions"}  # strategies prompted from templates and class names
-CLASS_CONDITIONED_KINDS = {"class_labels", "class_conditional"}
-# Sources made from another strategy's images, nothing generated: metrics/filtering.py.
-DERIVED_KINDS = {"clip_filtered"}
-# Sources taken in from outside, nothing generated: anyone's set imported (share/external.py).
-IMPORTED_KINDS = {"external"}
-# Reports that put each generated set's CLIP diversity beside the effective robustness it gives
-# (metrics/strategy_reports.py): trained and evaluated like the ER reports, embedded like Table 7.
-DIVERSITY_ER_KINDS = {"guidance_curve", "diversity_er", "cost_frontier"}
-# Reports of the analysis metrics (metrics/reports.py, rules in metrics.smk); all but the
-# DIVERSITY_ER_KINDS need no evaluation job.
-METRIC_REPORT_KINDS = {"fid_table", "clip_diversity", "generated_benchmark", "generated_scatter"} | DIVERSITY_ER_KINDS
-UNEVALUATED_KINDS = METRIC_REPORT_KINDS - DIVERSITY_ER_KINDS
-REPORT_KINDS_WITH_OUTPUTS = {"robustness_table", "accuracy_table", "mixture_grid", "budget_curve",
-                             "scaling_curve", "corruption_table", "loss_curves"} | METRIC_REPORT_KINDS
-STRATEGY_KINDS_NEEDING_A_MODEL = {"class_labels", "image_variation", "img2img", "class_conditional", "captions"}
-
-
 # Where a run's outputs live under each stage folder (train/, eval/, checkpoints/): docs/design.md's
 # key~value grid, the one spelling of it. Its fields are the Snakemake wildcards of the rules.
 RUN_DIR = "{dataset}/mix~{mix}/arch~{arch}/seed~{seed}"
@@ -148,37 +125,9 @@ class TrainingRun:
         return cls(values["dataset"], values["mix"], values["arch"], int(values["seed"]))
 
 
-def _percent(value: float) -> str:
-    return f"{value:g}"
-
-
 def report_rows(report: dict) -> dict[str, str]:
-    """label -> mixture of every training set a report compares (grids are expanded here)."""
-    if report["kind"] == "mixture_grid":
-        s = report["strategy"]
-        return {f"real {_percent(r)}% + {s} {_percent(g)}%": f"real_{_percent(r)}+{s}_{_percent(g)}"
-                for r in report["real_percents"] for g in report["generated_percents"]}
-    if report["kind"] == "budget_curve":
-        s, total = report["strategy"], report["total"]
-        # total 'real' = the real train set's size: shares are then plain percentages of it, so
-        # the end points are the same runs as real_100 and <strategy>_100 (trained once).
-        prefix = "" if total == "real" else f"n_{total}+"
-        rows = {}
-        for share in report["generated_shares"]:
-            terms = [(src, 100 * p) for src, p in (("real", 1 - share), (s, share)) if p > 0]
-            rows[f"{s} share {share:g}"] = prefix + "+".join(f"{src}_{_percent(p)}" for src, p in terms)
-        return rows
-    if report["kind"] == "scaling_curve":  # real alone, then generated alone and added to all the real data
-        s = report["strategy"]
-        rows = {"real only": "real_100"}
-        rows.update({f"{s} {_percent(g)}%": f"{s}_{_percent(g)}" for g in report["generated_percents"]})
-        rows.update({f"real + {s} {_percent(g)}%": f"real_100+{s}_{_percent(g)}" for g in report["generated_percents"]})
-        return rows
-    if report["kind"] == "guidance_curve":
-        return guidance_rows(report)
-    if "classifiers" in report:  # generated_benchmark / generated_scatter: their trained rows
-        return {label: c["mixture"] for label, c in report["classifiers"].items() if "mixture" in c}
-    return dict(report.get("rows") or {})  # fid_table / clip_diversity train nothing
+    """label -> mixture of every training set a report compares (grids are expanded by its kind)."""
+    return REPORTS[report["kind"]].report_rows(report)
 
 
 def report_spec(config: dict, name: str, **extra) -> dict:
@@ -192,10 +141,6 @@ def report_spec(config: dict, name: str, **extra) -> dict:
     return spec
 
 
-# Report kinds with effective robustness, which needs a reference (the standard models' line).
-ER_KINDS = {"robustness_table", "mixture_grid", "budget_curve", "scaling_curve", "corruption_table"} | DIVERSITY_ER_KINDS
-
-
 def report_reference(report: dict, config: dict) -> dict:
     """The effective-robustness reference of a report: its own `reference`, else its dataset's:
     {mixtures: real-only runs of the report's archs and seeds, csv: published points or null}."""
@@ -206,7 +151,7 @@ def report_reference(report: dict, config: dict) -> dict:
 def report_mixtures(report: dict, config: dict) -> list[str]:
     """Mixtures a report trains: its rows, plus its reference runs when it reports ER."""
     mixes = list(report_rows(report).values())
-    if report["kind"] in ER_KINDS:
+    if REPORTS[report["kind"]].er:  # effective robustness needs its reference line's runs
         mixes += [m for m in report_reference(report, config)["mixtures"] if m not in mixes]
     return mixes
 
@@ -222,8 +167,7 @@ def missing_strategies(report: dict, config: dict) -> list[str]:
     missing = set()
     for mix in report_mixtures(report, config):
         for source in parse_mixture(mix).sources:
-            kind = config["strategies"].get(source, {}).get("kind")
-            if source != "real" and kind not in IMPLEMENTED_STRATEGY_KINDS:
+            if source != "real" and config["strategies"].get(source, {}).get("kind") not in STRATEGIES:
                 missing.add(source)
     return sorted(missing)
 
@@ -239,12 +183,9 @@ def skipped_reports(config: dict) -> list[str]:
     for name, report in config["reports"].items():
         missing = missing_strategies(report, config)
         if missing:
-            kinds = sorted({config["strategies"][m]["kind"] for m in missing})
+            kinds = sorted({config["strategies"].get(m, {}).get("kind", "?") for m in missing})
             notes.append(f"{name}: skipped; it trains on {', '.join(missing)} (kind {', '.join(kinds)}), "
                          "which this version cannot generate yet")
-        elif report["kind"] not in REPORT_KINDS_WITH_OUTPUTS:
-            notes.append(f"{name}: its runs are trained and evaluated (analysis/{name}/*.csv), "
-                         f"but the {report['kind']} output itself is not written by this version yet")
     return notes
 
 
@@ -260,7 +201,7 @@ def report_test_sets(config: dict, dataset: str) -> list[str]:
     """Test sets the models of `dataset` are evaluated on: the ID set first, then the reports'."""
     names = [config["evaluation"]["id_test_set"]]
     for report in active_reports(config).values():
-        if report["dataset"] == dataset and report["kind"] not in UNEVALUATED_KINDS:
+        if report["dataset"] == dataset and REPORTS[report["kind"]].evaluated:
             names += [t for t in report["test_sets"] if t not in names]
     return names
 
@@ -270,7 +211,7 @@ def generated_datasets(config: dict) -> list[tuple[str, str, str]]:
     out = []
     for dataset, spec in config["datasets"].items():
         for strategy, gen in spec.get("generate", {}).items():
-            if config["strategies"][strategy]["kind"] in IMPLEMENTED_STRATEGY_KINDS:
+            if config["strategies"][strategy]["kind"] in STRATEGIES:
                 out += [(dataset, strategy, split) for split in ("train", "val") if gen[f"{split}_shards"] > 0]
     return out
 
@@ -295,16 +236,17 @@ def generation_plan(config: dict) -> list[str]:
     for dataset, strategy, split in generated_datasets(config):
         gen = config["datasets"][dataset]["generate"][strategy]
         shards = gen[f"{split}_shards"]
-        if config["strategies"][strategy]["kind"] in DERIVED_KINDS:
+        kind = STRATEGIES[config["strategies"][strategy]["kind"]]
+        if kind.derived:
             spec = config["strategies"][strategy]
             lines.append(f"{dataset}/{strategy}/{split}: the images of {spec['source']}/{split} whose CLIP score "
                          f"is >= {spec.get('threshold', 0.3):g} (nothing generated)")
             continue
-        if config["strategies"][strategy]["kind"] in IMPORTED_KINDS:
+        if kind.imported:
             lines.append(f"{dataset}/{strategy}/{split}: imported from {config['strategies'][strategy].get('path')} "
                          "(nothing generated)")
             continue
-        if config["strategies"][strategy]["kind"] in CLASS_CONDITIONED_KINDS:
+        if kind.class_conditioned:
             n = gen[f"{split}_per_class"] * class_count(config["datasets"][dataset]["classes"])
             what = f"{n:,} images ({gen[f'{split}_per_class']} per class)"
         else:
@@ -320,14 +262,15 @@ def draws_of(config: dict, source: str) -> str:
     its own, or for an imported copy of a set (external, `seeds_from: <set>`) that set's, so that
     the copy trains exactly as the set."""
     strategy = config["strategies"].get(source, {})
-    return strategy.get("seeds_from") or source if strategy.get("kind") in IMPORTED_KINDS else source
+    imported = strategy.get("kind") in STRATEGIES and STRATEGIES[strategy["kind"]].imported
+    return strategy.get("seeds_from") or source if imported else source
 
 
 def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
     """(dataset, strategy, split, shard, n_shards) for every shard the plan needs."""
     jobs = []
     for dataset, strategy, split in generated_datasets(config):
-        if config["strategies"][strategy]["kind"] in DERIVED_KINDS | IMPORTED_KINDS:
+        if not STRATEGIES[config["strategies"][strategy]["kind"]].generated:
             continue  # filtered from another strategy's images, or imported: no generation shard
         n_shards = config["datasets"][dataset]["generate"][strategy][f"{split}_shards"]
         jobs += [(dataset, strategy, split, i, n_shards) for i in range(n_shards)]
@@ -340,32 +283,9 @@ def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:
 # Fake-it found ~2 better for training data than the paper's 7.5). Each scale is a strategy of
 # its own, derived from the template: the template's settings, its image counts, and its seeds
 # and prompts (seeds_from), so the sets differ in guidance only.
-TRAIN_ON = {"generated": "{s}_{p}", "real+generated": "real_100+{s}_{p}"}  # a guidance_curve's `train_on`
-
-
 def guidance_strategy_name(template: str, guidance: float) -> str:
     """cl80 at guidance 2 -> 'cl80g2'; at 7.5 -> 'cl80g7p5' (strategy names are [a-z][a-z0-9]*)."""
     return f"{template}g{_percent(guidance).replace('.', 'p')}"
-
-
-def guidance_train_on(report: dict) -> list[str]:
-    """What a guidance_curve trains on: its `train_on`, else each set added to all the real data."""
-    return report.get("train_on", ["real+generated"])
-
-
-def guidance_label(guidance: str, train_on: str) -> str:
-    """A guidance_curve row's label (the report's table index)."""
-    return f"guidance {guidance}, {train_on}"
-
-
-def guidance_rows(report: dict) -> dict[str, str]:
-    """label -> mixture of a guidance_curve, per guidance value and `train_on` (after expand_guidance_sweeps)."""
-    if "guidance_strategies" not in report:
-        raise ConfigError("a guidance_curve report is planned after expand_guidance_sweeps(config) names its "
-                          "strategies")
-    percent = _percent(report.get("generated_percent", 100))
-    return {guidance_label(g, on): TRAIN_ON[on].format(s=s, p=percent)
-            for g, s in report["guidance_strategies"].items() for on in guidance_train_on(report)}
 
 
 def _derive_guidance_strategy(config: dict, key: str, dataset: str, template: str, guidance: float) -> str:
@@ -389,15 +309,15 @@ def expand_guidance_sweeps(config: dict) -> None:
     """Add every guidance_curve's derived strategies to config (idempotent), and record them in
     the report as guidance_strategies: {guidance: strategy}."""
     for rname, report in config["reports"].items():
-        if report["kind"] != "guidance_curve":
+        if not REPORTS[report["kind"]].guidance_sweep:
             continue
         key, template, dataset = f"reports.{rname}", report["strategy"], report["dataset"]
         if dataset not in config["datasets"]:
             continue  # check_config names the key
         spec = config["strategies"].get(template)
-        if spec is None or spec["kind"] not in STRATEGY_KINDS_NEEDING_A_MODEL:
+        if spec is None or not STRATEGIES[spec["kind"]].diffusion:
             raise ConfigError(f"{key}.strategy: '{template}' must be a diffusion strategy (a kind of "
-                              f"{sorted(STRATEGY_KINDS_NEEDING_A_MODEL)}), whose guidance scale the report varies")
+                              f"{sorted(STRATEGIES.names(diffusion=True))}), whose guidance scale the report varies")
         if template not in config["datasets"][dataset].get("generate", {}):
             raise ConfigError(f"{key}.strategy: datasets.{dataset}.generate.{template} is not set; every guidance "
                               f"value generates as many images as it says")

@@ -36,14 +36,6 @@ WNID_RE = re.compile(r"^n\d{8}$")
 # ImageNet-C's 15 standard corruptions (Hendrycks & Dietterich 2019), whose mean is the reported
 # number; the download also holds 4 extras (speckle_noise, gaussian_blur, spatter, saturate),
 # held out in the original paper, which are averaged only when config lists them.
-# Pixels cropped from each side before any preprocessing: ObjectNet's images carry a thin border
-# (evaluation and embedding both crop it).
-BORDER_CROP_PX = {"objectnet": 2}
-# Test-set kinds covering a subset of ImageNet's classes: their ID accuracy (for effective
-# robustness) is val accuracy on that subset, measured in the same pass as val itself and named
-# '<id set>@<test set>' (evaluate.py, robustness.py).
-ID_SUBSET_KINDS = ("imagenet_r", "objectnet")
-
 IMAGENET_C_CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
     "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",

@@ -23,6 +23,7 @@ import pandas as pd
 from . import io, plots
 from .config import TrainingRun
 from .kinds import REPORTS
+from .kinds.reports import TRAINING
 from .robustness import fits_of
 
 
@@ -441,4 +442,8 @@ def make_report(kind: str, accuracy_csv: str, robustness_csv: str, report: dict,
                 out_figure: str, metrics: list[str] | None = None) -> pd.DataFrame:
     """One of the paper's tables or figures (a training-family report kind), as CSV + PNG, by the
     writer its kind names."""
+    if REPORTS[kind].family != TRAINING:
+        trained = ", ".join(REPORTS.names(family=TRAINING))
+        raise ValueError(f"'{kind}' is not a report of trained runs (one of {trained}); "
+                         "`genrobust metrics-report` builds it")
     return REPORTS[kind].load_writer()(accuracy_csv, robustness_csv, report, out_table, out_figure, metrics)

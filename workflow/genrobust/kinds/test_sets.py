@@ -15,10 +15,12 @@ class TestSetKind:
     name: str
     images_per_class: int  # test images per ImageNet-1K class at full size (sizes, costs, rehearsal)
     classes: int  # the classes a complete copy has its images in
-    id_subset: bool = False  # covers a subset of ImageNet's classes: its ID accuracy is val on that subset
+    # Covers a subset of ImageNet's classes: its ID accuracy (for effective robustness) is val accuracy
+    # on that subset, measured in the same pass as val itself, named '<id set>@<test set>'.
+    id_subset: bool = False
     own_classes: bool = False  # its own class folders, each mapped to one or more ImageNet classes
     corruptions: bool = False  # images per corruption and severity (options severities, corruptions)
-    border_crop_px: int = 0  # pixels cropped from each side before any preprocessing (a thin border)
+    border_crop_px: int = 0  # cropped from each side before any preprocessing (ObjectNet's thin border)
     mapped_wnids: int = 0  # own_classes: the ImageNet classes its own classes map to
 
     @property
