@@ -95,3 +95,15 @@ def test_strategy_and_report_kinds_are_those_the_schema_allows():
     report_kinds = props["reports"]["additionalProperties"]["properties"]["kind"]["enum"]
     test_kinds = props["test_sets"]["additionalProperties"]["properties"]["kind"]["enum"]
     assert (set(strategy_kinds), set(report_kinds), set(test_kinds)) == (set(STRATEGIES), set(REPORTS), set(TEST_SETS))
+
+
+def test_the_registries_are_the_bottom_layer():
+    """Every layer may ask the registries, so they import nothing of the library above them."""
+    from test_layering import import_graph
+
+    graph = import_graph(PACKAGE)
+    kinds = {m for m in graph if m == "genrobust.kinds" or m.startswith("genrobust.kinds.")}
+    assert len(kinds) == 5
+    for module in kinds:
+        assert graph[module] <= kinds | {"genrobust.errors"}, (module, graph[module] - kinds)
+    assert graph["genrobust.errors"] == set()

@@ -96,3 +96,16 @@ def test_cycle_finder_sees_function_level_and_package_imports(tmp_path):
     assert cycle[0] == cycle[-1] and set(cycle) == {"pkg.a", "pkg.b", "pkg.sub.c"}
     (package / "sub" / "c.py").write_text("from pkg import sub\n")  # its own package: no edge
     assert find_cycle(import_graph(package)) == []
+
+
+def test_modules_and_functions_stay_readable():
+    """A module a reader can hold (~500 lines) and functions that do one thing (<= 80 lines)."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 520:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                too_long.append(f"{path.relative_to(PACKAGE)}: {node.name} has {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "split these:\n" + "\n".join(too_long)

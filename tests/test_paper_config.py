@@ -44,9 +44,26 @@ def test_training_data_at_the_papers_resolution():
     paper = {"max_resolution": 500, "jpeg_quality": 90, "compress_probability": 0.5}
     beton = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]["beton"]
     assert beton["default"] == paper
-    assert all(d["beton"] == paper for d in CONFIG["datasets"].values())
+    assert all(d.get("beton", paper) == paper for d in CONFIG["datasets"].values())
     assert schema_defaults()["save_size"] == 512
     assert all(s.get("save_size", 512) >= 500 for s in CONFIG["strategies"].values())
+
+
+def test_the_class_label_strategies_sample_as_the_paper_once_defaults_are_filled(monkeypatch):
+    """config.yaml states only what differs from the schema's defaults: filled, the paper's SD v1.5
+    sampling (PNDM, 50 steps, guidance 7.5, 512 px at fp16, JPEG 95, no safety checker)."""
+    from genrobust.validation import load_config
+
+    monkeypatch.chdir(ROOT)
+    config = load_config(["config/config.yaml"], {"check_paths": False})
+    paper = {"pipeline": "StableDiffusionPipeline", "scheduler": "PNDMScheduler", "steps": 50, "guidance": 7.5,
+             "height": 512, "width": 512, "dtype": "float16", "save_size": 512, "jpeg_quality": 95,
+             "safety_checker": False, "class_names": "clip"}
+    for name in ("cl80", "photo", "cl80ft", "rendition"):
+        assert {k: config["strategies"][name][k] for k in paper} == paper, name
+    assert (config["strategies"]["ldm"]["steps"], config["strategies"]["ldm"]["guidance"]) == (20, 3.0)
+    finetune = config["models"]["sd15_ft"]["finetune"]
+    assert (finetune["lr_scheduler"], finetune["optimizer"], finetune["resolution"]) == ("cosine", "adamw8bit", 512)
 
 
 def test_in100_tables_use_the_papers_headers_and_labels():

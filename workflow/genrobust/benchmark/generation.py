@@ -272,6 +272,20 @@ def _peak_memory(device) -> dict:
             "gpu_memory_total_gib": torch.cuda.get_device_properties(device).total_memory / 2**30}
 
 
+def _timed_batches(run_batch, device, n_batches: int) -> tuple[list[float], int, list]:
+    """Seconds of each of n_batches whole pipeline calls (the GPU synchronised at batch ends only),
+    the defective images among them, and the last batch's images."""
+    batch_times, defective, images = [], 0, []
+    for b in range(n_batches):
+        system.sync(device)
+        start = time.perf_counter()
+        images, bad, _ = run_batch(b)
+        system.sync(device)
+        batch_times.append(time.perf_counter() - start)
+        defective += bad
+    return batch_times, defective, images
+
+
 def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, height: int, width: int,
                          n_batches: int, warmup: int = 1, compile_unet: bool = False, channels_last: bool = True,
                          *, compile_mode: str = "max-autotune", strength: float = 1.0, profile_batches: int = 1,
@@ -326,14 +340,7 @@ def benchmark_generation(pipe, batch_size: int, steps: int, guidance: float, hei
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    batch_times, defective, images = [], 0, []
-    for b in range(n_batches):
-        system.sync(device)
-        start = time.perf_counter()
-        images, bad, _ = run_batch(b)
-        system.sync(device)
-        batch_times.append(time.perf_counter() - start)
-        defective += bad
+    batch_times, defective, images = _timed_batches(run_batch, device, n_batches)
     peak = _peak_memory(device)
     total = sum(batch_times)
     if images:  # the real output size (DiT and img2img take it from the model / the source images)
