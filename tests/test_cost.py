@@ -71,7 +71,7 @@ def test_the_cost_model_is_what_the_rules_ask_for(workdir, monkeypatch):
     jobs = [j for j in plain_dry_run(workdir, "results/table2.csv") if j.rule == "generate_shard"]
     monkeypatch.chdir(workdir)
     config = load_config(["config/config.yaml"], {"check_paths": False})
-    study = costs.Study(config)
+    study = costs.StudySize(config)
     for job in jobs[:3]:
         w = job.wildcards
         cost = costs.shard_cost(study, w["dataset"], w["strategy"], w["split"])

@@ -153,12 +153,12 @@ def test_an_adapter_folder_without_its_weights_fails_at_plan_time(monkeypatch, t
 
 
 def test_the_shards_spec_resolves_the_adapter_and_the_cost_model_halves_unguided_steps(monkeypatch):
-    from genrobust.costs import Study, shard_cost
+    from genrobust.costs import StudySize, shard_cost
 
     monkeypatch.chdir(REPO)
     config = beyond_config()
     check_config(config)
-    study = Study(config)
+    study = StudySize(config)
     guided = shard_cost(study, "demo10", "cl80", "train")
     unguided = shard_cost(study, "demo10", "cl80lcm", "train")  # 1 step without guidance vs cl80's 3 with it
     per_image = guided.seconds / guided.images, unguided.seconds / unguided.images

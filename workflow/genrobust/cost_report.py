@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from . import costs
-from .config import active_reports, generated_datasets
-from .kinds import REPORTS, STRATEGIES
-from .kinds.reports import METRIC
 from .share.plan import export_entry
+from .study import Study
 from .validation import load_config
 
 
@@ -44,7 +42,7 @@ def planned_jobs(dry_run: str) -> list[PlannedJob]:
     return [j for j in jobs if j.rule != "all"]
 
 
-def job_cost(study: costs.Study, job: PlannedJob, groups: dict) -> costs.JobCost:
+def job_cost(study: costs.StudySize, job: PlannedJob, groups: dict) -> costs.JobCost:
     """The cost model's figure for one planned job (seconds of work, not the request)."""
     w, rule = SimpleNamespace(**job.wildcards), job.rule
     if rule == "generate_shard":
@@ -86,10 +84,8 @@ def summarise(config: dict, jobs: list[PlannedJob]) -> dict:
     """{rules: {rule: {column: value}}, total: {...}, sources: {rule: figure source}}."""
     from .metrics import plan as metrics_plan
 
-    study = costs.Study(config)
-    metric_reports = {n: r for n, r in active_reports(config).items() if REPORTS[r["kind"]].family == METRIC}
-    filtered = [g for g in generated_datasets(config) if STRATEGIES[config["strategies"][g[1]]["kind"]].derived]
-    groups = metrics_plan.embedding_groups(config, metric_reports, filtered)
+    study, planned = costs.StudySize(config), Study.of(config)
+    groups = metrics_plan.embedding_groups(config, planned.metric_reports(config), list(planned.filtered_sets))
     rules: dict[str, dict] = {}
     sources: dict[str, str] = {}
     for job in jobs:

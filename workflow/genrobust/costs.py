@@ -94,7 +94,7 @@ def memory_mb(mb: float, attempt: int) -> int:
 
 
 @dataclass
-class Study:
+class StudySize:
     """The counts a config's jobs are sized by (its classes, the demo's drawn data)."""
 
     config: dict
@@ -182,7 +182,7 @@ def measured_arch_seconds(out: str, arch: str) -> tuple[float, str] | None:
 # ----------------------------------------------------------------------------- per rule
 
 
-def shard_cost(study: Study, dataset: str, strategy: str, split: str) -> JobCost:
+def shard_cost(study: StudySize, dataset: str, strategy: str, split: str) -> JobCost:
     config = study.config
     spec = config["strategies"][strategy]
     gen = config["datasets"][dataset]["generate"][strategy]
@@ -201,7 +201,7 @@ def shard_cost(study: Study, dataset: str, strategy: str, split: str) -> JobCost
                    source=source)
 
 
-def beton_cost(study: Study, dataset: str, rows: int, threads: int, generated: bool) -> JobCost:
+def beton_cost(study: StudySize, dataset: str, rows: int, threads: int, generated: bool) -> JobCost:
     resolution = study.config["datasets"][dataset]["beton"]["max_resolution"]
     # the manifest in memory, and a chunk of decoded images per writer process
     mem = CPU_JOB_MB + rows / 1000 + threads * 100 * resolution ** 2 * 3 / 1e6
@@ -209,7 +209,7 @@ def beton_cost(study: Study, dataset: str, rows: int, threads: int, generated: b
     return JobCost(BETON_SECONDS * rows / threads, mem, disk_mb=rows * kb / 1000)
 
 
-def training_cost(study: Study, dataset: str, mix: str, arch: str) -> JobCost:
+def training_cost(study: StudySize, dataset: str, mix: str, arch: str) -> JobCost:
     recipe = study.config["datasets"][dataset]["recipe"]
     rows = study.mixture_rows(dataset, mix)
     images = recipe["epochs"] * (rows + study.real_images(dataset, "val"))
@@ -220,7 +220,7 @@ def training_cost(study: Study, dataset: str, mix: str, arch: str) -> JobCost:
     return JobCost(images * per_image, GPU_JOB_MB + batches + rows * 64 / 1e6, gpus=1, trainings=1, source=source)
 
 
-def evaluation_cost(study: Study, dataset: str, threads: int) -> JobCost:
+def evaluation_cost(study: StudySize, dataset: str, threads: int) -> JobCost:
     options = study.config["evaluation"]
     views = 2 if options["flip_tta"] else 1
     images = sum(study.test_set_images(t, dataset) for t in report_test_sets(study.config, dataset))
@@ -229,7 +229,7 @@ def evaluation_cost(study: Study, dataset: str, threads: int) -> JobCost:
     return JobCost(views * images * EVAL_SECONDS, mem, gpus=1)
 
 
-def finetune_cost(study: Study, model: str) -> JobCost:
+def finetune_cost(study: StudySize, model: str) -> JobCost:
     """On one GPU (a job on N GPUs asks for N times the time it needs; set-resources lowers it)."""
     from .finetune.plan import finetuned_models, images_per_step
 
@@ -248,7 +248,7 @@ def finetune_cost(study: Study, model: str) -> JobCost:
     return JobCost(images * per_image, GPU_JOB_MB + weights + batches, gpus=1, disk_mb=disk)
 
 
-def embed_cost(study: Study, group: dict) -> JobCost:
+def embed_cost(study: StudySize, group: dict) -> JobCost:
     """An embedding group's images (upper bound: before a per-class cap), at the extractor's rate."""
     images = 0
     for base in group["sets"]:
@@ -263,12 +263,12 @@ def embed_cost(study: Study, group: dict) -> JobCost:
                    disk_mb=images * FEATURE_DIMS[extractor] * 2 / 1e6)
 
 
-def predictions_cost(study: Study, dataset: str, strategy: str) -> JobCost:
+def predictions_cost(study: StudySize, dataset: str, strategy: str) -> JobCost:
     images = study.real_images(dataset, "val") + study.generated_images(dataset, strategy, "val")
     return JobCost(images * CLASSIFY_SECONDS, GPU_JOB_MB, gpus=1)
 
 
-def metric_report_cost(study: Study, name: str) -> JobCost:
+def metric_report_cost(study: StudySize, name: str) -> JobCost:
     """Table 2 works through every class's images against each shift set's (its threads'
     share of the one-core figure); the other metric reports take seconds."""
     spec = study.config["reports"][name]

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from . import io
-from .config import active_reports, generated_datasets, parse_mixture, report_runs, report_test_sets
+from .config import active_reports, parse_mixture
 from .datasets import IMAGENET_C_CORRUPTIONS, imagenet_r_wnids, imagenet_wnids, load_class_list
-from .kinds import REPORTS, STRATEGIES, TEST_SETS
-from .kinds.reports import METRIC
+from .kinds import TEST_SETS
 from .seeding import derive_seed
+from .study import Study
 from .sizes import FEATURE_DIMS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,6 +208,7 @@ class StandIns:
 
     def __init__(self, config: dict, per_class: int | None = 3, scale: float | None = None):
         self.config, self.per_class, self.scale, self.out = config, per_class, scale, config["out"]
+        self.study = Study.of(config)
         self.images = f"{self.out}/rehearsal-images"  # named in tables, never read
         self.counts: dict[str, int] = {}
         self.rng = np.random.default_rng(derive_seed(config["seed"], "rehearsal features"))
@@ -271,10 +272,9 @@ class StandIns:
     def embedding_groups(self) -> None:
         from .metrics import plan as metrics_plan
 
-        reports = {n: r for n, r in active_reports(self.config).items() if REPORTS[r["kind"]].family == METRIC}
-        filtered = [g for g in generated_datasets(self.config)
-                    if STRATEGIES[self.config["strategies"][g[1]]["kind"]].derived]
-        for group in metrics_plan.embedding_groups(self.config, reports, filtered).values():
+        filtered = list(self.study.filtered_sets)
+        for group in metrics_plan.embedding_groups(self.config, self.study.metric_reports(self.config),
+                                                   filtered).values():
             for base, (table, kind) in group["sets"].items():
                 self.features(base, table, kind, group["extractor"])
             if group["text"]:
@@ -289,9 +289,8 @@ class StandIns:
         from .metrics.classify import PREDICTION_COLUMNS
         from .metrics.embeddings import read_image_set
 
-        for report in active_reports(self.config).values():
-            if not REPORTS[report["kind"]].classifies:
-                continue
+        for planned in self.study.reports_that(classifies=True).values():
+            report = self.config["reports"][planned.name]
             sets = {name: read_image_set(self.table(metrics_plan.source_table(self.out, report["dataset"], "val",
                                                                                 name)), generated=name != "real")
                     for name in ("real", report["strategy"])}
@@ -306,13 +305,12 @@ class StandIns:
     def generation_summaries(self) -> None:
         """gather's summary.json of every set a cost_frontier report reads: its hours the cost
         model's estimate (costs.shard_cost) for the full-scale set on a GPU."""
-        from .costs import Study, shard_cost
+        from .costs import StudySize, shard_cost
         from .metrics import plan as metrics_plan
 
-        study = Study(self.config)
-        for name, report in active_reports(self.config).items():
-            if not REPORTS[report["kind"]].costs:
-                continue
+        study = StudySize(self.config)
+        for name, planned in self.study.reports_that(costs=True).items():
+            report = self.config["reports"][name]
             for path in metrics_plan.report_inputs(self.config, name)["summaries"].values():
                 if Path(path).is_file():
                     continue
@@ -331,9 +329,9 @@ class StandIns:
         metrics (for loss curves)."""
         from .evaluate import write_result
 
-        for report in active_reports(self.config).values():
-            kind = REPORTS[report["kind"]]
-            for run in report_runs(self.config, report):
+        for planned in self.study.reports.values():
+            kind = planned.kind
+            for run in planned.runs:
                 if kind.training_curves:
                     path = Path(self.out, "train", run.dir, "metrics.jsonl")
                     if not path.is_file():
@@ -343,7 +341,7 @@ class StandIns:
                 elif kind.evaluated:
                     path = Path(self.out, "eval", run.dir, "evaluation.json")
                     if not path.is_file():
-                        tests = report_test_sets(self.config, run.dataset)
+                        tests = list(self.study.evaluated_test_sets[run.dataset])
                         write_result(path, toy_evaluation(self.config, run, tests), {"rehearsal": True})
                         self._count("evaluations")
 

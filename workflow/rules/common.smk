@@ -13,25 +13,18 @@ from genrobust.config import (
     RUN_DIR,
     ConfigError,
     TrainingRun,
-    active_reports,
-    draws_of,
-    generated_datasets,
     generation_plan,
     parse_mixture,
-    report_reference,
     report_rows,
-    report_runs,
     report_spec as study_report_spec,
-    report_test_sets,
     skipped_reports,
-    training_runs,
     unpinned_hub_models,
 )
 from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
-from genrobust.kinds import REPORTS, STRATEGIES, TEST_SETS
 from genrobust.kinds.reports import METRIC
 from genrobust.provenance import config_hash
 from genrobust.schema import schema_problem
+from genrobust.study import Study, thawed
 from genrobust.validation import check_config
 
 # The schema's verdict in one line naming the key (jsonschema's own message dumps the schema);
@@ -46,6 +39,8 @@ try:
     check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
+# The plan, built once: runs, reports, generated sets and every name's kind (genrobust/study.py).
+STUDY = Study.of(config)
 
 OUT = config["out"]
 DEMO = config.get("demo")
@@ -94,8 +89,6 @@ def train_launcher(wildcards, resources):
     return f"{PYTHON} -m torch.distributed.run --standalone --nproc-per-node {gpus} -m genrobust"
 
 
-RUNS = training_runs(config)
-ACTIVE_REPORTS = active_reports(config)
 if workflow.is_main_process:
     for line in generation_plan(config):
         print(f"genrobust: generate {line}", file=sys.stderr)
@@ -148,7 +141,7 @@ def dataset_root(wildcards):
 
 
 def test_set_kind(wildcards):
-    return config["test_sets"][wildcards.test_set]["kind"]
+    return STUDY.test_sets[wildcards.test_set].kind.name
 
 
 def test_set_root(wildcards):
@@ -263,7 +256,7 @@ def generation_inputs(wildcards):
     """The real index an image-conditioned strategy starts from, and what the demo builds."""
     strategy = config["strategies"][wildcards.strategy]
     inputs = {}
-    if not STRATEGIES[strategy["kind"]].class_conditioned:
+    if not STUDY.strategies[wildcards.strategy].kind.class_conditioned:
         inputs["real_index"] = f"{OUT}/index/{wildcards.dataset}/{wildcards.split}.csv"
     paths = [strategy.get("weights"), strategy.get("mixing_set"), strategy.get("captions")]
     if strategy.get("captions") and not demo_inputs(strategy["captions"]):
@@ -285,7 +278,7 @@ def real_index_arg(wildcards, input):
 def contact_sheet_manifests(wildcards):
     return {
         strategy: f"{OUT}/generate/{dataset}/{strategy}/train/manifest.csv"
-        for dataset, strategy, split in generated_datasets(config)
+        for dataset, strategy, split in STUDY.generated_sets
         if dataset == wildcards.dataset and split == "train"
     }
 
@@ -355,7 +348,7 @@ def training_source_args(wildcards, input):
 def mixture_draw_args(wildcards):
     """--draws for a source keyed by another name (an imported copy of a set draws as the set);
     none for the others, so their commands stay as they were."""
-    keyed = {s: draws_of(config, s) for s in mixture_sources(wildcards)}
+    keyed = {s: STUDY.draws_of(s) for s in mixture_sources(wildcards)}
     return [f"--draws {quote(f'{s}={d}')}" for s, d in keyed.items() if d != s]
 
 
@@ -384,13 +377,13 @@ def dataset_classes(wildcards):
 
 
 def test_set_indices(wildcards):
-    return {t: f"{OUT}/index/test/{t}.csv" for t in report_test_sets(config, wildcards.dataset)}
+    return {t: f"{OUT}/index/test/{t}.csv" for t in STUDY.evaluated_test_sets[wildcards.dataset]}
 
 
 def evaluation_set_args(wildcards, input):
     args = []
-    for t in report_test_sets(config, wildcards.dataset):
-        kind = TEST_SETS[config["test_sets"][t]["kind"]]
+    for t in STUDY.evaluated_test_sets[wildcards.dataset]:
+        kind = STUDY.test_sets[t].kind
         args.append(f"--set {quote(f'{t}={input[t]}')}")
         if kind.border_crop_px:
             args.append(f"--border-crop {t}={kind.border_crop_px}")
@@ -404,16 +397,15 @@ def evaluation_set_args(wildcards, input):
 
 def report_evaluations(wildcards):
     """The evaluations of exactly the runs one report needs (its rows and reference runs)."""
-    spec = config["reports"][wildcards.report]
-    return [f"{OUT}/eval/{run.dir}/evaluation.json" for run in report_runs(config, spec)]
+    return [f"{OUT}/eval/{run.dir}/evaluation.json" for run in STUDY.reports[wildcards.report].runs]
 
 
 def reference_json(wildcards):
     """The report's effective-robustness reference and the shift sets it fits, for the fit."""
-    spec = config["reports"][wildcards.report]
+    planned = STUDY.reports[wildcards.report]
     return json.dumps(
-        {"id_test_set": config["evaluation"]["id_test_set"], "test_sets": spec["test_sets"]}
-        | report_reference(spec, config),
+        {"id_test_set": config["evaluation"]["id_test_set"], "test_sets": thawed(planned.settings["test_sets"])}
+        | thawed(planned.reference),
         sort_keys=True,
     )
 
@@ -426,7 +418,7 @@ def report_spec(name, **extra):
 def report_inputs(name):
     """A loss-curve figure reads training metrics only; a table its runs' accuracies, and the
     effective-robustness fit when it reports ER."""
-    kind = REPORTS[config["reports"][name]["kind"]]
+    kind = STUDY.reports[name].kind
     if kind.training_curves:
         return {}
     inputs = {"accuracy": f"{OUT}/analysis/{name}/accuracy.csv"}
@@ -441,7 +433,7 @@ def report_input_args(wildcards, input):
 
 def report_figure(name):
     spec = config["reports"][name]
-    return f"{OUT}/{spec.get('figure', name + REPORTS[spec['kind']].figure_suffix)}.png"
+    return f"{OUT}/{spec.get('figure', name + STUDY.reports[name].kind.figure_suffix)}.png"
 
 
 def report_display(name):
@@ -471,10 +463,10 @@ PROVENANCE = f"{OUT}/provenance.csv"
 
 def report_metrics(name):
     """loss_curves: the training metrics of the report's runs."""
-    spec = config["reports"][name]
-    if not REPORTS[spec["kind"]].training_curves:
+    planned = STUDY.reports[name]
+    if not planned.kind.training_curves:
         return []
-    return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in report_runs(config, spec)]
+    return [f"{OUT}/train/{run.dir}/metrics.jsonl" for run in planned.runs]
 
 
 def report_metrics_arg(wildcards, input):
@@ -483,17 +475,16 @@ def report_metrics_arg(wildcards, input):
 
 def final_outputs():
     targets = [
-        f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv"
-        for dataset, strategy, split in generated_datasets(config)
+        f"{OUT}/generate/{dataset}/{strategy}/{split}/manifest.csv" for dataset, strategy, split in STUDY.generated_sets
     ]
     targets += sorted(
-        {f"{OUT}/figure6_{dataset}.png" for dataset, _, split in generated_datasets(config) if split == "train"}
+        {f"{OUT}/figure6_{dataset}.png" for dataset, _, split in STUDY.generated_sets if split == "train"}
     )
-    for name in ACTIVE_REPORTS:
+    for name in STUDY.reports:
         targets += [t for t in report_outputs(name) if t not in targets]
     targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
     targets += [f"{OUT}/export/{e['dataset']}/{e['strategy']}" for e in config.get("exports") or []]
-    return targets + [PROVENANCE] * bool(ACTIVE_REPORTS)
+    return targets + [PROVENANCE] * bool(STUDY.reports)
 
 
 include: "resources.smk"

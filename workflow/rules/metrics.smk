@@ -141,10 +141,10 @@ for name, spec in METRIC_REPORTS.items():
             display=report_display(name),
         log:
             f"{OUT}/logs/make_{name}.log",
-        localrule: not REPORTS[spec["kind"]].cluster_job
+        localrule: not STUDY.reports[name].kind.cluster_job
         conda:
             ENV
-        threads: metric_report_threads(spec)
+        threads: metric_report_threads(name)
         resources:
             mem_mb=lambda wildcards, attempt: _megabytes(CPU_JOB_MB, attempt),
             runtime=metric_report_runtime(name),

@@ -4,10 +4,8 @@ import re
 
 from genrobust.metrics import plan as metrics_plan
 
-METRIC_REPORTS = {name: spec for name, spec in ACTIVE_REPORTS.items() if REPORTS[spec["kind"]].family == METRIC}
-FILTERED = [
-    (d, s, split) for d, s, split in generated_datasets(config) if STRATEGIES[config["strategies"][s]["kind"]].derived
-]
+METRIC_REPORTS = STUDY.metric_reports(config)
+FILTERED = list(STUDY.filtered_sets)
 EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
 TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
 METRICS = config.get("metrics") or {}
@@ -17,8 +15,8 @@ METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
 # Table 2 compares each class's train images with each shift set's (FID, and KID's 100 subsets
 # per cell): minutes of BLAS at ImageNet-1K (README: the head node at scale), so it runs as a
 # cluster job (its kind is cluster_job); the other reports are seconds, on the head node.
-def metric_report_threads(spec):
-    return costs.FID_TABLE_THREADS if REPORTS[spec["kind"]].cluster_job else 1
+def metric_report_threads(name):
+    return costs.FID_TABLE_THREADS if STUDY.reports[name].kind.cluster_job else 1
 
 
 def metric_model_inputs(*paths):

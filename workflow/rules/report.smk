@@ -1,8 +1,8 @@
 # The paper's tables and figures, reduced from the analysis tables: one rule per report in
 # config (table1, table3, figure3, ...), each a call of `genrobust report` writing a CSV and a PNG.
 
-for name, spec in ACTIVE_REPORTS.items():
-    if REPORTS[spec["kind"]].family == METRIC:
+for name, spec in STUDY.reports.items():
+    if spec.kind.family == METRIC:
         continue  # Tables 2, 5, 7 and the scatter: rules in metrics.smk
 
     rule:
@@ -12,8 +12,10 @@ for name, spec in ACTIVE_REPORTS.items():
             **report_inputs(name),
             metrics=report_metrics(name),
         output:
-            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
-            figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
+            table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec.kind.name}.rst", category=report_category(name)),
+            figure=report(
+                report_figure(name), caption=f"../report/{spec.kind.name}.rst", category=report_category(name)
+            ),
             display=report_display(name),
         log:
             f"{OUT}/logs/make_{name}.log",
@@ -23,7 +25,7 @@ for name, spec in ACTIVE_REPORTS.items():
         threads: 1
         params:
             cli=GENROBUST,
-            kind=spec["kind"],
+            kind=spec.kind.name,
             spec=report_spec(name),
             metrics=report_metrics_arg,
             inputs=report_input_args,
@@ -36,7 +38,7 @@ for name, spec in ACTIVE_REPORTS.items():
 # page shows it.
 rule provenance:
     input:
-        [path for name in ACTIVE_REPORTS for path in report_outputs(name)],
+        [path for name in STUDY.reports for path in report_outputs(name)],
     output:
         report(PROVENANCE, caption="../report/provenance.rst", category="About this run"),
     log:
@@ -51,7 +53,7 @@ rule provenance:
         config_sha256=config_hash(config),
         configfiles=" ".join(quote(str(path)) for path in workflow.configfiles),
         checkout=workflow.basedir,
-        reports=" ".join(map(quote, ACTIVE_REPORTS)),
+        reports=" ".join(map(quote, STUDY.reports)),
     shell:
         "{params.cli} provenance --config-sha256 {params.config_sha256:q} --results {params.results:q} "
         "--configfiles {params.configfiles} --checkout {params.checkout:q} --reports {params.reports} "

@@ -15,7 +15,7 @@ from genrobust.config import produced_by_demo
 from genrobust.share import plan as share_plan
 from genrobust.costs import CPU_JOB_MB, GPU_JOB_MB
 
-STUDY = costs.Study(config)
+SIZES = costs.StudySize(config)
 _minutes, _megabytes = costs.runtime_minutes, costs.memory_mb
 
 
@@ -39,31 +39,31 @@ def index_mem_mb(wildcards, attempt):
     return _megabytes(CPU_JOB_MB, attempt)
 
 
-index_runtime, _ = _sized(lambda w, t: costs.index_cost(STUDY.real_images(w.dataset, w.split)))
-index_test_runtime, _ = _sized(lambda w, t: costs.index_cost(STUDY.test_set_images(w.test_set)))
-shard_runtime, shard_mem_mb = _sized(lambda w, t: costs.shard_cost(STUDY, w.dataset, w.strategy, w.split))
+index_runtime, _ = _sized(lambda w, t: costs.index_cost(SIZES.real_images(w.dataset, w.split)))
+index_test_runtime, _ = _sized(lambda w, t: costs.index_cost(SIZES.test_set_images(w.test_set)))
+shard_runtime, shard_mem_mb = _sized(lambda w, t: costs.shard_cost(SIZES, w.dataset, w.strategy, w.split))
 source_beton_runtime, source_beton_mem_mb = _sized(
-    lambda w, t: costs.beton_cost(STUDY, w.dataset, STUDY.source_images(w.dataset, w.source), t, w.source != "real")
+    lambda w, t: costs.beton_cost(SIZES, w.dataset, SIZES.source_images(w.dataset, w.source), t, w.source != "real")
 )
 val_beton_runtime, val_beton_mem_mb = _sized(
-    lambda w, t: costs.beton_cost(STUDY, w.dataset, STUDY.real_images(w.dataset, "val"), t, False)
+    lambda w, t: costs.beton_cost(SIZES, w.dataset, SIZES.real_images(w.dataset, "val"), t, False)
 )
-training_runtime, training_mem_mb = _sized(lambda w, t: costs.training_cost(STUDY, w.dataset, w.mix, w.arch))
-evaluation_runtime, evaluation_mem_mb = _sized(lambda w, t: costs.evaluation_cost(STUDY, w.dataset, t))
-finetune_runtime, finetune_mem_mb = _sized(lambda w, t: costs.finetune_cost(STUDY, w.model))
-predictions_runtime, _ = _sized(lambda w, t: costs.predictions_cost(STUDY, w.dataset, w.strategy))
-share_runtime, _ = _sized(lambda w, t: costs.share_cost(STUDY.generated_images(w.dataset, w.strategy, "train")))
+training_runtime, training_mem_mb = _sized(lambda w, t: costs.training_cost(SIZES, w.dataset, w.mix, w.arch))
+evaluation_runtime, evaluation_mem_mb = _sized(lambda w, t: costs.evaluation_cost(SIZES, w.dataset, t))
+finetune_runtime, finetune_mem_mb = _sized(lambda w, t: costs.finetune_cost(SIZES, w.model))
+predictions_runtime, _ = _sized(lambda w, t: costs.predictions_cost(SIZES, w.dataset, w.strategy))
+share_runtime, _ = _sized(lambda w, t: costs.share_cost(SIZES.generated_images(w.dataset, w.strategy, "train")))
 
 
 def export_runtime(wildcards, attempt):
     splits = share_plan.export_entry(config, wildcards.dataset, wildcards.strategy)["splits"]
-    images = sum(STUDY.generated_images(wildcards.dataset, wildcards.strategy, split) for split in splits)
+    images = sum(SIZES.generated_images(wildcards.dataset, wildcards.strategy, split) for split in splits)
     return _minutes(costs.share_cost(images).seconds, attempt)
 
 
 def embed_runtime(group):
-    return _sized(lambda w, t: costs.embed_cost(STUDY, group))[0]
+    return _sized(lambda w, t: costs.embed_cost(SIZES, group))[0]
 
 
 def metric_report_runtime(name):
-    return _sized(lambda w, t: costs.metric_report_cost(STUDY, name))[0]
+    return _sized(lambda w, t: costs.metric_report_cost(SIZES, name))[0]

@@ -2,7 +2,7 @@
 
 from genrobust.share import plan as share_plan
 
-EXTERNAL = sorted({s for _, s, _ in generated_datasets(config) if STRATEGIES[config["strategies"][s]["kind"]].imported})
+EXTERNAL = sorted({s for _, s, _ in STUDY.generated_sets if STUDY.strategies[s].kind.imported})
 
 
 def external_inputs(wildcards):

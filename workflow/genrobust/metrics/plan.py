@@ -24,7 +24,7 @@ import math
 import re
 
 from genrobust.config import RUN_DIR, TrainingRun, parse_mixture
-from genrobust.costs import Study
+from genrobust.costs import StudySize
 from genrobust.kinds import REPORTS, STRATEGIES, TEST_SETS
 from genrobust.kinds.reports import BENCHMARK_SETS, FID_SETS, ROW_SETS, SOURCE_SETS
 
@@ -106,8 +106,8 @@ def row_sources(report: dict) -> dict[str, str]:
 
 def generated_images_used(config: dict, report: dict) -> dict[str, int]:
     """label -> the generated images a row trains on (its share of the set: cl80_100 of a set made
-    at 200% trains on half of it), as costs.Study counts a mixture's rows."""
-    study, used = Study(config), {}
+    at 200% trains on half of it), as costs.StudySize counts a mixture's rows."""
+    study, used = StudySize(config), {}
     for label, mix in REPORTS[report["kind"]].report_rows(report).items():
         mixture = parse_mixture(mix)
         base = mixture.total or study.real_images(report["dataset"], "train")
