@@ -169,8 +169,8 @@ def test_contact_sheet_caption():
 
 def test_every_report_output_is_marked_for_the_report():
     rules = (REPO / "workflow/rules/report.smk").read_text()
-    assert re.search(r"table=report\(.*caption=f\"\.\./report/\{spec\['kind'\]\}\.rst\"", rules)
-    assert re.search(r"figure=report\(.*caption=f\"\.\./report/\{spec\['kind'\]\}\.rst\"", rules)
+    assert re.search(r"table=report\(.*caption=f\"\.\./report/\{spec\.kind\.name\}\.rst\"", rules)
+    assert re.search(r"figure=report\((?s:.*?)caption=f\"\.\./report/\{spec\.kind\.name\}\.rst\"", rules)
     reports = (*DEMO["reports"].values(), *FULL["reports"].values(), *BEYOND["reports"].values())
     kinds = {spec["kind"] for spec in reports}
     assert {"guidance_curve", "diversity_er", "scaling_curve"} <= kinds
