@@ -112,10 +112,6 @@ class Study:
         """name -> config entry of the built reports of the metric family (metrics/plan.py reads these)."""
         return {name: config["reports"][name] for name in self.reports_that(family=METRIC)}
 
-    def strategies_that(self, **traits) -> tuple[str, ...]:
-        """The strategies whose kind has `traits` (strategies_that(derived=True))."""
-        return tuple(n for n, s in self.strategies.items() if all(getattr(s.kind, a) == v for a, v in traits.items()))
-
     def reports_that(self, **traits) -> dict[str, Report]:
         """The built reports whose kind has `traits` (reports_that(family=METRIC)), in config order."""
         return {n: r for n, r in self.reports.items() if all(getattr(r.kind, a) == v for a, v in traits.items())}

@@ -83,6 +83,3 @@ for _kind in (
     StrategyKind("external", IMPORTED, ("seeds_from", "path", "format", "class_map")),
 ):
     STRATEGIES.register(_kind)
-
-# Keys some kinds read and others ignore (the rest have schema defaults, filled into every strategy).
-KIND_SPECIFIC_KEYS = tuple(dict.fromkeys(key for name in STRATEGIES for key in STRATEGIES[name].keys))
