@@ -34,7 +34,7 @@ def test_the_study_is_the_configs_plan(full):
     assert [g[1] for g in study.filtered_sets] == ["cl80clip"]
     in1k = study.evaluated_test_sets["imagenet1k"]
     assert in1k[0] == "imagenet_val" and "imagenet_c" in in1k
-    assert set(study.metric_reports(config)) == {"table2", "table5", "generated_scatter", "table7", "few_step"}
+    assert set(study.metric_reports()) == {"table2", "table5", "generated_scatter", "table7", "few_step"}
     assert study.draws_of("real") == "real" and study.draws_of("cl80") == "cl80"
 
 

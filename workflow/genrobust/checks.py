@@ -19,45 +19,34 @@ import inspect
 import math
 import sys
 
-from .config import (
-    ConfigError,
-    active_reports,
-    class_list,
-    dataset_wnids,
-    parse_mixture,
-    read_config_file,
-    real_per_class,
-    report_mixtures,
-    report_reference,
-    report_rows,
-)
+from .config import ConfigError, class_list, parse_mixture
 from .name_lists import ARCHITECTURES, DIFFUSERS_CLASSES, METRIC_MODELS, shipped_names
 from .crosschecks import check_references
 from .generator_checks import CALL_ARGS, check_generators, check_models
-from .kinds import REPORTS, STRATEGIES, TEST_SETS
 from .prompt_checks import check_captions, check_prompt_files
 from .schema import did_you_mean
+from .study import Report, Study, thawed
 
 
-def check_semantics(config: dict) -> None:
+def check_semantics(study: Study) -> None:
     """Raise ConfigError, naming the key, at the first value that is valid in type but would make
-    a job fail. `config` is validated against the schema and cross-checked by check_config."""
-    _check_datasets(config)
-    check_generators(config)
-    check_models(config)
-    check_prompt_files(config)
-    check_captions(config)  # the templates that use them
-    _check_archs(config)
-    for name, dataset in config["datasets"].items():
-        _check_recipe(f"datasets.{name}.recipe", dataset["recipe"])
-    _check_filtered_sources(config)  # before the mixtures: they count a clip_filtered source by its source
-    _check_mixtures(config)
-    _check_er_references(config)
-    _check_metrics(config)
-    check_references(config)
+    a job fail. `study` is one validation.parse_study built (its names resolve)."""
+    _check_datasets(study)
+    check_generators(study)
+    check_models(study)
+    check_prompt_files(study)
+    check_captions(study)  # the templates that use them
+    _check_archs(study)
+    for name, dataset in study.datasets.items():
+        _check_recipe(f"datasets.{name}.recipe", dataset.recipe)
+    _check_filtered_sources(study)  # before the mixtures: they count a clip_filtered source by its source
+    _check_mixtures(study)
+    _check_er_references(study)
+    _check_metrics(study)
+    check_references(study)
 
 
-def _check_er_references(config: dict) -> None:
+def _check_er_references(study: Study) -> None:
     """Each shift set of a report with effective robustness is fitted a line through its reference's
     standard models: its real-only runs here and the published rows of its csv that have both the
     set's and its ID measure's columns. Fewer than 2 points would fail the fit after every training."""
@@ -65,16 +54,13 @@ def _check_er_references(config: dict) -> None:
 
     from .robustness import describe_reference, reference_points
 
-    id_set = config["evaluation"]["id_test_set"]
-    for name, report in active_reports(config).items():
-        if not REPORTS[report["kind"]].er:
-            continue
-        reference = report_reference(report, config)
-        key = f"reports.{name}.reference" if report.get("reference") else f"datasets.{report['dataset']}.reference"
+    id_set = study.evaluation["id_test_set"]
+    for name, planned in study.reports_that(er=True).items():
+        report, reference, key = planned.settings, planned.reference, planned.reference_key
         runs = len(reference["mixtures"]) * len(report["archs"]) * len(report["seeds"])
         csv, frame = reference["csv"], None
         if csv:
-            frame = read_config_file(config, f"{key}.csv.path", csv["path"], pd.read_csv, "a CSV of published accuracies")
+            frame = study.read_file(f"{key}.csv.path", csv["path"], pd.read_csv, "a CSV of published accuracies")
             known = set(frame.columns) if frame is not None else None
             for field, column in [*(("columns." + k, v) for k, v in csv["columns"].items()),
                                   ("type_column", csv.get("type_column"))]:
@@ -84,7 +70,7 @@ def _check_er_references(config: dict) -> None:
         for test_set in report["test_sets"]:
             if test_set == id_set:
                 continue
-            id_col = f"{id_set}@{test_set}" if TEST_SETS[config["test_sets"][test_set]["kind"]].id_subset else id_set
+            id_col = f"{id_set}@{test_set}" if study.test_sets[test_set].kind.id_subset else id_set
             if csv and frame is None and {test_set, id_col} <= set(csv["columns"]):
                 continue  # a csv plan time cannot read (check_paths off): its rows are unknown
             published = len(reference_points(csv, test_set, id_col, frame)) if frame is not None else 0
@@ -95,24 +81,24 @@ def _check_er_references(config: dict) -> None:
                 f"{published} published row(s) with both columns" if csv else "it has no csv"
             raise ConfigError(
                 f"reports.{name}.test_sets: effective robustness on '{test_set}' needs a line through >= 2 standard "
-                f"models, but {key} ({describe_reference(reference) or 'empty'}) gives it {runs + published}: "
+                f"models, but {key} ({describe_reference(thawed(reference)) or 'empty'}) gives it {runs + published}: "
                 f"{runs} real-only run(s) here and {why}. Give the report a reference that covers it "
                 f"(reports.{name}.reference: {{mixtures: [real_100]}}: its own real-data runs, as Table 9's), "
                 f"or map the set in {key}.csv.columns")
 
 
-def _check_filtered_sources(config: dict) -> None:
+def _check_filtered_sources(study: Study) -> None:
     """clip_filtered strategies name a generating strategy that makes the splits they filter."""
     from .metrics.config_checks import check_filtered
 
-    check_filtered(config)
+    check_filtered(study)
 
 
-def _check_metrics(config: dict) -> None:
+def _check_metrics(study: Study) -> None:
     """The metrics section and the metric reports (genrobust/metrics/)."""
     from .metrics.config_checks import check_metrics
 
-    check_metrics(config)
+    check_metrics(study)
 
 
 # ----------------------------------------------------------------------------- name lists
@@ -133,9 +119,9 @@ def architecture_problem(arch: str) -> str:
     return f"'{arch}' is not a classifier in {libraries}{did_you_mean(name, known)}"
 
 
-def _check_archs(config: dict) -> None:
-    named = [(f"reports.{r}.archs", report.get("archs", [])) for r, report in config["reports"].items()]
-    named.append(("benchmarks.training.arch", config.get("benchmarks", {}).get("training", {}).get("arch", [])))
+def _check_archs(study: Study) -> None:
+    named = [(f"reports.{r}.archs", report.settings.get("archs", ())) for r, report in study.reports.items()]
+    named.append(("benchmarks.training.arch", study.config.get("benchmarks", {}).get("training", {}).get("arch", ())))
     for key, archs in named:
         for arch in archs:
             problem = architecture_problem(arch)
@@ -146,7 +132,7 @@ def _check_archs(config: dict) -> None:
 # ----------------------------------------------------------------------------- training
 
 
-def _check_recipe(key: str, recipe: dict) -> None:
+def _check_recipe(key: str, recipe) -> None:
     """What recipe.Recipe.check and its schedules assume (resizing and warm-up run forwards)."""
     if recipe["min_res"] > recipe["max_res"]:
         raise ConfigError(f"{key}.min_res: {recipe['min_res']} is above max_res {recipe['max_res']}; progressive "
@@ -163,18 +149,18 @@ def _check_recipe(key: str, recipe: dict) -> None:
                           f"({recipe['epochs']}); the warm-up must peak within the run")
 
 
-def _check_datasets(config: dict) -> None:
+def _check_datasets(study: Study) -> None:
     """Class lists parse; a dataset on the demo's drawn data only has classes the demo draws."""
-    for name in config["datasets"]:
-        wnids = dataset_wnids(config, name)
-        if real_per_class(config, name) is None:
+    for name in study.datasets:
+        wnids = study.wnids(name)
+        if study.real_per_class(name) is None:
             continue
-        drawn = set(class_list(config["demo"]["classes"]))
+        drawn = set(class_list(study.demo["classes"]))
         missing = [w for w in wnids if w not in drawn]
         if missing:
             raise ConfigError(f"datasets.{name}.classes: {len(missing)} classes ({', '.join(missing[:3])}) are not "
                               f"in demo.classes, the only ones the demo draws; list a subset of "
-                              f"{config['demo']['classes']}")
+                              f"{study.demo['classes']}")
 
 
 # ----------------------------------------------------------------------------- mixtures
@@ -191,56 +177,49 @@ def _check_datasets(config: dict) -> None:
 # against class-conditioned counts, and a fixed total against the unindexed real set itself.
 
 
-def _generated_at_most(config: dict, dataset: str, source: str, need: int | None) -> tuple[int | None, str, str]:
+def _generated_at_most(study: Study, dataset: str, source: str, need: int | None) -> tuple[int | None, str, str]:
     """(at most how many train images `source` makes for `dataset`, None if that depends on the
     unindexed real set; how that follows from config; what to change to make `need`)."""
-    if _filtered_source(config, source) != source:
-        have, how, fix = _generated_at_most(config, dataset, _filtered_source(config, source), need)
+    if study.base_source(source) != source:
+        have, how, fix = _generated_at_most(study, dataset, study.base_source(source), need)
         return have, f"{how}, before {source}'s CLIP filter keeps some of them", fix
-    gen = config["datasets"][dataset]["generate"][source]
-    key = f"datasets.{dataset}.generate.{_written_as(config, source)}"  # a guidance sweep's: its template's
-    n_classes = len(dataset_wnids(config, dataset))
+    gen = study.datasets[dataset].generate[source]
+    key = f"datasets.{dataset}.generate.{_written_as(study, source)}"  # a guidance sweep's: its template's
+    n_classes = len(study.wnids(dataset))
     if gen["train_shards"] == 0:
         return 0, f"{key}.train_shards is 0", f"set {key}.train_shards above 0"
-    kind = STRATEGIES[config["strategies"][source]["kind"]]
+    kind = study.strategies[source].kind
     if kind.imported:
         return None, "", ""  # counted when imported (the mixture's job names a shortfall)
     if kind.class_conditioned:
         per_class = gen["train_per_class"]
         return (per_class * n_classes, f"{key}.train_per_class {per_class} x {n_classes} classes",
                 f"raise {key}.train_per_class to {math.ceil((need or 0) / n_classes)} or lower the percentage")
-    per_real = config["strategies"][source].get("images_per_real", 1)
-    known = [n for n in (real_per_class(config, dataset), gen.get("sources_per_class")) if n is not None]
+    per_real = study.strategies[source].settings.get("images_per_real", 1)
+    known = [n for n in (study.real_per_class(dataset), gen.get("sources_per_class")) if n is not None]
     if not known:
         return None, "", ""
     sources = min(known)  # real images per class it starts from
     return (per_real * sources * n_classes, f"{per_real} per real image x {sources} per class x {n_classes} classes",
-            f"raise strategies.{_written_as(config, source)}.images_per_real or {key}.sources_per_class, or lower "
+            f"raise strategies.{_written_as(study, source)}.images_per_real or {key}.sources_per_class, or lower "
             "the percentage")
 
 
-def _written_as(config: dict, strategy: str) -> str:
+def _written_as(study: Study, strategy: str) -> str:
     """The strategy config names for `strategy`: a guidance_curve's derived strategy (cl80g2) is
     its template's (cl80) counts and settings, which are what a user edits."""
-    for report in config["reports"].values():
-        for derived in (report.get("guidance_strategies") or {}).values():
+    for report in study.reports.values():
+        for derived in (report.settings.get("guidance_strategies") or {}).values():
             if derived == strategy:
-                return report["strategy"]
+                return report.settings["strategy"]
     return strategy
 
 
-def _filtered_source(config: dict, source: str) -> str:
-    """The strategy a clip_filtered source takes its images from; any other source itself."""
-    from .metrics.plan import base_source
-
-    return base_source(config, source)
-
-
-def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
+def _check_mixture(study: Study, dataset: str, mix: str, key_of) -> int | None:
     """The size of training set `mix` of `dataset` where config fixes it (else None); a
     ConfigError, at key_of(source), where a term cannot be filled from what is planned."""
     mixture = parse_mixture(mix)
-    per_class, n_classes = real_per_class(config, dataset), len(dataset_wnids(config, dataset))
+    per_class, n_classes = study.real_per_class(dataset), len(study.wnids(dataset))
     n_real = None if per_class is None else per_class * n_classes
     base = mixture.total if mixture.total is not None else n_real
     size = 0
@@ -248,20 +227,20 @@ def _check_mixture(config: dict, dataset: str, mix: str, key_of) -> int | None:
         key = key_of(source)
         if mixture.sources.count(source) > 1:
             raise ConfigError(f"{key}: '{mix}' names {source} twice; give each source once")
-        counted = _filtered_source(config, source)  # a clip_filtered source has at most its source's images
-        kind = config["strategies"].get(counted, {}).get("kind")  # None: real
-        per_real = 1 if source == "real" else config["strategies"][counted].get("images_per_real", 1)
+        counted = study.base_source(source)  # a clip_filtered source has at most its source's images
+        kind = study.strategies[counted].kind if counted in study.strategies else None  # None: real
+        per_real = 1 if source == "real" else study.strategies[counted].settings.get("images_per_real", 1)
         # class-conditioned and imported sets are not counted per real image
-        per_real_capped = kind is None or not (STRATEGIES[kind].class_conditioned or STRATEGIES[kind].imported)
+        per_real_capped = kind is None or not (kind.class_conditioned or kind.imported)
         if mixture.total is None and per_real_capped and percent > 100 * per_real:
             what = ("the real train set is 100% (all of it)" if source == "real" else
-                    f"{source} ({kind}) makes {per_real} per real image, so at most {100 * per_real}%")
+                    f"{source} ({kind.name}) makes {per_real} per real image, so at most {100 * per_real}%")
             raise ConfigError(f"{key}: '{mix}' asks for {percent:g}% {source}, but {what}; lower the percentage")
         need = None if base is None else int(round(base * percent / 100))  # as mixtures.mixture_counts
         if source == "real":
             have, how, fix = n_real, f"demo.train_per_class {per_class} x {n_classes} classes", "lower the total"
         else:
-            have, how, fix = _generated_at_most(config, dataset, source, need)
+            have, how, fix = _generated_at_most(study, dataset, source, need)
         if need is not None and have is not None and need > have:
             raise ConfigError(f"{key}: '{mix}' needs {need:,} {source} images, but there are at most {have:,} "
                               f"({how}); {fix}")
@@ -279,31 +258,29 @@ GRID_TERM_KEYS = {
 }
 
 
-def _mixture_key(report_name: str, report: dict, label: str | None, source: str) -> str:
+def _mixture_key(report: Report, label: str | None, source: str) -> str:
     """The config key that sets the `source` term of one of a report's mixtures."""
-    key = f"reports.{report_name}"
+    key = f"reports.{report.name}"
     if label is None:  # a reference run of the effective-robustness fit
-        owner = key if report.get("reference") else f"datasets.{report['dataset']}"
-        return f"{owner}.reference.mixtures"
-    if report["kind"] in GRID_TERM_KEYS:
-        real_key, generated_key = GRID_TERM_KEYS[report["kind"]]
+        return f"{report.reference_key}.mixtures"
+    if report.kind.name in GRID_TERM_KEYS:
+        real_key, generated_key = GRID_TERM_KEYS[report.kind.name]
         return f"{key}.{real_key if source == 'real' else generated_key}"
     return f"{key}.rows.{label}"
 
 
-def _check_mixtures(config: dict) -> None:
+def _check_mixtures(study: Study) -> None:
     """Every mixture of every report can be sampled from the planned sources and makes a batch."""
     smallest: dict[str, tuple[int, str, str]] = {}  # dataset -> (size, mixture, key) of its smallest set
-    for name, report in config["reports"].items():
-        dataset = report["dataset"]
-        labels = {mix: label for label, mix in report_rows(report).items()}
-        for mix in report_mixtures(report, config):
-            key_of = functools.partial(_mixture_key, name, report, labels.get(mix))
-            size = _check_mixture(config, dataset, mix, key_of)
-            if size is not None and size < smallest.get(dataset, (math.inf,))[0]:
-                smallest[dataset] = (size, mix, key_of("real"))
+    for report in study.reports.values():
+        labels = {mix: label for label, mix in report.rows.items()}
+        for mix in report.mixtures:
+            key_of = functools.partial(_mixture_key, report, labels.get(mix))
+            size = _check_mixture(study, report.dataset, mix, key_of)
+            if size is not None and size < smallest.get(report.dataset, (math.inf,))[0]:
+                smallest[report.dataset] = (size, mix, key_of("real"))
     for dataset, (size, mix, key) in smallest.items():
-        batch = config["datasets"][dataset]["recipe"]["batch_size"]
+        batch = study.datasets[dataset].recipe["batch_size"]
         if size < batch:  # training keeps full batches only (drop_last)
             raise ConfigError(f"datasets.{dataset}.recipe.batch_size: {batch} is more than the {size} images of "
                               f"'{mix}' ({key}), which then makes no batch; lower batch_size to {size} at most")

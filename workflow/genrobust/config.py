@@ -159,7 +159,7 @@ def report_mixtures(report: dict, config: dict) -> list[str]:
 def report_runs(config: dict, report: dict) -> list[TrainingRun]:
     """Every training run one report needs, and no other."""
     return [TrainingRun(report["dataset"], mix, arch, seed) for mix in report_mixtures(report, config)
-            for arch in report["archs"] for seed in report["seeds"]]
+            for arch in report.get("archs", []) for seed in report.get("seeds", [])]  # none: checks.py names the key
 
 
 def missing_strategies(report: dict, config: dict) -> list[str]:
@@ -202,7 +202,7 @@ def report_test_sets(config: dict, dataset: str) -> list[str]:
     names = [config["evaluation"]["id_test_set"]]
     for report in active_reports(config).values():
         if report["dataset"] == dataset and REPORTS[report["kind"]].evaluated:
-            names += [t for t in report["test_sets"] if t not in names]
+            names += [t for t in report.get("test_sets", []) if t not in names]
     return names
 
 
@@ -264,6 +264,23 @@ def draws_of(config: dict, source: str) -> str:
     strategy = config["strategies"].get(source, {})
     imported = strategy.get("kind") in STRATEGIES and STRATEGIES[strategy["kind"]].imported
     return strategy.get("seeds_from") or source if imported else source
+
+
+def resolve_seeds_from(config: dict) -> None:
+    """A strategy's seeds_from names where its per-image seeds come from; a chain (c -> b -> a) is
+    followed to its end, so c's images pair with b's and a's; a loop is an error."""
+    strategies = config["strategies"]
+    for name in strategies:
+        if STRATEGIES[strategies[name]["kind"]].imported:
+            continue  # an imported copy draws its trainings as the set it names, not as that set's source
+        chain = [name]
+        while strategies.get(chain[-1], {}).get("seeds_from"):
+            chain.append(strategies[chain[-1]]["seeds_from"])
+            if chain[-1] in chain[:-1]:
+                raise ConfigError(f"strategies.{name}.seeds_from: {' -> '.join(chain)} is a loop; one of them must "
+                                  "draw seeds of its own (no seeds_from)")
+        if len(chain) > 2:
+            strategies[name]["seeds_from"] = chain[-1]
 
 
 def generation_jobs(config: dict) -> list[tuple[str, str, str, int, int]]:

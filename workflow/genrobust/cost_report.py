@@ -85,7 +85,7 @@ def summarise(config: dict, jobs: list[PlannedJob]) -> dict:
     from .metrics import plan as metrics_plan
 
     study, planned = costs.StudySize(config), Study.of(config)
-    groups = metrics_plan.embedding_groups(config, planned.metric_reports(config), list(planned.filtered_sets))
+    groups = metrics_plan.embedding_groups(config, planned.metric_reports(), list(planned.filtered_sets))
     rules: dict[str, dict] = {}
     sources: dict[str, str] = {}
     for job in jobs:

@@ -12,29 +12,23 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .config import (
-    ConfigError,
-    active_reports,
-    parse_mixture,
-    produced_by_demo,
-    report_rows,
-)
+from .config import ConfigError, parse_mixture
 from .kinds import REPORTS, STRATEGIES, StrategyKind
+from .study import Study
 
 # Architectures whose every layer takes any image size the recipes use (the paper's five): the
 # others are built once on the meta device at the dataset's sizes, to find one that cannot.
 SIZE_FREE_ARCHS = {"resnet18", "resnet50", "resnext50_32x4d", "resnext101_32x8d", "efficientnet_b0", "mobilenet_v2"}
 
 
-def check_references(config: dict) -> None:
-    _check_test_set_keys(config)
-    _check_report_keys(config)
-    _check_strategy_keys(config)
-    resolve_seeds_from(config)
-    _check_places(config)
-    _check_finetune_bases(config)
-    _check_separate_bn(config)
-    _check_image_sizes(config)
+def check_references(study: Study) -> None:
+    _check_test_set_keys(study)
+    _check_report_keys(study)
+    _check_strategy_keys(study)
+    _check_places(study)
+    _check_finetune_bases(study)
+    _check_separate_bn(study)
+    _check_image_sizes(study)
 
 
 # ----------------------------------------------------------------------------- keys naming test sets
@@ -49,18 +43,18 @@ def _unknown(keys, known: set[str], key: str, what: str) -> None:
                               f"would be ignored{did_you_mean(name, known)}")
 
 
-def _check_test_set_keys(config: dict) -> None:
-    test_sets = set(config["test_sets"])
-    _unknown((config["evaluation"].get("test_set_crop_ratio") or {}), test_sets, "evaluation.test_set_crop_ratio",
+def _check_test_set_keys(study: Study) -> None:
+    test_sets = set(study.test_sets)
+    _unknown((study.evaluation.get("test_set_crop_ratio") or {}), test_sets, "evaluation.test_set_crop_ratio",
              "one of test_sets")
-    id_set = config["evaluation"]["id_test_set"]
-    for name, report in config["reports"].items():
-        reported = set(report.get("test_sets", [])) | ({id_set} if report.get("archs") else set())
-        _unknown((report.get("column_names") or {}), reported, f"reports.{name}.column_names",
+    id_set = study.evaluation["id_test_set"]
+    for name, report in study.reports.items():
+        reported = set(report.settings.get("test_sets", ())) | ({id_set} if report.settings.get("archs") else set())
+        _unknown((report.settings.get("column_names") or {}), reported, f"reports.{name}.column_names",
                  "a test set of this report")
-    references = [(f"datasets.{d}.reference", s["reference"]) for d, s in config["datasets"].items()]
-    references += [(f"reports.{r}.reference", s["reference"]) for r, s in config["reports"].items()
-                   if s.get("reference")]
+    references = [(f"datasets.{d}.reference", s.settings["reference"]) for d, s in study.datasets.items()]
+    references += [(f"reports.{r}.reference", s.settings["reference"]) for r, s in study.reports.items()
+                   if s.settings.get("reference")]
     measures = test_sets | {f"{id_set}@{t}" for t in test_sets}
     for key, reference in references:
         if reference.get("csv"):
@@ -71,11 +65,12 @@ def _check_test_set_keys(config: dict) -> None:
 # ----------------------------------------------------------------------------- reports
 
 
-def _check_report_keys(config: dict) -> None:
+def _check_report_keys(study: Study) -> None:
     """A report holds only its kind's keys. An overlay that reuses a report's name merges into it key
     by key (Snakemake's configfile merge): keys of two kinds in one report are that, or a misplaced key."""
-    for name, report in config["reports"].items():
-        allowed = {"kind", "dataset", *REPORTS[report["kind"]].keys}
+    for name, planned in study.reports.items():
+        report = planned.settings
+        allowed = {"kind", "dataset", *planned.kind.keys}
         stray = [k for k in report if k not in allowed]
         if stray:
             owners = sorted({kind for kind in REPORTS if set(stray) & set(REPORTS[kind].keys)} - {report["kind"]})
@@ -88,7 +83,7 @@ def _check_report_keys(config: dict) -> None:
 # ----------------------------------------------------------------------------- strategies
 
 
-def _check_kind_keys(key: str, entry: dict, kind: str, keys_of: Callable[[StrategyKind], tuple[str, ...]]) -> None:
+def _check_kind_keys(key: str, entry, kind: str, keys_of: Callable[[StrategyKind], tuple[str, ...]]) -> None:
     """`entry`, of a `kind` strategy, sets no key that only other kinds read (`keys_of` a kind:
     those it reads): the others have schema defaults, and a key set on a kind that does not read
     it would be ignored."""
@@ -102,43 +97,26 @@ def _check_kind_keys(key: str, entry: dict, kind: str, keys_of: Callable[[Strate
                               f"{', '.join(kinds)} do), so it would be ignored; remove it or change the kind")
 
 
-def _check_strategy_keys(config: dict) -> None:
+def _check_strategy_keys(study: Study) -> None:
     """Strategies and their generate entries (images per class for the kinds conditioned on a
     class, a cap on the real images used for the kinds made from them) hold their kind's keys."""
-    for name, strategy in config["strategies"].items():
-        _check_kind_keys(f"strategies.{name}", strategy, strategy["kind"], lambda kind: kind.keys)
-    for dname, dataset in config["datasets"].items():
-        for name, gen in dataset.get("generate", {}).items():
-            if name in config["strategies"]:
-                _check_kind_keys(f"datasets.{dname}.generate.{name}", gen, config["strategies"][name]["kind"],
-                                 lambda kind: kind.generate_keys)
+    for name, strategy in study.strategies.items():
+        _check_kind_keys(f"strategies.{name}", strategy.settings, strategy.kind.name, lambda kind: kind.keys)
+    for dname, dataset in study.datasets.items():
+        for name, gen in dataset.generate.items():
+            _check_kind_keys(f"datasets.{dname}.generate.{name}", gen, study.strategies[name].kind.name,
+                             lambda kind: kind.generate_keys)
 
 
-def resolve_seeds_from(config: dict) -> None:
-    """A strategy's seeds_from names where its per-image seeds come from; a chain (c -> b -> a) is
-    followed to its end, so c's images pair with b's and a's; a loop is an error."""
-    strategies = config["strategies"]
-    for name in strategies:
-        if STRATEGIES[strategies[name]["kind"]].imported:
-            continue  # an imported copy draws its trainings as the set it names, not as that set's source
-        chain = [name]
-        while strategies.get(chain[-1], {}).get("seeds_from"):
-            chain.append(strategies[chain[-1]]["seeds_from"])
-            if chain[-1] in chain[:-1]:
-                raise ConfigError(f"strategies.{name}.seeds_from: {' -> '.join(chain)} is a loop; one of them must "
-                                  "draw seeds of its own (no seeds_from)")
-        if len(chain) > 2:
-            strategies[name]["seeds_from"] = chain[-1]
-
-
-def _check_places(config: dict) -> None:
+def _check_places(study: Study) -> None:
     from . import prompts
 
-    for name, strategy in config["strategies"].items():
-        if strategy.get("places", "default") == "default" or not STRATEGIES[strategy["kind"]].places:
+    for name, planned in study.strategies.items():
+        strategy = planned.settings
+        if strategy.get("places", "default") == "default" or not planned.kind.places:
             continue
         templates = strategy.get("templates", "openai80")
-        listed = templates if isinstance(templates, list) else prompts.NAMED_TEMPLATE_SETS.get(templates)
+        listed = templates if isinstance(templates, tuple) else prompts.NAMED_TEMPLATE_SETS.get(templates)
         if listed is None:
             path = Path(templates)
             listed = prompts.load_templates(str(path)) if path.is_file() else None
@@ -147,20 +125,22 @@ def _check_places(config: dict) -> None:
                               "backgrounds are unused; add {place} to a template or drop places")
 
 
-def _check_finetune_bases(config: dict) -> None:
+def _check_finetune_bases(study: Study) -> None:
     """A fine-tuned model's base is a text-to-image pipeline with a UNet, a text encoder and a
     tokenizer (finetune/loop.py loads those three)."""
-    from .finetune.plan import finetuned_models
-
-    for model, block in finetuned_models(config).items():
-        key = f"models.{model}.finetune.base"
-        base = config["models"].get(block["base"], {})
-        users = {s.get("pipeline") for s in config["strategies"].values() if s.get("model") == block["base"]}
+    for model in study.models.values():
+        if not model.finetuned:
+            continue
+        block = model.settings["finetune"]
+        key = f"models.{model.name}.finetune.base"
+        base = study.models[block["base"]].settings
+        users = {s.settings.get("pipeline") for s in study.strategies.values()
+                 if s.settings.get("model") == block["base"]}
         if "DiTPipeline" in users:
             raise ConfigError(f"{key}: '{block['base']}' is a class-conditional DiT (its strategies use DiTPipeline); "
                               "fine-tuning needs a text-to-image model with a UNet, a text encoder and a tokenizer")
         index = Path(base.get("id", "")) / "model_index.json"
-        if produced_by_demo(config, str(index.parent)) or not index.is_file():
+        if study.produced_by_demo(str(index.parent)) or not index.is_file():
             continue
         parts = {k for k, v in json.loads(index.read_text()).items() if isinstance(v, list)}
         missing = sorted({"unet", "text_encoder", "tokenizer"} - parts)
@@ -172,18 +152,18 @@ def _check_finetune_bases(config: dict) -> None:
 # ----------------------------------------------------------------------------- architectures
 
 
-def _report_archs(config: dict):
+def _report_archs(study: Study):
     """(report, dataset, arch, mixture) of every trained run a report plans."""
-    for name, report in active_reports(config).items():
-        for mix in report_rows(report).values():
-            for arch in report.get("archs", []):
-                yield name, report["dataset"], arch, mix
+    for name, report in study.reports.items():
+        for mix in report.rows.values():
+            for arch in report.settings.get("archs", ()):
+                yield name, report.dataset, arch, mix
 
 
-def _check_separate_bn(config: dict) -> None:
+def _check_separate_bn(study: Study) -> None:
     """+sepbn gives every BatchNorm2d a twin: an architecture without one trains as the shared run."""
     seen = {}
-    for name, dataset, arch, mix in _report_archs(config):
+    for name, dataset, arch, mix in _report_archs(study):
         if not parse_mixture(mix).separate_bn or arch in seen:
             continue
         import torch
@@ -198,14 +178,14 @@ def _check_separate_bn(config: dict) -> None:
                               "exactly as its shared-statistics run; use an architecture with BatchNorm")
 
 
-def _check_image_sizes(config: dict) -> None:
+def _check_image_sizes(study: Study) -> None:
     """Each architecture takes its dataset's training and validation sizes (a ViT built for 224 px
     or Inception-v3 fail at 32 px, at the first batch): built on the meta device, no weights."""
     sizes = {}
-    for name, dataset, arch, _ in _report_archs(config):
+    for name, dataset, arch, _ in _report_archs(study):
         if arch.split(":")[-1] in SIZE_FREE_ARCHS:
             continue
-        recipe = config["datasets"][dataset]["recipe"]
+        recipe = study.datasets[dataset].recipe
         for field in ("min_res", "max_res", "val_res"):
             problem = sizes.setdefault((arch, recipe[field]), _size_problem(arch, recipe[field]))
             if problem:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .config import ConfigError, produced_by_demo
+from .config import ConfigError
 from .kinds import STRATEGIES
 from .name_lists import DIFFUSERS_CLASSES, shipped_names
 from .schema import did_you_mean
+from .study import Model, Study
 
 # The pipeline call arguments every kind's renderer passes (generate/renderers.py), besides its kind's call_args.
 COMMON_CALL_ARGS = {"num_inference_steps", "guidance_scale", "output_type", "generator"}
@@ -28,12 +29,12 @@ ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' default weigh
 CACHE_OPTIONS = {"deepcache": {"interval": 3, "branch": 0}, "tomesd": {"ratio": 0.5, "max_downsample": 1}}
 
 
-def check_generators(config: dict) -> None:
+def check_generators(study: Study) -> None:
     """Pipeline and scheduler classes exist, the pipeline takes what the strategy's kind passes,
     and the few-step settings mean what they say."""
-    for name, strategy in config["strategies"].items():
-        kind = strategy["kind"]
-        if not STRATEGIES[kind].diffusion:
+    for name, planned in study.strategies.items():
+        kind, strategy = planned.kind.name, planned.settings
+        if not planned.kind.diffusion:
             continue  # deepaugment, pixmix: no diffusers pipeline
         key = f"strategies.{name}"
         pipeline = strategy.get("pipeline", "StableDiffusionPipeline")
@@ -42,15 +43,15 @@ def check_generators(config: dict) -> None:
             _check_diffusers_class(f"{key}.scheduler", strategy["scheduler"], "scheduler")
         accepted = shipped_names(DIFFUSERS_CLASSES)["pipeline"][pipeline]
         if accepted != "*":  # '*': resolved from the model folder, or takes any keyword
-            missing = sorted((set(STRATEGIES[kind].call_args) | COMMON_CALL_ARGS) - set(accepted.split(",")))
+            missing = sorted((set(planned.kind.call_args) | COMMON_CALL_ARGS) - set(accepted.split(",")))
             if missing:
                 raise ConfigError(f"{key}.pipeline: {pipeline} does not take {', '.join(missing)}, which a "
                                   f"{kind} strategy passes; choose a pipeline made for {kind}")
         _check_scheduler_config(key, strategy)
-        _check_adapter(config, key, strategy)
-        _check_guidance(config, key, strategy)
+        _check_adapter(study.models, key, strategy)
+        _check_guidance(study.models, key, strategy)
         _check_speedups(key, strategy)
-    scheduler = config.get("benchmarks", {}).get("generation", {}).get("scheduler")
+    scheduler = study.config.get("benchmarks", {}).get("generation", {}).get("scheduler")
     if scheduler:
         _check_diffusers_class("benchmarks.generation.scheduler", scheduler, "scheduler")
 
@@ -65,7 +66,7 @@ def _check_diffusers_class(key: str, name: str, group: str) -> None:
     raise ConfigError(f"{key}: '{name}' is not a diffusers {group}{did_you_mean(name, lists[group])}")
 
 
-def _check_scheduler_config(key: str, strategy: dict) -> None:
+def _check_scheduler_config(key: str, strategy) -> None:
     """Overrides name parameters of the named scheduler: diffusers' from_config ignores an unknown
     one with a warning in a job's log, so a misspelt `timestep_spacing` would sample silently
     with the default spacing."""
@@ -83,16 +84,15 @@ def _check_scheduler_config(key: str, strategy: dict) -> None:
                               f"{did_you_mean(param, params)}")
 
 
-def _check_adapter(config: dict, key: str, strategy: dict) -> None:
+def _check_adapter(models: dict[str, Model], key: str, strategy) -> None:
     adapter = strategy.get("adapter")
     if adapter is None:
         if "adapter_scale" in strategy:
             raise ConfigError(f"{key}.adapter_scale: the strategy has no adapter to scale")
         return
-    models = config["models"]
     if adapter not in models:
         raise ConfigError(f"{key}.adapter: '{adapter}' is not one of models{did_you_mean(adapter, list(models))}")
-    if models[adapter].get("finetune"):
+    if models[adapter].finetuned:
         raise ConfigError(f"{key}.adapter: models.{adapter} is fine-tuned here, a model of its own; name it as "
                           f"{key}.model (a LoRA fine-tuned here generates with its base fused in)")
     if adapter == strategy.get("model"):
@@ -100,20 +100,20 @@ def _check_adapter(config: dict, key: str, strategy: dict) -> None:
                           "LoRA fused into that model (e.g. LCM-LoRA into SD v1.5)")
 
 
-def _check_guidance(config: dict, key: str, strategy: dict) -> None:
+def _check_guidance(models: dict[str, Model], key: str, strategy) -> None:
     """A few-step model distilled with its guidance folded in takes at most its max_guidance: more
     over-saturates every image, with no error anywhere."""
     guidance = strategy.get("guidance", 7.5)
     for role in ("model", "adapter"):
         name = strategy.get(role)
-        limit = config["models"].get(name, {}).get("max_guidance") if name else None
+        limit = models[name].settings.get("max_guidance") if name in models else None
         if limit is not None and guidance > limit:
             raise ConfigError(f"{key}.guidance: {guidance:g} is more than models.{name}.max_guidance {limit:g}, "
                               f"the most its {role} takes (a few-step model distilled with guidance folded in; "
                               "<= 1 turns classifier-free guidance off)")
 
 
-def _check_speedups(key: str, strategy: dict) -> None:
+def _check_speedups(key: str, strategy) -> None:
     """Cache options belong to their method, and the UNet patches are not mixed with what they
     cannot work with: the schema alone would let tomesd's ratio pass as a DeepCache option."""
     cache = strategy.get("cache")
@@ -134,23 +134,19 @@ def _check_speedups(key: str, strategy: dict) -> None:
                           f"{key}.compile would compile past; set one of them only")
 
 
-def adapter_names(config: dict) -> set[str]:
-    """The models entries strategies fuse in as adapters."""
-    return {s["adapter"] for s in config["strategies"].values() if s.get("adapter")}
-
-
-def check_models(config: dict) -> None:
+def check_models(study: Study) -> None:
     """Each model id is a diffusers folder (an adapter's: a folder with its weights file) or a hub
     id; pipelines.load_pipeline treats an existing path as a folder, so a path typo would
     otherwise be sent to the hub, after hours upstream."""
-    if not config.get("check_paths", True):
+    if not study.check_paths:
         return
-    adapters = adapter_names(config)
-    for name, spec in config["models"].items():
-        if spec.get("finetune"):
+    adapters = {s.settings["adapter"] for s in study.strategies.values() if s.settings.get("adapter")}
+    for name, model in study.models.items():
+        if model.finetuned:
             continue  # the finetune_model rule builds its folder (finetune.plan checks the block)
+        spec = model.settings
         key, model_id = f"models.{name}.id", spec["id"]
-        if produced_by_demo(config, model_id):
+        if study.produced_by_demo(model_id):
             continue  # a demo rule builds the folder
         local = Path(model_id).expanduser()
         if local.exists():

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from . import prompts
 from .captions import IMAGE_COLUMNS, check_columns, read_class_captions
-from .config import ConfigError, dataset_wnids, read_config_file
-from .kinds import STRATEGIES
+from .config import ConfigError
 from .schema import did_you_mean
+from .study import Study
 
 
-def check_prompt_files(config: dict) -> None:
+def check_prompt_files(study: Study) -> None:
     """Class lists, templates and class-name files exist, parse, and name every class they must."""
-    for name, strategy in config["strategies"].items():
-        if not STRATEGIES[strategy["kind"]].prompted:
+    for name, planned in study.strategies.items():
+        if not planned.kind.prompted:
             continue
-        key = f"strategies.{name}"
+        key, strategy = f"strategies.{name}", planned.settings
         templates = strategy.get("templates", "openai80")
-        if isinstance(templates, list):
+        if isinstance(templates, tuple):
             for i, template in enumerate(templates):
                 try:
                     prompts.check_template(template)
@@ -26,46 +26,46 @@ def check_prompt_files(config: dict) -> None:
                     raise ConfigError(f"{key}.templates[{i}]: {err}") from None
         elif templates not in prompts.NAMED_TEMPLATE_SETS:
             sets = sorted(prompts.NAMED_TEMPLATE_SETS)
-            read_config_file(config, f"{key}.templates", templates, prompts.load_templates,
+            study.read_file(f"{key}.templates", templates, prompts.load_templates,
                        f"give a named set ({', '.join(sets)}), a list, or a file of templates, one per line "
                        f"with one {{}} each{did_you_mean(templates, sets)}")
         places = strategy.get("places", "default")
         if places not in prompts.NAMED_PLACES:
-            read_config_file(config, f"{key}.places", places, prompts.load_places,
+            study.read_file(f"{key}.places", places, prompts.load_places,
                        f"give a named list ({', '.join(prompts.NAMED_PLACES)}) or a file of background phrases "
                        "('in a kitchen'), one per line")
         spec = strategy.get("class_names", "clip")
         if spec == "clip":
             continue  # every ImageNet-1K wnid has one, and class lists hold only those
-        names = read_config_file(config, f"{key}.class_names", spec, prompts.read_class_name_file,
-                           "give 'clip' or a file of 'wnid<TAB>name' lines")
-        users = [d for d, dataset in config["datasets"].items() if name in dataset.get("generate", {})]
+        names = study.read_file(f"{key}.class_names", spec, prompts.read_class_name_file,
+                                "give 'clip' or a file of 'wnid<TAB>name' lines")
+        users = [d for d, dataset in study.datasets.items() if name in dataset.generate]
         for dname in users if names is not None else []:
-            missing = [w for w in dataset_wnids(config, dname) if w not in names]
+            missing = [w for w in study.wnids(dname) if w not in names]
             if missing:
                 raise ConfigError(f"{key}.class_names: '{spec}' has no name for {len(missing)} classes of "
                                   f"datasets.{dname} ({', '.join(missing[:3])}...); add 'wnid<TAB>name' lines")
 
 
-def _templates_of(config: dict, key: str, strategy: dict) -> list[str] | None:
+def _templates_of(study: Study, key: str, planned) -> list[str] | None:
     """The templates a prompted strategy uses (None: a file plan time cannot read yet)."""
-    templates = strategy.get("templates")
+    templates = planned.settings.get("templates")
     if templates is None:
-        captioned = strategy.get("captions") or STRATEGIES[strategy["kind"]].captions == "required"
+        captioned = planned.settings.get("captions") or planned.kind.captions == "required"
         return ["{caption}"] if captioned else ["{}"]
-    if isinstance(templates, list) or templates in prompts.NAMED_TEMPLATE_SETS:
+    if isinstance(templates, tuple) or templates in prompts.NAMED_TEMPLATE_SETS:
         return prompts.load_templates(templates)
-    return read_config_file(config, f"{key}.templates", templates, prompts.load_templates, "give a file of templates")
+    return study.read_file(f"{key}.templates", templates, prompts.load_templates, "give a file of templates")
 
 
-def check_captions(config: dict) -> None:
+def check_captions(study: Study) -> None:
     """Captions files exist with their columns; a per-class one has
     a caption for every class of each dataset that generates from it; templates and captions go
     together. A ConfigError names the key."""
-    for name, strategy in config["strategies"].items():
-        key, kind, path = f"strategies.{name}", strategy["kind"], strategy.get("captions")
-        captions = STRATEGIES[kind].captions  # '', 'optional' or 'required'
-        if not STRATEGIES[kind].prompted:
+    for name, planned in study.strategies.items():
+        key, kind, path = f"strategies.{name}", planned.kind.name, planned.settings.get("captions")
+        captions = planned.kind.captions  # '', 'optional' or 'required'
+        if not planned.kind.prompted:
             continue
         if path and not captions:
             raise ConfigError(f"{key}.captions: a {kind} strategy takes no captions; use kind class_labels (a "
@@ -73,7 +73,7 @@ def check_captions(config: dict) -> None:
         if captions == "required" and not path:
             raise ConfigError(f"{key}.captions: a captions strategy needs a file of the real train images' captions "
                               "(columns path,caption; path relative to the train folder)")
-        templates = _templates_of(config, key, strategy) or []
+        templates = _templates_of(study, key, planned) or []
         using = [t for t in templates if "caption" in prompts.template_fields(t)]
         if using and not path:
             raise ConfigError(f"{key}.templates: {using[0]!r} uses {{caption}}, but the strategy has no captions "
@@ -86,10 +86,9 @@ def check_captions(config: dict) -> None:
             raise ConfigError(f"{key}.templates: no template uses {{caption}}, so the captions file {path} is unused;"
                               " add {caption} to the templates (or leave templates out: the prompt is the caption)")
         if captions == "required":  # a caption per real image
-            read_config_file(config, f"{key}.captions", path, lambda p: check_columns(p, IMAGE_COLUMNS),
-                       "give a CSV file with columns path,caption, one row per real train image")
+            study.read_file(f"{key}.captions", path, lambda p: check_columns(p, IMAGE_COLUMNS),
+                            "give a CSV file with columns path,caption, one row per real train image")
             continue
-        for dname in [d for d, dataset in config["datasets"].items() if path and name in dataset.get("generate", {})]:
-            read_config_file(config, f"{key}.captions", path,
-                       lambda p: read_class_captions(p, dataset_wnids(config, dname)),
-                       "give a CSV file with columns wnid,caption, at least one row per class")
+        for dname in [d for d, dataset in study.datasets.items() if path and name in dataset.generate]:
+            study.read_file(f"{key}.captions", path, lambda p: read_class_captions(p, study.wnids(dname)),
+                            "give a CSV file with columns wnid,caption, at least one row per class")

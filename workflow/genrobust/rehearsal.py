@@ -273,7 +273,7 @@ class StandIns:
         from .metrics import plan as metrics_plan
 
         filtered = list(self.study.filtered_sets)
-        for group in metrics_plan.embedding_groups(self.config, self.study.metric_reports(self.config),
+        for group in metrics_plan.embedding_groups(self.config, self.study.metric_reports(),
                                                    filtered).values():
             for base, (table, kind) in group["sets"].items():
                 self.features(base, table, kind, group["extractor"])

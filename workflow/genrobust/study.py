@@ -1,9 +1,11 @@
-"""The study a checked config describes, built once and frozen: its strategies, reports and test
-sets with their registered kinds, its training runs, generated sets and generation shards.
+"""The study a config describes, built once and frozen: its datasets, models, strategies, reports
+and test sets (each with its registered kind), its training runs, generated sets and generation
+shards, and the settings every stage shares (out, seed, evaluation, demo).
 
-The rules build it once, after validation.check_config has checked and completed the config
-(`STUDY = Study.of(config)` in rules/common.smk), and ask it what the plan is and what each name's
-kind is, instead of re-deriving both from the raw config in every input function. Its values are
+validation.check_config builds it once the config is complete and its names resolve, runs every
+plan-time check on it, and returns it (`STUDY = check_config(config)` in rules/common.smk). The
+rules, the checks, the cost report and the rehearsal ask it what the plan is, what each name's kind
+is and what its settings are, instead of re-deriving them from the raw config. Its values are
 read-only: a plan question has one answer for the whole DAG.
 """
 
@@ -17,9 +19,13 @@ from typing import Any, Mapping
 from .config import (
     TrainingRun,
     active_reports,
+    dataset_wnids,
     draws_of,
     generated_datasets,
     generation_jobs,
+    produced_by_demo,
+    read_config_file,
+    real_per_class,
     report_reference,
     report_rows,
     report_runs,
@@ -49,6 +55,32 @@ def _frozen(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class Dataset:
+    name: str
+    settings: Mapping[str, Any]  # its config entry: train, val, classes, recipe, beton, generate, reference
+
+    @property
+    def generate(self) -> Mapping[str, Mapping[str, Any]]:
+        """strategy -> its image counts and shards for this dataset (empty: generates nothing)."""
+        return self.settings.get("generate") or MappingProxyType({})
+
+    @property
+    def recipe(self) -> Mapping[str, Any]:
+        return self.settings["recipe"]
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    settings: Mapping[str, Any]  # its config entry: id, revision, weight_name, finetune, max_guidance
+
+    @property
+    def finetuned(self) -> bool:
+        """Fine-tuned here: its id is the finetune_model job's output folder."""
+        return bool(self.settings.get("finetune"))
+
+
+@dataclass(frozen=True)
 class Strategy:
     name: str
     kind: StrategyKind
@@ -66,6 +98,18 @@ class Report:
     runs: tuple[TrainingRun, ...]  # every run it needs (its rows', and its reference's when it reports ER)
     reference: Mapping[str, Any]  # {mixtures, csv}: the effective-robustness reference it is fitted against
 
+    @property
+    def mixtures(self) -> tuple[str, ...]:
+        """The mixtures it trains: its rows', and its reference's when it reports ER (config.report_mixtures)."""
+        mixes = tuple(dict.fromkeys(self.rows.values()))
+        return mixes + tuple(m for m in self.reference["mixtures"] if m not in mixes) if self.kind.er else mixes
+
+    @property
+    def reference_key(self) -> str:
+        """The config key its effective-robustness reference is set at (its own, or its dataset's)."""
+        return f"reports.{self.name}.reference" if self.settings.get("reference") else \
+            f"datasets.{self.dataset}.reference"
+
 
 @dataclass(frozen=True)
 class TestSet:
@@ -76,6 +120,14 @@ class TestSet:
 
 @dataclass(frozen=True)
 class Study:
+    config: Mapping[str, Any]  # the whole completed config, read-only: what config.py's plan functions read
+    out: str
+    seed: int
+    check_paths: bool
+    demo: Mapping[str, Any] | None
+    evaluation: Mapping[str, Any]
+    datasets: Mapping[str, Dataset]
+    models: Mapping[str, Model]
     strategies: Mapping[str, Strategy]
     reports: Mapping[str, Report]  # those this version builds (config.active_reports), in config order
     test_sets: Mapping[str, TestSet]
@@ -86,7 +138,8 @@ class Study:
 
     @classmethod
     def of(cls, config: dict) -> Study:
-        """The study of a config that validation.check_config has checked and completed."""
+        """The study of a config whose schema defaults are filled and whose names resolve
+        (validation.check_config builds it so, between completing config and checking it)."""
         strategies = {name: Strategy(name, STRATEGIES[spec["kind"]], _frozen(spec), draws_of(config, name))
                       for name, spec in config["strategies"].items()}
         reports = {name: Report(name, REPORTS[spec["kind"]], spec["dataset"], _frozen(spec), _frozen(report_rows(spec)),
@@ -95,9 +148,15 @@ class Study:
         test_sets = {name: TestSet(name, TEST_SETS[spec["kind"]], _frozen(spec))
                      for name, spec in config["test_sets"].items()}
         evaluated = {dataset: tuple(report_test_sets(config, dataset)) for dataset in config["datasets"]}
-        return cls(MappingProxyType(strategies), MappingProxyType(reports), MappingProxyType(test_sets),
-                   tuple(training_runs(config)), tuple(generated_datasets(config)), tuple(generation_jobs(config)),
-                   MappingProxyType(evaluated))
+        return cls(
+            config=_frozen(config), out=config["out"], seed=config["seed"], check_paths=config.get("check_paths", True),
+            demo=_frozen(config["demo"]) if config.get("demo") else None, evaluation=_frozen(config["evaluation"]),
+            datasets=MappingProxyType({n: Dataset(n, _frozen(spec)) for n, spec in config["datasets"].items()}),
+            models=MappingProxyType({n: Model(n, _frozen(spec)) for n, spec in config["models"].items()}),
+            strategies=MappingProxyType(strategies), reports=MappingProxyType(reports),
+            test_sets=MappingProxyType(test_sets), runs=tuple(training_runs(config)),
+            generated_sets=tuple(generated_datasets(config)), generation_jobs=tuple(generation_jobs(config)),
+            evaluated_test_sets=MappingProxyType(evaluated))
 
     def draws_of(self, source: str) -> str:
         """The name a training source's draws are keyed by ('real' and a strategy: its own)."""
@@ -108,10 +167,33 @@ class Study:
         """(dataset, strategy, split) of the sets chosen from another set's images (clip_filtered)."""
         return tuple(g for g in self.generated_sets if self.strategies[g[1]].kind.derived)
 
-    def metric_reports(self, config: dict) -> dict[str, dict]:
-        """name -> config entry of the built reports of the metric family (metrics/plan.py reads these)."""
-        return {name: config["reports"][name] for name in self.reports_that(family=METRIC)}
+    def metric_reports(self) -> dict[str, dict]:
+        """name -> config entry (plain data) of the built reports of the metric family (metrics/plan.py reads these)."""
+        return {name: thawed(report.settings) for name, report in self.reports_that(family=METRIC).items()}
 
     def reports_that(self, **traits) -> dict[str, Report]:
         """The built reports whose kind has `traits` (reports_that(family=METRIC)), in config order."""
         return {n: r for n, r in self.reports.items() if all(getattr(r.kind, a) == v for a, v in traits.items())}
+
+    def base_source(self, source: str) -> str:
+        """The strategy whose images a source is: a clip_filtered source's `source`, else itself."""
+        strategy = self.strategies.get(source)
+        return strategy.settings["source"] if strategy and strategy.kind.derived else source
+
+    # What plan time can know of files config names (the demo builds some; check_paths off: none read).
+
+    def produced_by_demo(self, path: str) -> bool:
+        """Whether a demo rule builds `path`."""
+        return produced_by_demo(self.config, path)
+
+    def read_file(self, key: str, path: str, read, expected: str):
+        """read(path), None where plan time cannot read it (config.read_config_file); a ConfigError names `key`."""
+        return read_config_file(self.config, key, path, read, expected)
+
+    def wnids(self, dataset: str) -> tuple[str, ...]:
+        """The class list of datasets.<dataset>; a ConfigError naming the key where it cannot be read."""
+        return dataset_wnids(self.config, dataset)
+
+    def real_per_class(self, dataset: str) -> int | None:
+        """Real train images per class where config fixes it (the demo's drawn data), else None."""
+        return real_per_class(self.config, dataset)

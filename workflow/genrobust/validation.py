@@ -1,10 +1,13 @@
 """The config checked as a whole, before any job starts: every message names the key or path.
 
-The Snakefile (and `load_config`, for the CLI) checks config in three layers: the schema
-(schema.py: types, keys, values, in one line), then `check_config` here: cross-references
-(names that must be defined), what values mean (checks.py and the stage checks it calls) and the
-paths the planned jobs read. This module sits above every module it calls: config.py is the
-plan, and checks of a stage live with the stage.
+The Snakefile (and `load_config`, for the CLI) checks config in layers: the schema (schema.py:
+types, keys, values, in one line), then `check_config` here, in two steps:
+- parse: complete the config (fine-tuned models' ids, guidance sweeps' strategies, seeds_from
+  chains) and check that every name it uses resolves, then build the Study (study.py) from it;
+- check the Study: what values mean (checks.py and the stage checks it calls) and the paths the
+  planned jobs read. Every check from here on reads the Study, not the config.
+This module sits above every module it calls: config.py is the plan, study.py its frozen form, and
+checks of a stage live with the stage.
 """
 
 from __future__ import annotations
@@ -13,32 +16,36 @@ from pathlib import Path
 
 from .checks import check_semantics
 from .config import (
-    IMAGENET1K,
     ConfigError,
-    active_reports,
+    dataset_wnids,
     expand_guidance_sweeps,
-    generated_datasets,
     parse_mixture,
-    produced_by_demo,
     read_class_file,
     report_rows,
-    report_test_sets,
-    training_runs,
+    resolve_seeds_from,
 )
-from .finetune.plan import check_finetune, check_finetune_environment, finetuned_models, resolve_finetuned_ids
+from .finetune.plan import check_finetune, check_finetune_environment, resolve_finetuned_ids
 from .kinds import REPORTS, STRATEGIES
 from .schema import SCHEMA, schema_problem
 from .share.plan import check_share
+from .study import Study
 
 
-def check_config(config: dict) -> None:
-    """Cross-references, meanings and paths; raises ConfigError naming the key (and path) at fault.
-    Completes config as the plan reads it (fine-tuned models' ids, guidance sweeps' strategies)."""
+def check_config(config: dict) -> Study:
+    """The Study of `config`, completed and checked; raises ConfigError naming the key (and path)
+    at fault. Completes config in place as the plan reads it."""
+    study = parse_study(config)
+    check_study(study)
+    return study
+
+
+def parse_study(config: dict) -> Study:
+    """Complete config, check that the names it uses resolve, and build its Study."""
     _check_output_folders(config)
     resolve_finetuned_ids(config)  # a fine-tuned model's id is its job's output folder
     expand_guidance_sweeps(config)  # a guidance_curve's strategies, one per guidance value
-    check_finetune(config)
     _check_strategies(config)
+    resolve_seeds_from(config)  # a chain c -> b -> a: c's seeds are a's
     if config["evaluation"]["id_test_set"] not in config["test_sets"]:
         raise ConfigError(f"evaluation.id_test_set: '{config['evaluation']['id_test_set']}' is not one of test_sets")
     for key, reference in _references(config):
@@ -46,18 +53,24 @@ def check_config(config: dict) -> None:
     for name, report in config["reports"].items():
         _check_report(config, name, report)
     _check_generation(config)
-    check_share(config)  # exports name planned sets; external sets exist
-    for name, strategy in config["strategies"].items():
-        for field in STRATEGIES[strategy["kind"]].required_keys:
-            if not strategy.get(field):
-                raise ConfigError(f"strategies.{name}.{field}: a {strategy['kind']} strategy needs it")
-    if config.get("demo"):
-        read_class_file(config["demo"]["classes"])
-    check_semantics(config)  # names that must resolve, files that must parse, mixtures that must fit
-    if not config.get("check_paths", True):
+    return Study.of(config)
+
+
+def check_study(study: Study) -> None:
+    """What the Study's values mean and the paths its jobs read; raises ConfigError naming the key."""
+    check_finetune(study)
+    check_share(study)  # exports name planned sets; external sets exist
+    for name, strategy in study.strategies.items():
+        for field in strategy.kind.required_keys:
+            if not strategy.settings.get(field):
+                raise ConfigError(f"strategies.{name}.{field}: a {strategy.kind.name} strategy needs it")
+    if study.demo:
+        read_class_file(study.demo["classes"])
+    check_semantics(study)  # files that must parse, models that must load, mixtures that must fit
+    if not study.check_paths:
         return
-    _check_paths(config)
-    check_finetune_environment(config)
+    _check_paths(study)
+    check_finetune_environment(study)
 
 
 def load_config(configfiles: list[str], overrides: dict | None = None) -> dict:
@@ -155,8 +168,7 @@ def _check_generation(config: dict) -> None:
     """Each dataset's class list parses; what it generates is a strategy, with counts where needed."""
     strategies = config["strategies"]
     for dname, dataset in config["datasets"].items():
-        if dataset["classes"] != IMAGENET1K:
-            read_class_file(dataset["classes"])
+        dataset_wnids(config, dname)  # its class list parses (a ConfigError names datasets.<name>.classes)
         for strategy, gen in dataset.get("generate", {}).items():
             key = f"datasets.{dname}.generate.{strategy}"
             if strategy not in strategies:
@@ -168,32 +180,32 @@ def _check_generation(config: dict) -> None:
                                           f"needs images per class for its {split} split (or {split}_shards: 0)")
 
 
-def _needed_paths(config: dict) -> list[tuple[str, str]]:
+def _needed_paths(study: Study) -> list[tuple[str, str]]:
     """(key, path) of every dataset, test set, model folder and file the planned jobs read."""
-    models, strategies = config["models"], config["strategies"]
-    datasets, test_sets = config["datasets"], config["test_sets"]
-    generated = generated_datasets(config)
-    used = {r.dataset for r in training_runs(config)} | {d for d, s, _ in generated
-                                                         if not STRATEGIES[strategies[s]["kind"]].class_conditioned}
-    used |= {block["dataset"] for block in finetuned_models(config).values()}  # fine-tuned on its train set
-    metric_reports = [r for r in active_reports(config).values() if not REPORTS[r["kind"]].evaluated]
-    used |= {r["dataset"] for r in metric_reports}  # their real images are embedded
-    needed = [(f"datasets.{d}.{split}", datasets[d][split]) for d in sorted(used) for split in ("train", "val")]
-    needed += [(f"strategies.{s}.{field}", strategies[s][field]) for s in sorted({s for _, s, _ in generated})
-               for field in ("weights", "mixing_set") if strategies[s].get(field)]
-    needed += [(f"test_sets.{t}.path", test_sets[t]["path"])
-               for d in sorted(used) for t in report_test_sets(config, d)]
-    needed += [(f"test_sets.{t}.path", test_sets[t]["path"]) for r in metric_reports  # embedded: Table 2's
-               for t in r.get("test_sets", []) if (f"test_sets.{t}.path", test_sets[t]["path"]) not in needed]
-    needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(config) if ref.get("csv")]
-    needed += [(f"models.{m}.id", spec["id"]) for m, spec in models.items() if not spec.get("finetune")
-               and (spec["id"].startswith((".", "/", "~")) or produced_by_demo(config, spec["id"]))]
+    datasets, test_sets = study.datasets, study.test_sets
+    used = {r.dataset for r in study.runs} | {d for d, s, _ in study.generated_sets
+                                              if not study.strategies[s].kind.class_conditioned}
+    used |= {model.settings["finetune"]["dataset"] for model in study.models.values() if model.finetuned}
+    metric_reports = [r for r in study.reports.values() if not r.kind.evaluated]
+    used |= {r.dataset for r in metric_reports}  # their real images are embedded
+    needed = [(f"datasets.{d}.{split}", datasets[d].settings[split]) for d in sorted(used) for split in ("train", "val")]
+    needed += [(f"strategies.{s}.{field}", study.strategies[s].settings[field])
+               for s in sorted({s for _, s, _ in study.generated_sets})
+               for field in ("weights", "mixing_set") if study.strategies[s].settings.get(field)]
+    needed += [(f"test_sets.{t}.path", test_sets[t].settings["path"])
+               for d in sorted(used) for t in study.evaluated_test_sets[d]]
+    needed += [(f"test_sets.{t}.path", test_sets[t].settings["path"]) for r in metric_reports  # embedded: Table 2's
+               for t in r.settings.get("test_sets", ()) if (f"test_sets.{t}.path", test_sets[t].settings["path"])
+               not in needed]
+    needed += [(f"{key}.csv.path", ref["csv"]["path"]) for key, ref in _references(study.config) if ref.get("csv")]
+    needed += [(f"models.{m}.id", model.settings["id"]) for m, model in study.models.items() if not model.finetuned
+               and (model.settings["id"].startswith((".", "/", "~")) or study.produced_by_demo(model.settings["id"]))]
     return needed
 
 
-def _check_paths(config: dict) -> None:
-    for key, path in _needed_paths(config):
-        if not produced_by_demo(config, path) and not Path(path).expanduser().exists():
+def _check_paths(study: Study) -> None:
+    for key, path in _needed_paths(study):
+        if not study.produced_by_demo(path) and not Path(path).expanduser().exists():
             raise ConfigError(f"{key}: '{path}' does not exist. Point it at your copy (README.md, 'Running "
                               "the study on a cluster', step 1: the layouts), or plan without data: "
                               "snakemake -n --config check_paths=False")

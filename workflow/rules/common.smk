@@ -24,7 +24,7 @@ from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finet
 from genrobust.kinds.reports import METRIC
 from genrobust.provenance import config_hash
 from genrobust.schema import schema_problem
-from genrobust.study import Study, thawed
+from genrobust.study import thawed
 from genrobust.validation import check_config
 
 # The schema's verdict in one line naming the key (jsonschema's own message dumps the schema);
@@ -35,12 +35,12 @@ if _problem:
 validate(config, schema="../schemas/config.schema.yaml")
 if "--lint" in sys.argv:  # linting reads the rules, not the data: a config whose data is elsewhere lints
     config["check_paths"] = False
+# The plan, built once and checked: runs, reports, generated sets, every name's kind and settings
+# (genrobust/study.py). The rules read it, not config.
 try:
-    check_config(config)
+    STUDY = check_config(config)
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
-# The plan, built once: runs, reports, generated sets and every name's kind (genrobust/study.py).
-STUDY = Study.of(config)
 
 OUT = config["out"]
 DEMO = config.get("demo")

@@ -4,7 +4,7 @@ import re
 
 from genrobust.metrics import plan as metrics_plan
 
-METRIC_REPORTS = STUDY.metric_reports(config)
+METRIC_REPORTS = STUDY.metric_reports()
 FILTERED = list(STUDY.filtered_sets)
 EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
 TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 from . import system
-from .options import apply_options
+from .runner import run_measurement
 from .system import BenchmarkError
 
 NAME = "benchmark-finetune"
@@ -132,42 +130,25 @@ def format_results(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _measure(args: argparse.Namespace, results: list[dict]) -> None:
+    """Every (method, precision, batch size) of args, appended to `results` as each finishes."""
+    if args.steps < 1 or args.warmup_steps < 0 or min(args.batch_size) < 1 or args.size % 8:
+        raise BenchmarkError("need --steps >= 1, --warmup-steps >= 0, --batch-size >= 1, --size a multiple of 8")
+    device = system.resolve_device(args.device)
+    precisions = args.precision or (["fp16", "bf16"] if device.type == "cuda" else ["fp32"])
+    system.warn_if_busy(device, NAME)
+    system.log(NAME, f"{system.device_name(device)}; load {system.load_average()}")
+    for method in args.method:
+        for precision in precisions:
+            for batch in args.batch_size:
+                result = benchmark_config(args, device, method, precision, batch)
+                result.update(device=system.device_name(device), versions=system.versions(
+                    "diffusers", "accelerate", "peft", "bitsandbytes"))
+                results.append(result)
+                system.log(NAME, f"{method} {result['precision']} batch {batch}: {result['images_per_s']:.2f} images/s")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed options (build_parser); prints the table, returns an exit code."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is built locally
-    import torch
-
-    from .. import io
-
-    results: list[dict] = []
-    try:
-        args = apply_options(args, build_parser())
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        if args.steps < 1 or args.warmup_steps < 0 or min(args.batch_size) < 1 or args.size % 8:
-            raise BenchmarkError("need --steps >= 1, --warmup-steps >= 0, --batch-size >= 1, --size a multiple of 8")
-        device = system.resolve_device(args.device)
-        precisions = args.precision or (["fp16", "bf16"] if device.type == "cuda" else ["fp32"])
-        system.warn_if_busy(device, NAME)
-        system.log(NAME, f"{system.device_name(device)}; load {system.load_average()}")
-        for method in args.method:
-            for precision in precisions:
-                for batch in args.batch_size:
-                    result = benchmark_config(args, device, method, precision, batch)
-                    result.update(device=system.device_name(device), versions=system.versions(
-                        "diffusers", "accelerate", "peft", "bitsandbytes"))
-                    results.append(result)
-                    system.log(NAME, f"{method} {result['precision']} batch {batch}: "
-                                     f"{result['images_per_s']:.2f} images/s")
-    except (BenchmarkError, ValueError) as err:
-        print(f"{NAME}: error: {err}", file=sys.stderr)
-        return 2
-    except torch.OutOfMemoryError as err:
-        system.log(NAME, f"out of GPU memory ({err}); try a smaller --batch-size or --gradient-checkpointing")
-        if not results:
-            return 3
-    print("\n" + format_results(results))
-    if args.json_out:
-        io.write_json(args.json_out, results)
-        system.log(NAME, f"wrote {args.json_out}")
-    return 0
+    return run_measurement(NAME, args, build_parser(), _measure, format_results, errors=(ValueError,),
+                           oom_hint="try a smaller --batch-size or --gradient-checkpointing")

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 from collections import defaultdict
 from typing import Iterator
@@ -30,9 +29,9 @@ import numpy as np
 from . import system
 from ..generate.speedups import apply_cache, cache_settings, fuse_qkv_projections, speedup_label
 from ..kinds import STRATEGIES
-from .options import apply_options
 from .pipelines import KIND_OF_PIPELINE, build_dit_random, build_sd15_random, count_parameters, load_tiny, pipeline_kind
 from .report import format_result, format_summary
+from .runner import run_measurement
 from .system import BenchmarkError
 
 NAME = "benchmark-generation"
@@ -466,34 +465,17 @@ def _run_full_size(args, results: list) -> None:
             torch.cuda.empty_cache()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark for parsed options (build_parser); prints the tables, returns an exit code."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is built locally
+def _measure(args: argparse.Namespace, results: list[dict]) -> None:
     import torch
 
-    from .. import io
+    if args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    (_run_tiny if args.tiny else _run_full_size)(args, results)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark for parsed options (build_parser); prints the tables, returns an exit code."""
     from ..generate import GenerationError
 
-    results: list[dict] = []
-    try:
-        args = apply_options(args, build_parser())
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        if args.cudnn_benchmark:
-            torch.backends.cudnn.benchmark = True
-        (_run_tiny if args.tiny else _run_full_size)(args, results)
-    except (BenchmarkError, GenerationError) as err:
-        print(f"{NAME}: error: {err}", file=sys.stderr)
-        return 2
-    except torch.OutOfMemoryError as err:
-        system.log(NAME, f"out of GPU memory ({err}); try a smaller --batch-size")
-        if not results:
-            return 3
-    summary = format_summary(results)
-    if summary:
-        print("\n" + summary)
-    if args.json_out:
-        io.write_json(args.json_out, results)
-        system.log(NAME, f"wrote {args.json_out}")
-    return 0
-
+    return run_measurement(NAME, args, build_parser(), _measure, format_summary, errors=(GenerationError,),
+                           oom_hint="try a smaller --batch-size")

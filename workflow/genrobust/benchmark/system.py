@@ -82,3 +82,4 @@ def versions(*packages: str) -> dict:
         except Exception:  # noqa: BLE001 - optional
             out[name] = None
     return out
+

@@ -72,37 +72,18 @@ def _model_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
                 os.chmod(os.path.join(root, name), 0o666 & ~io.current_umask())
 
 
+# What the tiny CLIP text and vision towers share.
+_TINY_TOWER = dict(hidden_size=TINY_WIDTH, intermediate_size=64, projection_dim=TINY_WIDTH, num_hidden_layers=2,
+                   num_attention_heads=4, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
 def _tiny_text_config(**overrides) -> dict:
-    config = dict(
-        vocab_size=CLIP_VOCAB_SIZE,
-        hidden_size=TINY_WIDTH,
-        intermediate_size=64,
-        projection_dim=TINY_WIDTH,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=TOKENIZER_MAX_LENGTH,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        pad_token_id=EOS_TOKEN_ID,
-        bos_token_id=BOS_TOKEN_ID,
-        eos_token_id=EOS_TOKEN_ID,
-    )
-    return {**config, **overrides}
+    return {**_TINY_TOWER, "vocab_size": CLIP_VOCAB_SIZE, "max_position_embeddings": TOKENIZER_MAX_LENGTH,
+            "pad_token_id": EOS_TOKEN_ID, "bos_token_id": BOS_TOKEN_ID, "eos_token_id": EOS_TOKEN_ID, **overrides}
 
 
 def _tiny_vision_config(**overrides) -> dict:
-    config = dict(
-        hidden_size=TINY_WIDTH,
-        intermediate_size=64,
-        projection_dim=TINY_WIDTH,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=TINY_ENCODER_IMAGE_SIZE,
-        patch_size=4,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    )
-    return {**config, **overrides}
+    return {**_TINY_TOWER, "image_size": TINY_ENCODER_IMAGE_SIZE, "patch_size": 4, **overrides}
 
 
 def _tiny_image_processor():

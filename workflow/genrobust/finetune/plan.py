@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 
 from ..config import ConfigError
+from ..study import Study
 
 FINETUNE_DIR = "finetune"  # under config `out`
 LR_RANGE = (1e-7, 1e-2)  # outside it, a fine-tuning learning rate is a typo, not a recipe
@@ -54,35 +55,35 @@ def resolve_finetuned_ids(config: dict) -> None:
         spec["id"] = out
 
 
-def check_finetune_environment(config: dict) -> None:
+def check_finetune_environment(study: Study) -> None:
     """What a fine-tuning job needs installed: checked for a run (after its data paths), not for a
     plan without data."""
-    for name, block in finetuned_models(config).items():
+    for name, block in finetuned_models(study.config).items():
         if block.get("optimizer", "adamw8bit") == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError(f"models.{name}.finetune.optimizer: adamw8bit needs bitsandbytes, which is not "
                               "installed (it is optional: pip install bitsandbytes on the GPU nodes' environment), "
                               "or set optimizer: adamw")
 
 
-def check_finetune(config: dict) -> None:
+def check_finetune(study: Study) -> None:
     """Each finetune block names a plain base model and a dataset of config, with values a job
     can train with; ConfigError names the key."""
-    models, datasets = config["models"], config["datasets"]
-    for name, block in finetuned_models(config).items():
+    models, datasets = study.models, study.datasets
+    for name, block in finetuned_models(study.config).items():
         key = f"models.{name}.finetune"
         base = block.get("base")
         if base not in models:
             raise ConfigError(f"{key}.base: '{base}' is not one of models ({sorted(models)})")
-        if base == name or is_finetuned(models[base]):
+        if base == name or models[base].finetuned:
             raise ConfigError(f"{key}.base: '{base}' is itself fine-tuned here; name a plain model "
                               "(a hub id or a folder) as the base")
         if block.get("dataset") not in datasets:
             raise ConfigError(f"{key}.dataset: '{block.get('dataset')}' is not one of datasets ({sorted(datasets)})")
-        _check_values(config, key, block)
-        _check_images(config, key, block)
+        _check_values(key, block)
+        _check_images(study, key, block)
 
 
-def _check_values(config: dict, key: str, block: dict) -> None:
+def _check_values(key: str, block) -> None:
     method = block.get("method", "full")
     if method not in ("full", "lora"):
         raise ConfigError(f"{key}.method: '{method}' is not full or lora")
@@ -110,20 +111,18 @@ def _check_values(config: dict, key: str, block: dict) -> None:
                           "end within the run")
 
 
-def _check_images(config: dict, key: str, block: dict) -> None:
+def _check_images(study: Study, key: str, block) -> None:
     """Captions need a name per class; where config fixes the real set's size (the demo's drawn
     data) it must fill one optimizer step."""
     from pathlib import Path
 
-    from ..config import dataset_wnids, real_per_class
-
     names = block.get("class_names", "clip")
     if names != "clip" and not Path(names).is_file():
         raise ConfigError(f"{key}.class_names: '{names}' is neither 'clip' nor a file of 'wnid<TAB>name' lines")
-    per_class = real_per_class(config, block["dataset"])
+    per_class = study.real_per_class(block["dataset"])
     if per_class is None:
         return
-    images = per_class * len(dataset_wnids(config, block["dataset"]))
+    images = per_class * len(study.wnids(block["dataset"]))
     step = images_per_step(block)
     if images < step:
         raise ConfigError(f"{key}.batch_size: {step} images per optimizer step (batch_size x "

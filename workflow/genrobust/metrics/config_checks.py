@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genrobust.config import ConfigError, produced_by_demo
-from genrobust.kinds import REPORTS, STRATEGIES
+from genrobust.config import ConfigError
 from genrobust.kinds.reports import FID_SETS, METRIC, SOURCE_SETS
 from genrobust.name_lists import METRIC_MODELS, shipped_names
 from genrobust.schema import did_you_mean
+from genrobust.study import Report, Study, thawed
 
 from .plan import row_sources
 
@@ -36,18 +36,18 @@ def _names():
     return shipped_names(METRIC_MODELS)
 
 
-def _local(config: dict, key: str, path: str, what: str, folder: bool = False) -> None:
+def _local(study: Study, key: str, path: str, what: str, folder: bool = False) -> None:
     """A local model file or folder must exist (unless the demo builds it, or paths are not checked)."""
-    if produced_by_demo(config, path) or not config.get("check_paths", True):
+    if study.produced_by_demo(path) or not study.check_paths:
         return
     p = Path(path).expanduser()
     if not (p.is_dir() if folder else p.is_file()):
         raise ConfigError(f"{key}: '{path}' is not an existing {'folder' if folder else 'file'}; {what}")
 
 
-def check_timm(config: dict, key: str, name: str, file: str | None) -> None:
+def check_timm(study: Study, key: str, name: str, file: str | None) -> None:
     if name.startswith("local-dir:"):
-        _local(config, key, name.split(":", 1)[1], "point it at a folder written by timm's save_for_hf", folder=True)
+        _local(study, key, name.split(":", 1)[1], "point it at a folder written by timm's save_for_hf", folder=True)
     elif not name.startswith("hf-hub:"):
         known = _names()["timm"]
         arch = name.split(".", 1)[0]
@@ -55,10 +55,10 @@ def check_timm(config: dict, key: str, name: str, file: str | None) -> None:
             raise ConfigError(f"{key}: '{name}' is not a timm pretrained model{did_you_mean(name, known)} "
                               "(timm.list_pretrained(); or local-dir:<folder>, hf-hub:<id>)")
     if file:
-        _local(config, f"{key.rsplit('.', 1)[0]}.file", file, "give the weights file of this timm model")
+        _local(study, f"{key.rsplit('.', 1)[0]}.file", file, "give the weights file of this timm model")
 
 
-def check_clip(config: dict, clip: dict) -> None:
+def check_clip(study: Study, clip) -> None:
     template = clip.get("filter_template")
     if template is not None and (template.count("{}") != 1 or template.replace("{}", "").count("{")
                                  or template.replace("{}", "").count("}")):
@@ -66,7 +66,7 @@ def check_clip(config: dict, clip: dict) -> None:
                           "name, and no other brace (the CLIP filter's text: 'a photo of a {}')")
     model, pretrained = clip.get("model", "ViT-B-32"), clip.get("pretrained", "openai")
     if model.startswith("local-dir:"):
-        _local(config, "metrics.clip.model", model.split(":", 1)[1],
+        _local(study, "metrics.clip.model", model.split(":", 1)[1],
                "point it at a folder with open_clip_config.json and weights", folder=True)
         return
     if model.startswith("hf-hub:"):
@@ -76,56 +76,52 @@ def check_clip(config: dict, clip: dict) -> None:
         raise ConfigError(f"metrics.clip.model: '{model}' is not an open_clip model{did_you_mean(model, models)}")
     tags = [t for t in models[model].split(",") if t != "-"]
     if pretrained and pretrained not in tags and not pretrained.startswith((".", "/", "~")) \
-            and not produced_by_demo(config, pretrained):
+            and not study.produced_by_demo(pretrained):
         raise ConfigError(f"metrics.clip.pretrained: '{pretrained}' is not a pretrained tag of {model} "
                           f"({', '.join(tags) or 'none'}) nor a checkpoint path")
     if pretrained and pretrained.startswith((".", "/", "~")):
-        _local(config, "metrics.clip.pretrained", pretrained, "give an open_clip checkpoint file")
+        _local(study, "metrics.clip.pretrained", pretrained, "give an open_clip checkpoint file")
 
 
-def _split_made(config: dict, dataset: str, source: str, split: str) -> bool:
-    gen = config["datasets"][dataset].get("generate", {}).get(source)
+def _split_made(study: Study, dataset: str, source: str, split: str) -> bool:
+    gen = study.datasets[dataset].generate.get(source)
     return source == "real" or bool(gen and gen[f"{split}_shards"] > 0)
 
 
-def _derived(strategy: dict) -> bool:
-    return STRATEGIES[strategy["kind"]].derived
-
-
-def check_filtered(config: dict) -> None:
-    strategies = config["strategies"]
+def check_filtered(study: Study) -> None:
+    strategies = study.strategies
     for name, strategy in strategies.items():
-        if not _derived(strategy):
+        if not strategy.kind.derived:
             continue
-        source = strategy.get("source")
-        if source not in strategies or _derived(strategies[source]):
+        source = strategy.settings.get("source")
+        if source not in strategies or strategies[source].kind.derived:
             raise ConfigError(f"strategies.{name}.source: '{source}' must be a strategy that generates images "
-                              f"(one of {sorted(s for s in strategies if not _derived(strategies[s]))})")
-        for dname, dataset in config["datasets"].items():
-            gen = dataset.get("generate", {}).get(name)
+                              f"(one of {sorted(s for s in strategies if not strategies[s].kind.derived)})")
+        for dname, dataset in study.datasets.items():
+            gen = dataset.generate.get(name)
             for split in ("train", "val"):
-                if gen and gen[f"{split}_shards"] > 0 and not _split_made(config, dname, source, split):
+                if gen and gen[f"{split}_shards"] > 0 and not _split_made(study, dname, source, split):
                     raise ConfigError(f"datasets.{dname}.generate.{name}.{split}_shards: {name} filters the {split} "
                                       f"images of {source}, which datasets.{dname}.generate.{source} does not make")
 
 
-def check_report(config: dict, name: str, report: dict) -> None:
-    key, dataset, kind = f"reports.{name}", report["dataset"], REPORTS[report["kind"]]
+def check_report(study: Study, planned: Report) -> None:
+    key, dataset, kind, report = f"reports.{planned.name}", planned.dataset, planned.kind, planned.settings
     if kind.embeds in (FID_SETS, SOURCE_SETS):  # its `sources`' train splits
         for label, source in report["sources"].items():
-            if source != "real" and source not in config["strategies"]:
+            if source != "real" and source not in study.strategies:
                 raise ConfigError(f"{key}.sources.{label}: '{source}' is neither 'real' nor one of strategies")
-            if not _split_made(config, dataset, source, "train"):
+            if not _split_made(study, dataset, source, "train"):
                 raise ConfigError(f"{key}.sources.{label}: datasets.{dataset}.generate.{source} does not make a "
                                   "train split")
     if kind.diversity_er:
         try:
-            row_sources(report)
+            row_sources(thawed(report))
         except ValueError as err:
             raise ConfigError(f"{key}.rows: {err} (its CLIP diversity is set beside the row's ER)") from None
     if kind.classifies:
         strategy = report["strategy"]
-        if strategy not in config["strategies"] or not _split_made(config, dataset, strategy, "val"):
+        if strategy not in study.strategies or not _split_made(study, dataset, strategy, "val"):
             raise ConfigError(f"{key}.strategy: '{strategy}' must be a strategy with a generated val set "
                               f"(datasets.{dataset}.generate.{strategy}.val_shards > 0)")
         trained = [label for label, spec in report["classifiers"].items() if "mixture" in spec]
@@ -133,19 +129,19 @@ def check_report(config: dict, name: str, report: dict) -> None:
             raise ConfigError(f"{key}.archs: the trained rows ({', '.join(trained)}) need archs and seeds")
         for label, spec in report["classifiers"].items():
             if "timm" in spec:
-                check_timm(config, f"{key}.classifiers.{label}.timm", spec["timm"], spec.get("file"))
+                check_timm(study, f"{key}.classifiers.{label}.timm", spec["timm"], spec.get("file"))
 
 
-def check_metrics(config: dict) -> None:
-    metric_reports = {n: r for n, r in config["reports"].items() if REPORTS[r["kind"]].family == METRIC}
-    for name, report in metric_reports.items():
-        check_report(config, name, report)
-    metrics = config.get("metrics") or {}
-    embeds = {REPORTS[r["kind"]].embeds for r in metric_reports.values()}
-    uses_clip = bool(embeds - {FID_SETS}) or any(_derived(s) for s in config["strategies"].values())
+def check_metrics(study: Study) -> None:
+    metric_reports = study.reports_that(family=METRIC)
+    for report in metric_reports.values():
+        check_report(study, report)
+    metrics = study.config.get("metrics") or {}
+    embeds = {r.kind.embeds for r in metric_reports.values()}
+    uses_clip = bool(embeds - {FID_SETS}) or any(s.kind.derived for s in study.strategies.values())
     if uses_clip:
-        check_clip(config, metrics.get("clip") or {})
+        check_clip(study, metrics.get("clip") or {})
     weights = (metrics.get("inception") or {}).get("weights")
     if weights and FID_SETS in embeds:
-        _local(config, "metrics.inception.weights", weights,
+        _local(study, "metrics.inception.weights", weights,
                "give clean-fid's inception-2015-12-05.pt, a TorchScript feature extractor, or null to download")

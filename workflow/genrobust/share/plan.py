@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, produced_by_demo, read_config_file
-from ..kinds import STRATEGIES
+from ..config import ConfigError
+from ..study import Study
 from .formats import read_class_map
 
 
@@ -36,12 +36,13 @@ def export_of(config: dict, path: str) -> dict | None:
     return None
 
 
-def _check_exports(config: dict) -> None:
-    for i, entry in enumerate(exports(config)):
+def _check_exports(study: Study) -> None:
+    entries = exports(study.config)
+    for i, entry in enumerate(entries):
         key, dataset, strategy = f"exports[{i}]", entry["dataset"], entry["strategy"]
-        if dataset not in config["datasets"]:
-            raise ConfigError(f"{key}.dataset: '{dataset}' is not one of datasets ({sorted(config['datasets'])})")
-        gen = config["datasets"][dataset].get("generate", {}).get(strategy)
+        if dataset not in study.datasets:
+            raise ConfigError(f"{key}.dataset: '{dataset}' is not one of datasets ({sorted(study.datasets)})")
+        gen = study.datasets[dataset].generate.get(strategy)
         if gen is None:
             raise ConfigError(f"{key}.strategy: datasets.{dataset}.generate.{strategy} is not set, so there is no "
                               "such set to export")
@@ -49,36 +50,35 @@ def _check_exports(config: dict) -> None:
             if gen[f"{split}_shards"] == 0:
                 raise ConfigError(f"{key}.splits: datasets.{dataset}.generate.{strategy}.{split}_shards is 0, so "
                                   f"there is no {split} split to export")
-        if [e["dataset"] + "/" + e["strategy"] for e in exports(config)].count(f"{dataset}/{strategy}") > 1:
+        if [e["dataset"] + "/" + e["strategy"] for e in entries].count(f"{dataset}/{strategy}") > 1:
             raise ConfigError(f"{key}: {dataset}/{strategy} is exported twice; give its splits in one entry")
 
 
-def _check_external(config: dict, name: str, strategy: dict) -> None:
+def _check_external(study: Study, name: str, strategy) -> None:
     key = f"strategies.{name}"
     path = strategy.get("path")
     if not path:
         raise ConfigError(f"{key}.path: an external strategy needs the folder of the set to import")
-    for dname, dataset in config["datasets"].items():
-        gen = dataset.get("generate", {}).get(name)
+    for dname, dataset in study.datasets.items():
+        gen = dataset.generate.get(name)
         if gen and gen["val_shards"] > 0:
             raise ConfigError(f"datasets.{dname}.generate.{name}.val_shards: an external set is imported as a "
                               "train split only; set it to 0")
         if gen and gen["train_shards"] > 1:
             raise ConfigError(f"datasets.{dname}.generate.{name}.train_shards: an import is one job; set it to 1")
     if strategy.get("class_map"):
-        read_config_file(config, f"{key}.class_map", strategy["class_map"], read_class_map,
-                         "a CSV with columns name,wnid")
-    made_here = export_of(config, path) is not None or produced_by_demo(config, path)
-    if made_here or not config.get("check_paths", True):
+        study.read_file(f"{key}.class_map", strategy["class_map"], read_class_map, "a CSV with columns name,wnid")
+    made_here = export_of(study.config, path) is not None or study.produced_by_demo(path)
+    if made_here or not study.check_paths:
         return
     if not Path(path).expanduser().is_dir():
         raise ConfigError(f"{key}.path: '{path}' is not an existing folder (an ImageFolder tree, or a folder of "
                           "parquet or WebDataset shards)")
 
 
-def check_share(config: dict) -> None:
+def check_share(study: Study) -> None:
     """Raise ConfigError naming the key of an export or an external strategy that cannot run."""
-    _check_exports(config)
-    for name, strategy in config["strategies"].items():
-        if STRATEGIES[strategy["kind"]].imported:
-            _check_external(config, name, strategy)
+    _check_exports(study)
+    for name, strategy in study.strategies.items():
+        if strategy.kind.imported:
+            _check_external(study, name, strategy.settings)
