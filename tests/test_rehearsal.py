@@ -21,11 +21,12 @@ NDS = ["ImageNet-Sketch", "ImageNet-R", "ImageNet-V2", "ObjectNet"]
 IN100 = ["Im-100", "Im-Sketch-100", "Im-R-100", "Im-V2-100", "Obj-100"]
 
 
-def rehearse(workdir, out, *configfiles):
+def rehearse(workdir, out, *configfiles, reports=()):
     """`genrobust rehearse` as a user runs it, from a folder holding the checkout's config/."""
     if not (workdir / "config").exists():
         (workdir / "config").symlink_to(REPO / "config")  # config/config.yaml itself, not a copy
     command = [sys.executable, "-m", "genrobust", "rehearse", "--out", str(out), "--configfile", *configfiles]
+    command += ["--reports", *reports] if reports else []
     return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
@@ -111,11 +112,15 @@ def test_the_beyond_the_paper_overlays_build_on_the_full_study(tmp_path):
     reports = yaml.safe_load((REPO / "config" / "beyond.yaml").read_text())["reports"]
     kinds = {r["kind"] for r in reports.values()}
     assert {"scaling_curve", "guidance_curve", "diversity_er", "robustness_table"} <= kinds
-    # config/beyond.yaml with the few-step overlay on top: every beyond-the-paper report at once
+    # config/beyond.yaml with the few-step overlay on top: every beyond-the-paper report at once, on
+    # the full study (whose own reports test_every_report_of_the_full_study_builds builds)
+    few_step = yaml.safe_load((REPO / "config" / "few_step.yaml").read_text())["reports"]
     result = rehearse(tmp_path, tmp_path / "rehearsal", "config/config.yaml", "config/beyond.yaml",
-                      "config/few_step.yaml")
+                      "config/few_step.yaml", reports=[*reports, *few_step])
     assert result.returncode == 0, result.stderr[-5000:]
     out = tmp_path / "rehearsal"
+    assert not (out / "table1.csv").exists()  # only the reports asked for
+    assert f"{len(reports) + len(few_step)} report(s) of the study built" in result.stderr
     frontier = table(out, "few_step")
     assert len(frontier) == 4 and frontier["Generated on"].eq("cuda").all()
     # the cost model's hours, for the images each row trains on: 50 guided steps, 25, 4 unguided,
@@ -129,6 +134,12 @@ def test_the_beyond_the_paper_overlays_build_on_the_full_study(tmp_path):
     assert set(pd.read_csv(out / "scaling.csv")["Training data"]) >= {"real only", "cl80 400%", "real + cl80 400%"}
     assert list(table(out, "separate_bn").index) == ["Shared BN", "Separate BN"]
     assert figure_warnings(out) == []
+
+
+def test_rehearse_names_a_report_the_config_lacks(tmp_path):
+    result = rehearse(tmp_path, tmp_path / "rehearsal", "config/config.yaml", reports=["table1", "tabel7"])
+    assert result.returncode == 2 and "--reports: 'tabel7' is not a report of the config" in result.stderr
+    assert "did you mean table7" in result.stderr and not (tmp_path / "rehearsal").exists()
 
 
 def test_rehearse_never_empties_a_folder_it_did_not_make(tmp_path):

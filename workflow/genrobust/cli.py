@@ -219,7 +219,8 @@ def cmd_cost(args) -> None:
 def cmd_rehearse(args) -> None:
     from .rehearsal import rehearse
 
-    rehearse(args.configfile, args.out, per_class=args.per_class, cores=args.cores, html=not args.no_html)
+    rehearse(args.configfile, args.out, per_class=args.per_class, cores=args.cores, html=not args.no_html,
+             reports=args.reports)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -362,6 +363,8 @@ def _add_planning_stages(stage) -> None:
     p.add_argument("--per-class", type=int, default=3, help="images per class of every stand-in table")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    p.add_argument("--reports", nargs="+", metavar="NAME", help="rehearse only these reports (table1 figure11 ...): "
+                   "their stand-ins and reduce steps alone")
 
 
 def _add_modules_with_own_parsers(sub) -> None:

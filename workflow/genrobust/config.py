@@ -130,17 +130,6 @@ def report_rows(report: dict) -> dict[str, str]:
     return REPORTS[report["kind"]].report_rows(report)
 
 
-def report_spec(config: dict, name: str, **extra) -> dict:
-    """What a report's writer reads: its config with its rows expanded (in config order), the test
-    sets' display names and the ID set, and `extra` (the metric reports' seed)."""
-    report = config["reports"][name]
-    spec = dict(report, rows=report_rows(report), **extra)
-    spec["test_set_names"] = {t: config["test_sets"][t].get("name", t) for t in config["test_sets"]}
-    spec["test_set_kinds"] = {t: config["test_sets"][t]["kind"] for t in config["test_sets"]}
-    spec["id_test_set"] = config["evaluation"]["id_test_set"]
-    return spec
-
-
 def report_reference(report: dict, config: dict) -> dict:
     """The effective-robustness reference of a report: its own `reference`, else its dataset's:
     {mixtures: real-only runs of the report's archs and seeds, csv: published points or null}."""

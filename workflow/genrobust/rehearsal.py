@@ -388,29 +388,44 @@ def _snakemake(config: dict, configfiles: list[str], out: Path, targets: list[st
                              + "\n".join(logs or [output[-6000:]]))
 
 
-def report_tables(config: dict) -> dict[str, pd.DataFrame]:
-    """Each report's main table as written (its first column the row labels)."""
-    return {name: pd.read_csv(Path(config["out"], f"{name}.csv")) for name in active_reports(config)}
+def report_tables(config: dict, names: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Each report's main table as written (its first column the row labels); of `names` only, if given."""
+    return {name: pd.read_csv(Path(config["out"], f"{name}.csv")) for name in names or active_reports(config)}
+
+
+def chosen_reports(config: dict, names: list[str] | None) -> list[str]:
+    """The reports a rehearsal builds: `names` (checked to be reports of the config), or all."""
+    from .schema import did_you_mean
+
+    built = list(active_reports(config))
+    for name in names or []:
+        if name not in built:
+            raise ValueError(f"--reports: '{name}' is not a report of the config ({', '.join(built)})"
+                             f"{did_you_mean(name, built)}")
+    return [name for name in built if not names or name in names]
 
 
 def rehearse(configfiles: list[str], out: str | os.PathLike, *, per_class: int = 3, cores: int = 2,
-             html: bool = True) -> dict:
+             html: bool = True, reports: list[str] | None = None) -> dict:
     """Rehearse the study `configfiles` describe in the folder `out` (see the module docstring):
-    stand-ins, every report's reduce steps through Snakemake, then the HTML report. Returns
-    {stand_ins: counts, reports: {name: rows x columns}, seconds}."""
+    stand-ins, every report's reduce steps through Snakemake (or those of `reports` only), then the
+    HTML report. Returns {stand_ins: counts, reports: {name: rows x columns}, seconds}."""
     start = time.time()
     out = Path(out).resolve()
-    _prepare(out)
     config = study_config(configfiles, str(out))
+    names = chosen_reports(config, reports)
+    _prepare(out)
     counts = write_stand_ins(config, per_class)
     print(f"[rehearse] stand-ins: {', '.join(f'{n} {k}' for k, n in counts.items())}", file=sys.stderr)
-    targets = [str(out / f"{name}.csv") for name in active_reports(config)]
+    targets = [str(out / f"{name}.csv") for name in names]  # the stand-ins are every report's: a few seconds
     _snakemake(config, configfiles, out, targets, cores=cores)
     if html:
         _snakemake(config, configfiles, out, targets, "--report", str(out / "report.html"), cores=cores)
-    shapes = {name: f"{len(t)} rows x {len(t.columns) - 1} columns" for name, t in report_tables(config).items()}
+    shapes = {name: f"{len(t)} rows x {len(t.columns) - 1} columns"
+              for name, t in report_tables(config, names).items()}
     for name, shape in shapes.items():
         print(f"[rehearse] {name} ({config['reports'][name]['kind']}): {shape}", file=sys.stderr)
     seconds = round(time.time() - start, 1)
-    print(f"[rehearse] every report of the study built from stand-ins in {seconds} s: {out}", file=sys.stderr)
+    which = f"{len(shapes)} report(s) of the study" if reports else "every report of the study"
+    print(f"[rehearse] {which} built from stand-ins in {seconds} s: {out}", file=sys.stderr)
     return {"stand_ins": counts, "reports": shapes, "seconds": seconds}

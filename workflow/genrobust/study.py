@@ -175,6 +175,16 @@ class Study:
         """The built reports whose kind has `traits` (reports_that(family=METRIC)), in config order."""
         return {n: r for n, r in self.reports.items() if all(getattr(r.kind, a) == v for a, v in traits.items())}
 
+    def report_spec(self, name: str, **extra) -> dict:
+        """What a report's writer reads, as plain data: its config with its rows expanded (in config
+        order), the test sets' display names and kinds, the ID set, and `extra` (the metric reports' seed)."""
+        report = self.reports[name]
+        spec = dict(thawed(report.settings), rows=thawed(report.rows), **extra)
+        spec["test_set_names"] = {t: s.settings.get("name", t) for t, s in self.test_sets.items()}
+        spec["test_set_kinds"] = {t: s.kind.name for t, s in self.test_sets.items()}
+        spec["id_test_set"] = self.evaluation["id_test_set"]
+        return spec
+
     def base_source(self, source: str) -> str:
         """The strategy whose images a source is: a clip_filtered source's `source`, else itself."""
         strategy = self.strategies.get(source)

@@ -57,7 +57,7 @@ rule benchmark_generation:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("generation", {}), sort_keys=True),
+        options=json.dumps(thawed(STUDY.config.get("benchmarks", {}).get("generation", {})), sort_keys=True),
     shell:
         "{params.cli} benchmark-generation --options {params.options:q} --threads {threads} "
         "--json-out {output:q} > {log:q} 2>&1"
@@ -77,7 +77,7 @@ rule benchmark_training:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("training", {}), sort_keys=True),
+        options=json.dumps(thawed(STUDY.config.get("benchmarks", {}).get("training", {})), sort_keys=True),
     shell:
         "{params.cli} benchmark-training --options {params.options:q} --threads {threads} "
         "--json-out {output:q} > {log:q} 2>&1"
@@ -97,7 +97,7 @@ rule benchmark_finetune:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("finetune", {}), sort_keys=True),
+        options=json.dumps(thawed(STUDY.config.get("benchmarks", {}).get("finetune", {})), sort_keys=True),
     shell:
         "{params.cli} benchmark-finetune --options {params.options:q} --threads {threads} "
         "--json-out {output:q} > {log:q} 2>&1"

@@ -16,11 +16,10 @@ from genrobust.config import (
     generation_plan,
     parse_mixture,
     report_rows,
-    report_spec as study_report_spec,
     skipped_reports,
     unpinned_hub_models,
 )
-from genrobust.finetune.plan import finetune_checkpoints, finetune_output, finetuned_models
+from genrobust.finetune.plan import finetune_checkpoints, finetune_output
 from genrobust.kinds.reports import METRIC
 from genrobust.provenance import config_hash
 from genrobust.schema import schema_problem
@@ -42,8 +41,8 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 
-OUT = config["out"]
-DEMO = config.get("demo")
+OUT = STUDY.out
+DEMO = thawed(STUDY.demo)  # plain data: the demo rules hand it to their commands as JSON
 ENV = "../../envs/genrobust.yaml"
 # The CLI runs on the venv's interpreter, or on the conda env's python under --sdm conda; the
 # library is importable from the checkout in both (and in SLURM jobs) through PYTHONPATH.
@@ -90,11 +89,11 @@ def train_launcher(wildcards, resources):
 
 
 if workflow.is_main_process:
-    for line in generation_plan(config):
+    for line in generation_plan(STUDY.config):
         print(f"genrobust: generate {line}", file=sys.stderr)
-    for note in skipped_reports(config):
+    for note in skipped_reports(STUDY.config):
         print(f"genrobust: report {note}", file=sys.stderr)
-    for note in unpinned_hub_models(config):
+    for note in unpinned_hub_models(STUDY.config):
         print(f"genrobust: NOTICE {note}", file=sys.stderr)
     # The executor (and so workflow.dryrun) is not set while the Snakefile is read, and Snakemake has
     # no end-of-dry-run hook: the command line says it, and the pointer comes first.
@@ -137,7 +136,7 @@ def parent_folder(wildcards, output):
 
 
 def dataset_root(wildcards):
-    return config["datasets"][wildcards.dataset][wildcards.split]
+    return STUDY.datasets[wildcards.dataset].settings[wildcards.split]
 
 
 def test_set_kind(wildcards):
@@ -145,19 +144,19 @@ def test_set_kind(wildcards):
 
 
 def test_set_root(wildcards):
-    return config["test_sets"][wildcards.test_set]["path"]
+    return STUDY.test_sets[wildcards.test_set].settings["path"]
 
 
 def dataset_source_inputs(wildcards):
-    return demo_inputs(config["datasets"][wildcards.dataset][wildcards.split])
+    return demo_inputs(STUDY.datasets[wildcards.dataset].settings[wildcards.split])
 
 
 def test_set_source_inputs(wildcards):
-    return demo_inputs(config["test_sets"][wildcards.test_set]["path"])
+    return demo_inputs(STUDY.test_sets[wildcards.test_set].settings["path"])
 
 
 def test_set_options(wildcards):
-    spec = config["test_sets"][wildcards.test_set]
+    spec = STUDY.test_sets[wildcards.test_set].settings
     options = []
     if spec.get("severities"):
         options.append("--severities " + " ".join(quote(str(s)) for s in spec["severities"]))
@@ -169,40 +168,40 @@ def test_set_options(wildcards):
 
 
 def dataset_index_options(wildcards):
-    return "--allow-empty-classes" if config["datasets"][wildcards.dataset]["allow_empty_classes"] else ""
+    return "--allow-empty-classes" if STUDY.datasets[wildcards.dataset].settings["allow_empty_classes"] else ""
 
 
 # ----------------------------------------------------------------------------- finetune
 
 
 def finetune_block(wildcards):
-    block = finetuned_models(config).get(wildcards.model)
-    if block is None:
+    model = STUDY.models.get(wildcards.model)
+    if model is None or not model.finetuned:
         raise WorkflowError(f"models.{wildcards.model} has no finetune block: nothing fine-tunes it here")
-    return block
+    return model.settings["finetune"]
 
 
 def finetune_inputs(wildcards):
     """The real train index of the block's dataset, and what the demo builds of its base."""
     block = finetune_block(wildcards)
     inputs = {"index": f"{OUT}/index/{block['dataset']}/train.csv"}
-    for i, built in enumerate(demo_inputs(config["models"][block["base"]]["id"])):
+    for i, built in enumerate(demo_inputs(STUDY.models[block["base"]].settings["id"])):
         inputs[f"demo{i}"] = built
     return inputs
 
 
 def finetune_base_args(wildcards):
-    base = config["models"][finetune_block(wildcards)["base"]]
+    base = STUDY.models[finetune_block(wildcards)["base"]].settings
     revision = f" --revision {quote(str(base['revision']))}" if base.get("revision") else ""
     return f"--base {quote(base['id'])}{revision}"
 
 
 def finetune_recipe(wildcards):
-    return json.dumps(finetune_block(wildcards), sort_keys=True)
+    return json.dumps(thawed(finetune_block(wildcards)), sort_keys=True)
 
 
 def finetune_checkpoint_dir(wildcards):
-    return finetune_checkpoints(config, wildcards.model)
+    return finetune_checkpoints(STUDY.config, wildcards.model)
 
 
 def finetune_launcher(wildcards, resources):
@@ -217,8 +216,8 @@ def finetune_launcher(wildcards, resources):
 def finetuned_model_input(strategy):
     """A strategy generating from a model fine-tuned here waits for its finetune_model job."""
     name = strategy.get("model")
-    if name and config["models"][name].get("finetune"):
-        return {"finetuned": finetune_output(config, name)}
+    if name and STUDY.models[name].finetuned:
+        return {"finetuned": finetune_output(STUDY.config, name)}
     return {}
 
 
@@ -227,23 +226,24 @@ def finetuned_model_input(strategy):
 
 def strategy_spec(wildcards):
     """Everything one generation shard needs, as JSON for the CLI."""
-    spec = dict(config["strategies"][wildcards.strategy])
+    spec = thawed(STUDY.strategies[wildcards.strategy].settings)
     if "model" in spec:
-        model = config["models"][spec.pop("model")]
+        model = STUDY.models[spec.pop("model")].settings
         spec.update(model_id=model["id"], revision=model.get("revision"))
     if "adapter" in spec:
-        model = config["models"][spec["adapter"]]
+        model = STUDY.models[spec["adapter"]].settings
         spec["adapter"] = {
             "id": model["id"],
             "revision": model.get("revision"),
             "weight_name": model.get("weight_name"),
             "scale": spec.pop("adapter_scale", 1.0),
         }
-    gen = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy]
+    dataset = STUDY.datasets[wildcards.dataset]
+    gen = dataset.generate[wildcards.strategy]
     spec.update(
-        classes=config["datasets"][wildcards.dataset]["classes"],
+        classes=dataset.settings["classes"],
         n_shards=gen[f"{wildcards.split}_shards"],
-        seed=config["seed"],
+        seed=STUDY.seed,
     )
     if f"{wildcards.split}_per_class" in gen:
         spec["per_class"] = gen[f"{wildcards.split}_per_class"]
@@ -254,7 +254,7 @@ def strategy_spec(wildcards):
 
 def generation_inputs(wildcards):
     """The real index an image-conditioned strategy starts from, and what the demo builds."""
-    strategy = config["strategies"][wildcards.strategy]
+    strategy = STUDY.strategies[wildcards.strategy].settings
     inputs = {}
     if not STUDY.strategies[wildcards.strategy].kind.class_conditioned:
         inputs["real_index"] = f"{OUT}/index/{wildcards.dataset}/{wildcards.split}.csv"
@@ -263,7 +263,7 @@ def generation_inputs(wildcards):
         inputs["captions"] = strategy["captions"]  # a user's file: an edit re-runs the shards
     for key in ("model", "adapter"):
         if key in strategy:
-            paths.append(config["models"][strategy[key]].get("id"))
+            paths.append(STUDY.models[strategy[key]].settings.get("id"))
     for i, path in enumerate(p for p in paths if p):
         for built in demo_inputs(path):
             inputs[f"demo{i}"] = built
@@ -288,7 +288,7 @@ def contact_sheet_args(wildcards, input):
 
 
 def shard_manifests(wildcards):
-    n = config["datasets"][wildcards.dataset]["generate"][wildcards.strategy][f"{wildcards.split}_shards"]
+    n = STUDY.datasets[wildcards.dataset].generate[wildcards.strategy][f"{wildcards.split}_shards"]
     base = f"{OUT}/generate/{wildcards.dataset}/{wildcards.strategy}/{wildcards.split}"
     return [f"{base}/shard~{i}/manifest.csv" for i in range(n)]
 
@@ -354,14 +354,14 @@ def mixture_draw_args(wildcards):
 
 def recipe_json(wildcards):
     """The dataset's recipe; a mixture ending in +sepbn trains with separate BatchNorm statistics."""
-    recipe = dict(config["datasets"][wildcards.dataset]["recipe"])
+    recipe = thawed(STUDY.datasets[wildcards.dataset].recipe)
     if parse_mixture(wildcards.mix).separate_bn:
         recipe["generated_bn"] = "separate"
     return json.dumps(recipe, sort_keys=True)
 
 
 def beton_options(wildcards):
-    return json.dumps(config["datasets"][wildcards.dataset]["beton"], sort_keys=True)
+    return json.dumps(thawed(STUDY.datasets[wildcards.dataset].settings["beton"]), sort_keys=True)
 
 
 def checkpoint_path(wildcards):
@@ -370,7 +370,7 @@ def checkpoint_path(wildcards):
 
 
 def dataset_classes(wildcards):
-    return config["datasets"][wildcards.dataset]["classes"]
+    return STUDY.datasets[wildcards.dataset].settings["classes"]
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -389,7 +389,7 @@ def evaluation_set_args(wildcards, input):
             args.append(f"--border-crop {t}={kind.border_crop_px}")
         if kind.id_subset:
             args.append(f"--id-subset {t}")
-    return " ".join(args) + f" --id-test-set {quote(config['evaluation']['id_test_set'])}"
+    return " ".join(args) + f" --id-test-set {quote(STUDY.evaluation['id_test_set'])}"
 
 
 # ----------------------------------------------------------------------------- analysis / report
@@ -404,15 +404,15 @@ def reference_json(wildcards):
     """The report's effective-robustness reference and the shift sets it fits, for the fit."""
     planned = STUDY.reports[wildcards.report]
     return json.dumps(
-        {"id_test_set": config["evaluation"]["id_test_set"], "test_sets": thawed(planned.settings["test_sets"])}
+        {"id_test_set": STUDY.evaluation["id_test_set"], "test_sets": thawed(planned.settings["test_sets"])}
         | thawed(planned.reference),
         sort_keys=True,
     )
 
 
 def report_spec(name, **extra):
-    """What a report's writer reads (genrobust.config.report_spec), as JSON."""
-    return json.dumps(study_report_spec(config, name, **extra))  # keeps the rows in config's order
+    """What a report's writer reads (Study.report_spec), as JSON."""
+    return json.dumps(STUDY.report_spec(name, **extra))  # keeps the rows in config's order
 
 
 def report_inputs(name):
@@ -432,7 +432,7 @@ def report_input_args(wildcards, input):
 
 
 def report_figure(name):
-    spec = config["reports"][name]
+    spec = STUDY.reports[name].settings
     return f"{OUT}/{spec.get('figure', name + STUDY.reports[name].kind.figure_suffix)}.png"
 
 
@@ -482,8 +482,8 @@ def final_outputs():
     )
     for name in STUDY.reports:
         targets += [t for t in report_outputs(name) if t not in targets]
-    targets += [f"{OUT}/benchmarks/{name}.json" for name in config.get("benchmarks", {})]  # optional
-    targets += [f"{OUT}/export/{e['dataset']}/{e['strategy']}" for e in config.get("exports") or []]
+    targets += [f"{OUT}/benchmarks/{name}.json" for name in STUDY.config.get("benchmarks", {})]  # optional
+    targets += [f"{OUT}/export/{e['dataset']}/{e['strategy']}" for e in STUDY.config.get("exports") or ()]
     return targets + [PROVENANCE] * bool(STUDY.reports)
 
 

@@ -69,7 +69,7 @@ rule sample_mixture:
     threads: 1
     params:
         cli=GENROBUST,
-        seed=config["seed"],
+        seed=STUDY.seed,
         tables=mixture_table_args,
     shell:
         "{params.cli} sample-mixture {params.tables} --mix {wildcards.mix:q} --seed {params.seed} "

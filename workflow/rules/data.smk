@@ -21,7 +21,7 @@ if DEMO:
             cli=DEMO_CLI,
             root=parent_folder,
             demo=json.dumps(DEMO, sort_keys=True),
-            seed=config["seed"],
+            seed=STUDY.seed,
         shell:
             "{params.cli} data --out {params.root:q} --spec {params.demo:q} --seed {params.seed} 2> {log:q}"
 
@@ -41,7 +41,7 @@ if DEMO:
         params:
             cli=DEMO_CLI,
             root=parent_folder,
-            seed=config["seed"],
+            seed=STUDY.seed,
         shell:
             "{params.cli} models --out {params.root:q} --seed {params.seed} 2> {log:q}"
 
@@ -61,7 +61,7 @@ if DEMO:
         params:
             cli=DEMO_CLI,
             root=parent_folder,
-            seed=config["seed"],
+            seed=STUDY.seed,
         shell:
             "{params.cli} metric-models --out {params.root:q} --seed {params.seed} 2> {log:q}"
 

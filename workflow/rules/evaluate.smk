@@ -22,7 +22,7 @@ rule evaluate_model:
     params:
         cli=GENROBUST,
         sets=evaluation_set_args,
-        options=json.dumps(config["evaluation"], sort_keys=True),
+        options=json.dumps(thawed(STUDY.evaluation), sort_keys=True),
     shell:
         "{params.cli} evaluate --model {input.model:q} {params.sets} --options {params.options:q} "
         "--threads {threads} --out {output:q} 2> {log:q}"

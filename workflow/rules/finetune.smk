@@ -26,7 +26,7 @@ rule finetune_model:
         base=finetune_base_args,
         recipe=finetune_recipe,
         checkpoints=finetune_checkpoint_dir,
-        seed=config["seed"],
+        seed=STUDY.seed,
     shell:
         "{params.cli} finetune {params.base} --recipe {params.recipe:q} --index {input.index:q} "
         "--seed {params.seed} --checkpoints {params.checkpoints:q} --threads {threads} --out {output:q} 2> {log:q}"

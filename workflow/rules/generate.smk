@@ -61,7 +61,7 @@ rule make_contact_sheet:
     params:
         cli=GENROBUST,
         manifests=contact_sheet_args,
-        seed=config["seed"],
+        seed=STUDY.seed,
     shell:
         "{params.cli} contact-sheet --real {input.real:q} {params.manifests} --seed {params.seed} "
         "--title {wildcards.dataset:q} --out {output:q} 2> {log:q}"

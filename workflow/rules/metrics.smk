@@ -18,7 +18,7 @@ for rule_name, group in EMBED_GROUPS.items():
             tables=[table for table, _ in group["sets"].values()],
             models=metric_model_inputs(*extractor_models(group["extractor"])),
         output:
-            metrics_plan.group_outputs(config, group),
+            metrics_plan.group_outputs(STUDY.config, group),
         log:
             f"{OUT}/logs/{rule_name}.log",
         benchmark:
@@ -36,7 +36,7 @@ for rule_name, group in EMBED_GROUPS.items():
             spec=embed_spec(group["extractor"]),
             sets=group_set_args(group),
             text=group_text_args(group),
-            seed=config["seed"],
+            seed=STUDY.seed,
         shell:
             "{params.cli} embed --extractor {params.extractor} --spec {params.spec:q} {params.sets} {params.text} "
             "--seed {params.seed} --threads {threads} 2> {log:q}"
@@ -91,8 +91,8 @@ rule predict_run:
     params:
         cli=GENROBUST,
         sets=predictions_set_args,
-        evaluation=json.dumps(config["evaluation"], sort_keys=True),
-        batch=config["evaluation"]["batch_size"],
+        evaluation=json.dumps(thawed(STUDY.evaluation), sort_keys=True),
+        batch=STUDY.evaluation["batch_size"],
     shell:
         "{params.cli} classify-images --model {input.model:q} --evaluation {params.evaluation:q} {params.sets} "
         "--batch-size {params.batch} --threads {threads} --out {output:q} 2> {log:q}"
@@ -120,7 +120,7 @@ rule filter_generated:
     params:
         cli=GENROBUST,
         features=lambda wildcards, input: input.features.removesuffix(".npy"),
-        threshold=lambda wildcards: config["strategies"][wildcards.strategy].get("threshold", 0.3),
+        threshold=lambda wildcards: STUDY.strategies[wildcards.strategy].settings.get("threshold", 0.3),
         clip=embed_spec("clip"),  # what the features and texts were made with (they are ancient inputs)
     shell:
         "{params.cli} filter-generated --manifest {input.manifest:q} --features {params.features:q} --text {input.text:q} "
@@ -134,7 +134,7 @@ for name, spec in METRIC_REPORTS.items():
         name:
             f"make_{name}"
         input:
-            metrics_plan.input_files(metrics_plan.report_inputs(config, name)),
+            metrics_plan.input_files(metrics_plan.report_inputs(STUDY.config, name)),
         output:
             table=report(f"{OUT}/{name}.csv", caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
             figure=report(report_figure(name), caption=f"../report/{spec['kind']}.rst", category=report_category(name)),
@@ -151,8 +151,8 @@ for name, spec in METRIC_REPORTS.items():
         params:
             cli=GENROBUST,
             kind=spec["kind"],
-            spec=report_spec(name, seed=config["seed"]),
-            inputs=json.dumps(metrics_plan.report_inputs(config, name), sort_keys=True),
+            spec=report_spec(name, seed=STUDY.seed),
+            inputs=json.dumps(metrics_plan.report_inputs(STUDY.config, name), sort_keys=True),
         shell:
             "{params.cli} metrics-report --kind {params.kind:q} --spec {params.spec:q} --inputs {params.inputs:q} "
             "--out-table {output.table:q} --out-figure {output.figure:q} --out-display {output.display:q} 2> {log:q}"
@@ -173,7 +173,7 @@ rule benchmark_embedding:
         runtime=60,
     params:
         cli=GENROBUST,
-        options=json.dumps(config.get("benchmarks", {}).get("embedding", {}), sort_keys=True),
+        options=json.dumps(thawed(STUDY.config.get("benchmarks", {}).get("embedding", {})), sort_keys=True),
     shell:
         "{params.cli} benchmark-embedding --options {params.options:q} --threads {threads} "
         "--json-out {output:q} > {log:q} 2>&1"

@@ -6,9 +6,9 @@ from genrobust.metrics import plan as metrics_plan
 
 METRIC_REPORTS = STUDY.metric_reports()
 FILTERED = list(STUDY.filtered_sets)
-EMBED_GROUPS = metrics_plan.embedding_groups(config, METRIC_REPORTS, FILTERED)
-TIMM_MODELS = metrics_plan.timm_models(config, METRIC_REPORTS)
-METRICS = config.get("metrics") or {}
+EMBED_GROUPS = metrics_plan.embedding_groups(STUDY.config, METRIC_REPORTS, FILTERED)
+TIMM_MODELS = metrics_plan.timm_models(STUDY.config, METRIC_REPORTS)
+METRICS = thawed(STUDY.config.get("metrics") or {})
 METRICS_SPEC = json.dumps(METRICS, sort_keys=True)
 
 
@@ -21,7 +21,7 @@ def metric_report_threads(name):
 
 def metric_model_inputs(*paths):
     """The demo rule that builds a metric stand-in when the demo builds `path`."""
-    if DEMO and any(p and produced_by_demo(config, p) for p in paths):
+    if DEMO and any(p and produced_by_demo(STUDY.config, p) for p in paths):
         return [f"{DEMO['models']}/metrics/metric_models.json"]
     return []
 
@@ -40,7 +40,7 @@ def group_text_args(group):
     if not group["text"]:
         return ""
     text = metrics_plan.text_file(OUT, group["dataset"])
-    return f"--text-out {quote(text)} --classes {quote(config['datasets'][group['dataset']]['classes'])}"
+    return f"--text-out {quote(text)} --classes {quote(STUDY.datasets[group['dataset']].settings['classes'])}"
 
 
 def extractor_models(extractor):
@@ -74,8 +74,8 @@ def filtered_source(wildcards):
     a report adding a set re-runs its embedding group, which links the unchanged features back
     from the cache; that must not re-filter (and so re-write betons and re-train). They change only
     with the source's manifest (an input) or the CLIP settings (params.clip), which re-run the filter."""
-    spec = config["strategies"][wildcards.strategy]
-    features = metrics_plan.features_base(config, "clip", wildcards.dataset, wildcards.split, spec["source"])
+    spec = STUDY.strategies[wildcards.strategy].settings
+    features = metrics_plan.features_base(STUDY.config, "clip", wildcards.dataset, wildcards.split, spec["source"])
     return {
         "manifest": metrics_plan.source_table(OUT, wildcards.dataset, wildcards.split, spec["source"]),
         "features": ancient(features + ".npy"),

@@ -50,7 +50,7 @@ rule provenance:
     params:
         cli=GENROBUST,
         results=lambda wildcards: OUT,  # the config's out folder, recorded as a name
-        config_sha256=config_hash(config),
+        config_sha256=config_hash(thawed(STUDY.config)),
         configfiles=" ".join(quote(str(path)) for path in workflow.configfiles),
         checkout=workflow.basedir,
         reports=" ".join(map(quote, STUDY.reports)),

@@ -15,7 +15,7 @@ from genrobust.config import produced_by_demo
 from genrobust.share import plan as share_plan
 from genrobust.costs import CPU_JOB_MB, GPU_JOB_MB
 
-SIZES = costs.StudySize(config)
+SIZES = costs.StudySize(STUDY.config)
 _minutes, _megabytes = costs.runtime_minutes, costs.memory_mb
 
 
@@ -56,7 +56,7 @@ share_runtime, _ = _sized(lambda w, t: costs.share_cost(SIZES.generated_images(w
 
 
 def export_runtime(wildcards, attempt):
-    splits = share_plan.export_entry(config, wildcards.dataset, wildcards.strategy)["splits"]
+    splits = share_plan.export_entry(STUDY.config, wildcards.dataset, wildcards.strategy)["splits"]
     images = sum(SIZES.generated_images(wildcards.dataset, wildcards.strategy, split) for split in splits)
     return _minutes(costs.share_cost(images).seconds, attempt)
 

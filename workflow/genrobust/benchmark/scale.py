@@ -134,15 +134,16 @@ def measure(command: list[str], log: Path) -> dict:
 
 def stage_commands(config: dict, out: Path, scale: float) -> dict[str, list[str]]:
     """Each stage's command line, as its rule calls it (paths under `out`)."""
-    from ..config import report_spec, training_runs
     from ..metrics import plan as metrics_plan
     from ..rehearsal import SNAKEFILE
+    from ..study import Study
 
+    study = Study.of(config)
     cli = [sys.executable, "-m", "genrobust"]
     index, manifest = out / "index/imagenet1k/train.csv", out / "generate/imagenet1k/cl80/train/manifest.csv"
     clip = metrics_plan.features_base(config, "clip", "imagenet1k", "train", "cl80")
     report = {name: ["--kind", config["reports"][name]["kind"],
-                     "--spec", json.dumps(report_spec(config, name, seed=config["seed"])),
+                     "--spec", json.dumps(study.report_spec(name, seed=study.seed)),
                      "--inputs", json.dumps(metrics_plan.report_inputs(config, name)),
                      "--out-table", str(out / f"{name}.csv"), "--out-figure", str(out / f"{name}.png")]
               for name in ("table2", "table7")}
@@ -159,7 +160,7 @@ def stage_commands(config: dict, out: Path, scale: float) -> dict[str, list[str]
                         "--options", json.dumps(config["datasets"]["imagenet1k"]["beton"]), "--threads", "1",
                         "--out-manifest", str(out / "beton/real.csv"), "--out-beton", str(out / "beton/real.beton")],
         "collect": [*cli, "collect", "--out", str(out / "accuracy.csv"),
-                    *(str(out / "eval" / run.dir / "evaluation.json") for run in training_runs(config))],
+                    *(str(out / "eval" / run.dir / "evaluation.json") for run in study.runs)],
         "filter": [*cli, "filter-generated", "--manifest", str(manifest), "--features", clip,
                    "--text", metrics_plan.text_file(str(out), "imagenet1k"), "--threshold", "0.3", "--source", "cl80",
                    "--out-manifest", str(out / "generate/imagenet1k/cl80clip/train/manifest.csv"),
