@@ -59,6 +59,14 @@ def subset_for_classes(index, class_wnids):
     return kept, [class_wnids[c] for c in mask]
 
 
+def check_semantics(config: dict) -> None:
+    """checks.check_semantics on the config's Study, as validation.check_config runs it."""
+    from genrobust import checks
+    from genrobust.validation import parse_study
+
+    checks.check_semantics(parse_study(config))
+
+
 def pytest_collection_modifyitems(items):
     """The slow end-to-end demo tests first, so that under `make test` (-n 2 --dist loadfile) their
     file starts at once on one worker and every other file runs beside it on the other."""

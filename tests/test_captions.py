@@ -13,12 +13,10 @@ import yaml
 from PIL import Image
 from snakemake.utils import validate
 
-from conftest import REPO
+from conftest import REPO, check_semantics
 from genrobust import captions, generate, io, prompts
-from genrobust import checks
 from genrobust.config import ConfigError
 from genrobust.demo.models import build_tiny_sd
-from genrobust.validation import parse_study
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # tench, goldfish, great white shark
 CLASS_CAPTIONS = {
@@ -26,11 +24,6 @@ CLASS_CAPTIONS = {
     "n01443537": ["a goldfish in a glass bowl", "two goldfish in a pond"],
     "n01484850": ["a great white shark below a boat"],
 }
-
-
-def check_semantics(config: dict) -> None:
-    """checks.check_semantics on the config's Study, as validation.check_config runs it."""
-    checks.check_semantics(parse_study(config))
 
 
 def write_class_captions(path: Path, by_class=CLASS_CAPTIONS) -> str:

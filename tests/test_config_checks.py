@@ -13,20 +13,14 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from conftest import REPO, snakemake
+from conftest import REPO, check_semantics, snakemake
 from genrobust import checks, generator_checks
 from genrobust.config import ConfigError
-from genrobust.validation import parse_study
 
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 DEMO = yaml.safe_load((REPO / "config/demo.yaml").read_text())
 FULL = yaml.safe_load((REPO / "config/config.yaml").read_text())
 DEMO_WNIDS = [w for w in (REPO / "config/demo_classes.txt").read_text().splitlines() if w.startswith("n0")]
-
-
-def check_semantics(config: dict) -> None:
-    """checks.check_semantics on the config's Study, as validation.check_config runs it."""
-    checks.check_semantics(parse_study(config))
 
 
 @pytest.fixture(autouse=True)
